@@ -1,0 +1,1 @@
+"""The workflow engine: BPMN, FEEL, runtime on JetStream."""
