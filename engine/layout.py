@@ -36,6 +36,7 @@ __all__ = [
     "STREAM_JOBS",
     "command_subject",
     "history_subject",
+    "idempotent_instance_id",
     "instance_key",
     "job_consumer",
     "job_subject",
@@ -135,3 +136,13 @@ def trigger_key(tenant: str, name: str) -> str:
 
 def usertask_key(tenant: str, task_id: str) -> str:
     return f"{tenant}.{task_id}"
+
+
+def idempotent_instance_id(tenant: str, process_id: str, key: str) -> str:
+    """The instance id a launch with idempotency ``key`` gets: the same key always names the
+    same instance, so a repeated launch finds it exists (KV create-if-absent) and does nothing,
+    long after JetStream's duplicate window."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{tenant}\0{process_id}\0{key}".encode()).hexdigest()
+    return "k" + digest[:31]

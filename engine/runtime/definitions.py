@@ -21,6 +21,7 @@ from nats.js.kv import KeyValue
 
 from natsflow.engine import layout
 from natsflow.engine.bpmn.model import Definitions, Process
+from natsflow.engine.natsutil import list_keys
 from natsflow.errors import ConflictError, NotFoundError
 
 __all__ = [
@@ -167,12 +168,7 @@ async def get_definition(kv: KeyValue, tenant: str, process_id: str, version: in
 
 async def list_definitions(kv: KeyValue, tenant: str) -> list[LatestRecord]:
     """The latest version of every process of a tenant."""
-    try:
-        keys = await kv.keys(filters=[f"{tenant}.*.latest"])
-    except Exception as exc:  # nats-py raises NoKeysError when the bucket is empty
-        if type(exc).__name__ == "NoKeysError":
-            return []
-        raise
+    keys = await list_keys(kv, f"{tenant}.*.latest")
     entries = await asyncio.gather(*(kv.get(k) for k in keys))
     return sorted((_latest_decoder.decode(e.value or b"") for e in entries), key=lambda r: r.process_id)
 
@@ -181,12 +177,7 @@ async def delete_definitions(kv: KeyValue, tenant: str, process_id: str) -> int:
     """Remove every version of a process. Running instances keep their compiled copy in the
     engines' caches but cannot be reloaded by a fresh engine; callers delete only unused
     processes. Returns the number of keys removed."""
-    try:
-        keys = await kv.keys(filters=[f"{tenant}.{layout.token(process_id)}.>"])
-    except Exception as exc:
-        if type(exc).__name__ == "NoKeysError":
-            return 0
-        raise
+    keys = await list_keys(kv, f"{tenant}.{layout.token(process_id)}.>")
     for key in keys:
         await kv.purge(key)
     return len(keys)

@@ -43,6 +43,7 @@ __all__ = [
     "command_decoder",
     "decode_state",
     "encode",
+    "new_id",
 ]
 
 RECORD_VERSION = 1
@@ -343,3 +344,14 @@ def encode(record: msgspec.Struct | Any) -> bytes:
 
 def decode_state(data: bytes) -> InstanceState:
     return _state_decoder.decode(data)
+
+
+def new_id() -> str:
+    """A new instance id: 64-bit nanosecond timestamp and 32 random bits, in hex.
+
+    Ids sort by creation time (for one clock), fit a KV key and a subject token.
+    """
+    import os
+    import time
+
+    return f"{time.time_ns():016x}{os.urandom(4).hex()}"

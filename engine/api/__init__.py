@@ -1,0 +1,1 @@
+"""Request-reply API over NATS."""

@@ -1,0 +1,376 @@
+"""The engine: consumes commands from JetStream, steps instances, publishes effects.
+
+One step, for one command (DESIGN.md section 2)::
+
+    load record (cache or KV) ─► publish a previous step's effects if not known flushed
+      ─► skip if the command was applied ─► interpreter.step (pure)
+      ─► KV update(last=revision)  ── conflict: reload, run again
+      ─► publish effects (pipelined, deterministic Nats-Msg-Id) ─► ack the command
+
+The record keeps the step's effects (its *outbox*) until the next step replaces them, so a
+crash between the KV write and the publishes is repaired by whichever replica handles the
+instance next, or by the redelivered command; JetStream drops republished effects inside its
+duplicate window. Commands of one instance are applied one at a time in stream order; commands
+of different instances run concurrently. Any replica can handle any command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+from natsflow.engine import layout
+from natsflow.engine.bpmn.model import Process
+from natsflow.engine.runtime import records as r
+from natsflow.engine.runtime.definitions import DefinitionCache, get_latest
+from natsflow.engine.runtime.interpreter import APPLIED_MEMORY, StepResult, step
+from natsflow.engine.runtime.setup import LayoutSettings, ensure_layout, open_buckets
+from natsflow.errors import NatsflowError, NotFoundError
+
+__all__ = ["Engine", "EngineSettings"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    batch: int = 256
+    """Commands fetched per pull request."""
+    max_inflight: int = 2048
+    """Commands being applied at once (across instances)."""
+    cache_size: int = 20_000
+    """Instance records kept in memory (LRU); a stale entry costs one conflict and a reload."""
+    max_conflicts: int = 50
+    """Revision conflicts tolerated for one command before it is left for redelivery."""
+    fetch_timeout: float = 1.0
+    """Seconds one pull request waits for commands."""
+
+
+class _Bounded(OrderedDict[str, Any]):
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def remember(self, key: str, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class Engine:
+    """A stateless engine replica. Start any number of them on the same NATS account."""
+
+    def __init__(
+        self,
+        nc: Client,
+        settings: EngineSettings | None = None,
+        *,
+        layout_settings: LayoutSettings | None = None,
+        clock: Clock = wall_clock,
+        publisher: Callable[[list[Any]], Any] | None = None,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.settings = settings or EngineSettings()
+        self.layout = layout_settings or LayoutSettings()
+        self.clock = clock
+        self._cache: _Bounded = _Bounded(self.settings.cache_size)
+        self._flushed: _Bounded = _Bounded(self.settings.cache_size)
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._sem = asyncio.Semaphore(self.settings.max_inflight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._extra_publisher = publisher
+        self.steps = 0
+        self.conflicts = 0
+        self.inflight = 0
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> Engine:
+        await ensure_layout(self.js, self.layout)
+        buckets = await open_buckets(self.js)
+        self.kv = buckets[layout.BUCKET_INSTANCES]
+        self.workflows = buckets[layout.BUCKET_WORKFLOWS]
+        self.usertasks = buckets[layout.BUCKET_USERTASKS]
+        self.definitions = DefinitionCache(self.workflows)
+        self._psub = await self.js.pull_subscribe_bind(durable=layout.ENGINE_CONSUMER, stream=layout.STREAM_COMMANDS)
+        self._stopping.clear()
+        self._loop_task = asyncio.create_task(self._fetch_loop(), name="natsflow-engine-fetch")
+        log.info("engine started")
+        return self
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop fetching, let in-flight commands finish (bounded), then cancel the rest."""
+        self._stopping.set()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        with contextlib.suppress(Exception):
+            await self._psub.unsubscribe()
+        log.info("engine stopped after %d steps", self.steps)
+
+    async def __aenter__(self) -> Engine:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    # --- consuming ------------------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        while not self._stopping.is_set():
+            want = max(1, min(self.settings.batch, self.settings.max_inflight - self.inflight))
+            try:
+                msgs = await self._psub.fetch(want, timeout=self.settings.fetch_timeout)
+            except TimeoutError:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # connection trouble: keep trying, never die
+                if self._stopping.is_set():
+                    return
+                log.warning("fetching commands failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                await self._sem.acquire()
+                self.inflight += 1
+                task = asyncio.create_task(self._handle(msg))
+                self._tasks.add(task)
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self.inflight -= 1
+        self._sem.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("command handling failed", exc_info=task.exception())
+
+    async def _handle(self, msg: Msg) -> None:
+        key = msg.subject[len("nf.cmd.") :]
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                await self._apply(msg)
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    # --- one command ----------------------------------------------------------------------------
+
+    async def _apply(self, msg: Msg) -> None:
+        try:
+            cmd: Any = r.command_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            log.error("dropping undecodable command on %s: %s", msg.subject, exc)
+            await msg.term()
+            return
+        key = layout.instance_key(cmd.tenant, cmd.instance)
+        for _ in range(self.settings.max_conflicts):
+            try:
+                state, rev = await self._load(key)
+            except msgspec.DecodeError as exc:
+                log.error("instance record %s is corrupt (%s); command %s left unapplied", key, exc, cmd.id)
+                await msg.term()
+                return
+            if state is not None and state.outbox and state.outbox_cmd not in self._flushed:
+                await self._publish(state.outbox)
+                self._flushed.remember(state.outbox_cmd or "", True)
+            if state is None and not isinstance(cmd, r.Launch):
+                log.warning("command %s for unknown instance %s dropped", cmd.id, key)
+                await msg.term()
+                return
+            if state is not None and cmd.id in state.applied:
+                await msg.ack()
+                return
+            if state is not None and isinstance(cmd, r.Launch):
+                log.info("launch %s: instance %s exists already", cmd.id, key)
+                await msg.ack()
+                return
+            result = await self._step(state, cmd)
+            if result is None:
+                await msg.term()
+                return
+            if not result.changed:
+                await msg.ack()
+                return
+            new = result.state
+            outbox: list[Any] = [*result.effects]
+            if result.history is not None:
+                outbox.append(result.history)
+            new.outbox = outbox
+            new.outbox_cmd = cmd.id
+            new.outbox_at = self.clock().isoformat()
+            data = r.encode(new)
+            if len(data) > self.layout.max_payload:
+                self._cache.pop(key, None)
+                data, new, outbox = await self._oversized(key, cmd, len(data))
+            try:
+                if rev is None:
+                    rev = await self.kv.create(key, data)
+                else:
+                    rev = await self.kv.update(key, data, last=rev)
+            except KeyWrongLastSequenceError:
+                self.conflicts += 1
+                self._cache.pop(key, None)
+                continue
+            if new.state == "active":
+                self._cache.remember(key, (new, rev))
+            else:
+                self._cache.pop(key, None)
+            await self._publish(outbox)
+            self._flushed.remember(cmd.id, True)
+            self.steps += 1
+            await msg.ack()
+            return
+        log.warning("command %s: %d revision conflicts in a row; left for redelivery", cmd.id, self.settings.max_conflicts)
+
+    async def _load(self, key: str) -> tuple[r.InstanceState | None, int | None]:
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        try:
+            entry = await self.kv.get(key)
+        except KeyNotFoundError:
+            return None, None
+        if entry.value is None:
+            return None, None
+        return r.decode_state(entry.value), entry.revision
+
+    async def _step(self, state: r.InstanceState | None, cmd: Any) -> StepResult | None:
+        """Run the interpreter; a failure of the interpreter becomes an incident, never a crash."""
+        now = self.clock()
+        try:
+            if isinstance(cmd, r.Launch):
+                version = cmd.version or (await get_latest(self.workflows, cmd.tenant, cmd.process_id)).version
+                cmd = msgspec.structs.replace(cmd, version=version)
+                process: Process | None = await self.definitions.get(cmd.tenant, cmd.process_id, version)
+            else:
+                assert state is not None
+                process = await self.definitions.get(state.tenant, state.process_id, state.version)
+        except NotFoundError as exc:
+            log.error("command %s: %s", cmd.id, exc)
+            if state is None:
+                return None
+            return self._engine_incident(state, cmd, f"definition unavailable: {exc}")
+        try:
+            return step(process, state, cmd, now)
+        except Exception as exc:
+            log.exception("interpreter failed on command %s of instance %s", cmd.id, cmd.instance)
+            if state is None:
+                return None
+            key = layout.instance_key(cmd.tenant, cmd.instance)
+            self._cache.pop(key, None)
+            fresh, _ = await self._load(key)
+            if fresh is None:
+                return None
+            return self._engine_incident(fresh, cmd, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _engine_incident(self, state: r.InstanceState, cmd: Any, message: str, kind: str = "engine") -> StepResult:
+        state.step += 1
+        at = self.clock().isoformat()
+        ei = getattr(cmd, "ei", None) or 1
+        element = state.eis[ei].el if ei in state.eis else state.process_id
+        incident = r.Incident(id=f"{state.id}.{ei}.{state.step}", ei=ei, element_id=element, kind=kind, message=message, at=at)
+        state.incidents.append(incident)
+        state.applied = [*state.applied, cmd.id][-APPLIED_MEMORY:]
+        history = r.HistoryRecord(
+            tenant=state.tenant,
+            instance=state.id,
+            process_id=state.process_id,
+            step=state.step,
+            at=at,
+            command=type(cmd).__name__,
+            state=state.state,
+            events=[r.HistoryEvent(type="incident-raised", element_id=element, ei=ei, data={"incident": incident.id, "kind": kind, "message": message})],
+        )
+        return StepResult(state, [], history)
+
+    async def _oversized(self, key: str, cmd: Any, size: int) -> tuple[bytes, r.InstanceState, list[Any]]:
+        fresh, _ = await self._load(key)
+        message = f"the instance record would be {size} bytes, more than the limit of {self.layout.max_payload}; variables not applied"
+        if fresh is None:
+            raise NatsflowError(message)
+        result = self._engine_incident(fresh, cmd, message, kind="payload")
+        assert result.history is not None
+        outbox: list[Any] = [result.history]
+        fresh.outbox = outbox
+        fresh.outbox_cmd = cmd.id
+        return r.encode(fresh), fresh, outbox
+
+    # --- effects --------------------------------------------------------------------------------
+
+    async def _publish(self, outbox: list[Any]) -> None:
+        pending = []
+        js = self.js
+        for item in outbox:
+            if isinstance(item, r.Job):
+                pending.append(
+                    js.publish(layout.job_subject(item.tenant, item.type), r.encode(item), headers={"Nats-Msg-Id": item.key})
+                )
+            elif isinstance(item, r.HistoryRecord):
+                pending.append(
+                    js.publish(
+                        layout.history_subject(item.tenant, item.instance),
+                        r.encode(item),
+                        headers={"Nats-Msg-Id": f"{item.instance}.h{item.step}"},
+                    )
+                )
+            elif isinstance(item, r.UserTask):
+                pending.append(self.usertasks.put(layout.usertask_key(item.tenant, item.id), r.encode(item)))
+            elif isinstance(item, r.UserTaskDone):
+                pending.append(self._delete_usertask(layout.usertask_key(item.tenant, item.id)))
+            elif isinstance(item, r.Command):
+                pending.append(
+                    js.publish(
+                        layout.command_subject(item.tenant, item.instance), r.encode(item), headers={"Nats-Msg-Id": item.id}
+                    )
+                )
+            elif self._extra_publisher is not None:
+                pending.append(self._extra_publisher([item]))
+            else:
+                log.warning("no publisher for effect %s", type(item).__name__)
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def _delete_usertask(self, key: str) -> None:
+        with contextlib.suppress(KeyNotFoundError):
+            await self.usertasks.delete(key)

@@ -1,0 +1,684 @@
+"""The interpreter: a pure function ``(process, state, command, now) -> (state, effects, history)``.
+
+No I/O and no clock reads happen here; the adapter (:mod:`natsflow.engine.runtime.engine`)
+loads the state, calls :func:`step`, writes the state and publishes the effects. Because it is
+pure and deterministic, a step can be re-run after a revision conflict, replayed in tests, and
+its effects get deterministic ids (``<instance>.<step>.<n>``, job keys
+``<instance>.<element instance>.<attempt>``).
+
+Tokens move through the graph until each one waits (at a job, a user task, a join, ...) or
+ends. Only waiting things are stored, as element instances (``InstanceState.eis``); scopes
+(the process, sub-processes) are element instances too, and hold local variables.
+
+Failures inside a step never escape as exceptions: a broken expression, a missing flow, an
+unhandled BPMN error become an *incident* on the element instance, and the token waits there
+until the incident is resolved.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from natsflow.engine.bpmn.model import (
+    Activity,
+    ErrorTrigger,
+    Event,
+    FlowNode,
+    Gateway,
+    Process,
+    ScriptTask,
+    SubProcess,
+    TerminateTrigger,
+)
+from natsflow.engine.runtime import records as r
+from natsflow.engine.runtime.scopes import ROOT, apply_mappings, context_of, propagate
+from natsflow.errors import NatsflowError
+
+__all__ = ["MAX_ACTIVATIONS", "StepResult", "step"]
+
+log = logging.getLogger(__name__)
+
+MAX_ACTIVATIONS = 10_000
+"""Element activations one step may perform before the instance gets an incident (runaway loop)."""
+
+APPLIED_MEMORY = 32
+"""How many recent command ids an instance remembers to recognise a redelivery."""
+
+_JOB_ELEMENTS = frozenset({"serviceTask", "sendTask", "businessRuleTask", "scriptTask"})
+_PASS_THROUGH = frozenset({"task", "manualTask"})
+
+
+def _json_value(value: Any) -> Any:
+    from natsflow.engine.feel import to_json_value
+
+    return to_json_value(value)
+
+
+class _Incident(Exception):
+    """Raised inside the step to park a token with an incident."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass
+class StepResult:
+    state: r.InstanceState
+    effects: list[Any] = field(default_factory=list)
+    history: r.HistoryRecord | None = None
+    changed: bool = True
+
+
+def step(process: Process | None, state: r.InstanceState | None, command: Any, now: datetime) -> StepResult:
+    """Apply one command. ``state`` is None only for a launch of a new instance.
+
+    ``process`` is the compiled model of the instance's process version (None when it could
+    not be loaded: the command is refused with an incident).
+    """
+    if state is None:
+        if not isinstance(command, r.Launch):
+            raise NatsflowError(f"instance {command.instance} does not exist (command {command.id})")
+        state = r.InstanceState(
+            id=command.instance,
+            tenant=command.tenant,
+            process_id=command.process_id,
+            version=command.version or 0,
+            business_key=command.business_key,
+            started=now.isoformat(),
+            parent=command.parent,
+        )
+    elif command.id in state.applied:
+        return StepResult(state, changed=False)
+    assert process is not None
+    runner = _Step(process, state, now, command)
+    runner.run(command)
+    return runner.result()
+
+
+class _Step:
+    def __init__(self, process: Process, state: r.InstanceState, now: datetime, command: Any) -> None:
+        self.p = process
+        self.s = state
+        self.now = now
+        self.at = now.isoformat()
+        self.command = command
+        self.events: list[r.HistoryEvent] = []
+        self.effects: list[Any] = []
+        self.queue: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self.pending: dict[int, int] = {}  # scope key -> tokens queued towards it
+        self.activations = 0
+        self.s.step += 1
+
+    # --- driver -------------------------------------------------------------------------------
+
+    def run(self, command: Any) -> None:
+        handler = getattr(self, "on_" + type(command).__name__, None)
+        if handler is None:
+            log.warning("instance %s: command type %s not handled", self.s.id, type(command).__name__)
+        elif self.s.state != "active" and not isinstance(command, r.Launch):
+            log.info("instance %s is %s; ignoring %s", self.s.id, self.s.state, type(command).__name__)
+        else:
+            handler(command)
+            self.drain()
+        self.s.applied.append(command.id)
+        if len(self.s.applied) > APPLIED_MEMORY:
+            del self.s.applied[: len(self.s.applied) - APPLIED_MEMORY]
+
+    def drain(self) -> None:
+        while self.queue:
+            fn, args = self.queue.popleft()
+            fn(*args)
+
+    def result(self) -> StepResult:
+        history = r.HistoryRecord(
+            tenant=self.s.tenant,
+            instance=self.s.id,
+            process_id=self.s.process_id,
+            step=self.s.step,
+            at=self.at,
+            command=type(self.command).__name__,
+            state=self.s.state,
+            events=self.events,
+        )
+        return StepResult(self.s, self.effects, history)
+
+    def event(self, type_: str, node_id: str | None = None, key: int | None = None, **data: Any) -> None:
+        self.events.append(r.HistoryEvent(type=type_, element_id=node_id, ei=key, data=data or None))
+
+    def new_key(self) -> int:
+        key = self.s.seq
+        self.s.seq += 1
+        return key
+
+    def effect_id(self) -> str:
+        return f"{self.s.id}.{self.s.step}.{len(self.effects)}"
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def on_Launch(self, cmd: r.Launch) -> None:
+        self.s.version = cmd.version or self.s.version
+        root = r.ElementInstance(key=ROOT, el=self.p.id, parent=0, vars=dict(cmd.variables))
+        self.s.eis[ROOT] = root
+        self.event("instance-started", self.p.id, ROOT, version=self.s.version)
+        start = cmd.start_event or (self.p.start_events[0] if self.p.start_events else None)
+        if start is None:
+            self.raise_incident(root, "no-flow", f"process '{self.p.id}' has no none start event to start at")
+            return
+        self.enqueue_enter(start, ROOT, None)
+
+    def on_JobCompleted(self, cmd: r.JobCompleted) -> None:
+        ei = self.waiting(cmd.ei, job=cmd.job)
+        if ei is None:
+            return
+        self.event("job-completed", ei.el, ei.key)
+        self.complete_with(ei, cmd.variables)
+
+    def on_JobFailed(self, cmd: r.JobFailed) -> None:
+        ei = self.waiting(cmd.ei, job=cmd.job)
+        if ei is None:
+            return
+        ei.retries = cmd.retries
+        self.raise_incident(ei, "job-failed", cmd.message or "job failed", phase="job")
+
+    def on_JobError(self, cmd: r.JobError) -> None:
+        ei = self.waiting(cmd.ei, job=cmd.job)
+        if ei is None:
+            return
+        ei.job = None
+        self.throw_error(ei, cmd.code, cmd.message, cmd.variables)
+
+    def on_UserTaskCompleted(self, cmd: r.UserTaskCompleted) -> None:
+        key = int(cmd.task.rsplit(".", 1)[-1])
+        ei = self.s.eis.get(key)
+        if ei is None or (ei.data or {}).get("user_task") != cmd.task:
+            log.info("instance %s: user task %s is not open; ignored", self.s.id, cmd.task)
+            return
+        self.effects.append(r.UserTaskDone(id=cmd.task, tenant=self.s.tenant))
+        self.event("user-task-completed", ei.el, ei.key)
+        self.complete_with(ei, cmd.variables)
+
+    def on_SetVariables(self, cmd: r.SetVariables) -> None:
+        target = cmd.ei if cmd.ei is not None else ROOT
+        scope = self.s.eis.get(target)
+        if scope is None:
+            return
+        if scope.vars is None:
+            scope.vars = {}
+        scope.vars.update(cmd.variables)
+        self.event("variables-set", scope.el, scope.key, names=sorted(cmd.variables))
+
+    def on_Cancel(self, cmd: r.Cancel) -> None:
+        root = self.s.eis[ROOT]
+        self.terminate_children(ROOT)
+        self.s.joins.clear()
+        self.s.state = "cancelled"
+        self.s.ended = self.at
+        self.s.incidents.clear()
+        self.event("instance-cancelled", root.el, ROOT, reason=cmd.reason or None)
+        self.notify_parent("cancelled")
+
+    def on_ResolveIncident(self, cmd: r.ResolveIncident) -> None:
+        incident = next((i for i in self.s.incidents if i.id == cmd.incident), None)
+        if incident is None:
+            return
+        self.s.incidents.remove(incident)
+        ei = self.s.eis.get(incident.ei)
+        self.event("incident-resolved", incident.element_id, incident.ei, incident=incident.id)
+        if ei is None:
+            return
+        if cmd.variables:
+            propagate(self.s, ei.key, cmd.variables)
+        data = ei.data or {}
+        phase = data.pop("phase", "enter")
+        ei.incident = None
+        node = self.p.nodes.get(ei.el)
+        if phase == "done":
+            phase = "job" if getattr(node, "task", None) is not None else "enter"
+        if phase == "job":
+            ei.attempt += 1
+            ei.retries = None
+            self.create_job(ei, self.p.nodes[ei.el])
+        elif phase == "complete":
+            self.complete_with(ei, {}, resume=True)
+        elif phase == "leave":
+            del self.s.eis[ei.key]
+            self.leave(self.p.nodes[ei.el], ei.parent)
+        elif ei.key == ROOT:
+            self.on_Launch_retry()
+        else:
+            flow = data.get("flow")
+            del self.s.eis[ei.key]
+            self.enqueue_enter(ei.el, ei.parent, flow)
+
+    def on_Launch_retry(self) -> None:
+        if self.p.start_events:
+            self.enqueue_enter(self.p.start_events[0], ROOT, None)
+
+    # --- token movement -----------------------------------------------------------------------
+
+    def enqueue_enter(self, node_id: str, scope: int, flow: str | None) -> None:
+        self.pending[scope] = self.pending.get(scope, 0) + 1
+        self.queue.append((self.enter, (node_id, scope, flow)))
+
+    def enter(self, node_id: str, scope: int, flow: str | None) -> None:
+        self.pending[scope] -= 1
+        if scope not in self.s.eis or self.s.state != "active":
+            return  # the scope was terminated or the instance ended while this token was queued
+        self.activations += 1
+        node = self.p.nodes[node_id]
+        if self.activations > MAX_ACTIVATIONS:
+            ei = self.new_ei(node, scope, flow)
+            self.raise_incident(ei, "engine", f"more than {MAX_ACTIVATIONS} activations in one step (endless loop?)")
+            return
+        kind = node.kind
+        if isinstance(node, Gateway):
+            self.enter_gateway(node, scope, flow)
+        elif isinstance(node, Event):
+            self.enter_event(node, scope, flow)
+        elif isinstance(node, Activity):
+            self.enter_activity(node, scope, flow)
+        else:  # pragma: no cover - the support check refuses other kinds at deploy
+            raise NatsflowError(f"element kind {kind} cannot be executed")
+
+    def new_ei(self, node: FlowNode, scope: int, flow: str | None, vars_: dict[str, Any] | None = None) -> r.ElementInstance:
+        ei = r.ElementInstance(key=self.new_key(), el=node.id, parent=scope, vars=vars_)
+        if flow is not None:
+            ei.data = {"flow": flow}
+        self.s.eis[ei.key] = ei
+        return ei
+
+    def pass_through(self, node: FlowNode, scope: int) -> None:
+        """An element that activates and completes in the same instant."""
+        key = self.new_key()
+        self.event("element-activated", node.id, key)
+        self.event("element-completed", node.id, key)
+        self.leave(node, scope)
+
+    def leave(self, node: FlowNode, scope: int, context_key: int | None = None) -> None:
+        """Take the outgoing flows of a completed node (conditions on activities honoured)."""
+        flows = [self.p.flows[f] for f in node.outgoing]
+        if not flows:
+            self.token_ended(scope)
+            return
+        if any(f.condition is not None for f in flows):
+            ctx = context_of(self.s, context_key or scope)
+            chosen = []
+            default = getattr(node, "default", None)
+            try:
+                for f in flows:
+                    if f.id != default and (f.condition is None or f.condition.evaluate(ctx) is True):
+                        chosen.append(f)
+            except NatsflowError as exc:
+                ei = self.new_ei(node, scope, None)
+                self.raise_incident(ei, "expression", f"sequence flow condition failed: {exc}", phase="leave")
+                return
+            if not chosen and default:
+                chosen = [self.p.flows[default]]
+            flows = chosen
+            if not flows:
+                ei = self.new_ei(node, scope, None)
+                self.raise_incident(ei, "no-flow", f"no outgoing sequence flow of '{node.id}' has a true condition", phase="leave")
+                return
+        for f in flows:
+            self.enqueue_enter(f.target, scope, f.id)
+
+    def token_ended(self, scope: int) -> None:
+        if self.scope_idle(scope):
+            self.complete_scope(scope)
+
+    def scope_idle(self, scope: int) -> bool:
+        if self.pending.get(scope, 0):
+            return False
+        prefix = f"{scope}/"
+        if any(k.startswith(prefix) for k in self.s.joins):
+            return False
+        return not any(ei.parent == scope for ei in self.s.eis.values())
+
+    def complete_scope(self, scope: int) -> None:
+        ei = self.s.eis.get(scope)
+        if ei is None:
+            return
+        if scope == ROOT:
+            self.s.state = "completed"
+            self.s.ended = self.at
+            self.event("instance-completed", ei.el, ROOT)
+            self.notify_parent("completed")
+            return
+        self.complete_with(ei, {})
+
+    # --- gateways -----------------------------------------------------------------------------
+
+    def enter_gateway(self, node: Gateway, scope: int, flow: str | None) -> None:
+        if node.kind == "parallelGateway" and len(node.incoming) > 1:
+            key = f"{scope}/{node.id}"
+            arrived = self.s.joins.setdefault(key, [])
+            arrived.append(flow or "")
+            if not all(f in arrived for f in node.incoming):
+                return
+            for f in node.incoming:
+                arrived.remove(f)
+            if not arrived:
+                del self.s.joins[key]
+        if node.kind == "exclusiveGateway" and (len(node.outgoing) > 1 or node.default):
+            self.take_exclusive(node, scope, flow)
+            return
+        if node.kind == "parallelGateway":
+            key = self.new_key()
+            self.event("element-activated", node.id, key)
+            self.event("element-completed", node.id, key)
+            for f in node.outgoing:
+                self.enqueue_enter(self.p.flows[f].target, scope, f)
+            if not node.outgoing:
+                self.token_ended(scope)
+            return
+        self.pass_through(node, scope)
+
+    def take_exclusive(self, node: Gateway, scope: int, flow: str | None) -> None:
+        ctx = context_of(self.s, scope)
+        chosen = None
+        try:
+            for fid in node.outgoing:
+                f = self.p.flows[fid]
+                if fid == node.default:
+                    continue
+                if f.condition is None or f.condition.evaluate(ctx) is True:
+                    chosen = fid
+                    break
+        except NatsflowError as exc:
+            self.raise_incident(self.new_ei(node, scope, flow), "expression", f"condition failed: {exc}")
+            return
+        chosen = chosen or node.default
+        if chosen is None:
+            self.raise_incident(
+                self.new_ei(node, scope, flow),
+                "no-flow",
+                f"no outgoing sequence flow of exclusive gateway '{node.id}' has a true condition"
+                " and there is no default flow",
+            )
+            return
+        key = self.new_key()
+        self.event("element-activated", node.id, key)
+        self.event("element-completed", node.id, key, flow=chosen)
+        self.enqueue_enter(self.p.flows[chosen].target, scope, chosen)
+
+    # --- events -------------------------------------------------------------------------------
+
+    def enter_event(self, node: Event, scope: int, flow: str | None) -> None:
+        trig = node.trigger
+        if node.task is not None:  # message throw / end event implemented by a worker
+            self.enter_activity(node, scope, flow)
+            return
+        if node.kind == "endEvent":
+            if isinstance(trig, ErrorTrigger):
+                key = self.new_key()
+                self.event("element-activated", node.id, key)
+                self.event("element-completed", node.id, key)
+                scope_ei = self.s.eis[scope]
+                self.throw_error(scope_ei, trig.code or "", "", {}, from_end=node)
+                return
+            if isinstance(trig, TerminateTrigger):
+                key = self.new_key()
+                self.event("element-activated", node.id, key)
+                self.event("element-completed", node.id, key)
+                self.terminate_children(scope)
+                self.s.joins = {k: v for k, v in self.s.joins.items() if not k.startswith(f"{scope}/")}
+                self.complete_scope(scope)
+                return
+            key = self.new_key()
+            self.event("element-activated", node.id, key)
+            self.event("element-completed", node.id, key)
+            self.token_ended(scope)
+            return
+        # none start, none intermediate throw
+        self.pass_through(node, scope)
+
+    # --- activities ---------------------------------------------------------------------------
+
+    def enter_activity(self, node: Activity | Event, scope: int, flow: str | None) -> None:
+        ei = self.new_ei(node, scope, flow)
+        self.event("element-activated", node.id, ei.key)
+        try:
+            if node.inputs:
+                ei.vars = apply_mappings(node.inputs, context_of(self.s, scope), convert=_json_value)
+        except NatsflowError as exc:
+            self.raise_incident(ei, "expression", f"input mapping failed: {exc}")
+            return
+        self.activate(ei, node)
+
+    def activate(self, ei: r.ElementInstance, node: Activity | Event) -> None:
+        kind = node.kind
+        if node.task is not None:
+            self.create_job(ei, node)
+        elif isinstance(node, ScriptTask) and node.script is not None:
+            try:
+                value = _json_value(node.script.evaluate(context_of(self.s, ei.key)))
+            except NatsflowError as exc:
+                self.raise_incident(ei, "expression", f"script failed: {exc}")
+                return
+            self.complete_with(ei, {node.result_variable: value} if node.result_variable else {})
+        elif kind == "userTask":
+            self.create_user_task(ei, node)
+        elif isinstance(node, SubProcess):
+            if not node.start_events:
+                self.raise_incident(ei, "no-flow", f"sub-process '{node.id}' has no none start event")
+                return
+            if ei.vars is None:
+                ei.vars = {}
+            self.enqueue_enter(node.start_events[0], ei.key, None)
+        elif kind in _PASS_THROUGH or kind in ("intermediateThrowEvent", "endEvent"):
+            self.complete_with(ei, {})
+        else:  # pragma: no cover - refused at deploy by the support check
+            self.raise_incident(ei, "engine", f"element kind '{kind}' is not supported")
+
+    def create_job(self, ei: r.ElementInstance, node: FlowNode) -> None:
+        task = getattr(node, "task", None)
+        assert task is not None
+        ctx = context_of(self.s, ei.key)
+        try:
+            job_type = str(task.type.evaluate(ctx))
+            retries = ei.retries if ei.retries is not None else int(task.retries.evaluate(ctx))
+        except (NatsflowError, ValueError, TypeError) as exc:
+            self.raise_incident(ei, "expression", f"task definition failed: {exc}", phase="job")
+            return
+        ei.retries = retries
+        job = r.Job(
+            key=f"{self.s.id}.{ei.key}.{ei.attempt}",
+            tenant=self.s.tenant,
+            instance=self.s.id,
+            process_id=self.s.process_id,
+            version=self.s.version,
+            element_id=node.id,
+            ei=ei.key,
+            type=job_type,
+            retries=retries,
+            headers=dict(getattr(node, "headers", {}) or {}),
+            variables=dict(ctx),
+            created=self.at,
+        )
+        ei.job = job.key
+        self.effects.append(job)
+        self.event("job-created", node.id, ei.key, job=job.key, type=job_type)
+
+    def create_user_task(self, ei: r.ElementInstance, node: Activity | Event) -> None:
+        spec = getattr(node, "user_task", None)
+        ctx = context_of(self.s, ei.key)
+        task_id = f"{self.s.id}.{ei.key}"
+
+        def ev(expr: Any) -> Any:
+            return None if expr is None else _json_value(expr.evaluate(ctx))
+
+        try:
+            assignee = ev(spec.assignee) if spec else None
+            groups = ev(spec.candidate_groups) if spec else None
+            users = ev(spec.candidate_users) if spec else None
+            due = ev(spec.due_date) if spec else None
+            follow = ev(spec.follow_up_date) if spec else None
+        except NatsflowError as exc:
+            self.raise_incident(ei, "expression", f"user task assignment failed: {exc}")
+            return
+        task = r.UserTask(
+            id=task_id,
+            tenant=self.s.tenant,
+            instance=self.s.id,
+            process_id=self.s.process_id,
+            element_id=node.id,
+            ei=ei.key,
+            name=node.name,
+            assignee=None if assignee is None else str(assignee),
+            candidate_groups=_str_list(groups),
+            candidate_users=_str_list(users),
+            due_date=None if due is None else str(due),
+            follow_up_date=None if follow is None else str(follow),
+            form_key=spec.form_key if spec else None,
+            variables=dict(ctx),
+            created=self.at,
+        )
+        data = ei.data or {}
+        data["user_task"] = task_id
+        ei.data = data
+        self.effects.append(task)
+        self.event("user-task-created", node.id, ei.key, task=task_id, assignee=task.assignee)
+
+    def complete_with(self, ei: r.ElementInstance, variables: Mapping[str, Any], *, resume: bool = False) -> None:
+        """Complete an element instance: merge result variables, apply output mappings, leave."""
+        node = self.p.nodes[ei.el] if ei.key != ROOT else None
+        if node is None:
+            return
+        outputs = getattr(node, "outputs", ())
+        try:
+            if outputs:
+                if variables:
+                    ei.vars = {**(ei.vars or {}), **variables}
+                result = apply_mappings(outputs, context_of(self.s, ei.key), convert=_json_value)
+                propagate(self.s, ei.parent, result)
+            elif variables:
+                propagate(self.s, ei.key, variables)
+        except NatsflowError as exc:
+            self.raise_incident(ei, "expression", f"output mapping failed: {exc}", phase="complete")
+            return
+        self.terminate_children(ei.key)  # boundary/event leftovers of a scope (none in a clean finish)
+        del self.s.eis[ei.key]
+        self.event("element-completed", node.id, ei.key)
+        self.leave(node, ei.parent, ei.parent)
+
+    # --- errors, termination, incidents -------------------------------------------------------
+
+    def throw_error(
+        self,
+        source: r.ElementInstance,
+        code: str,
+        message: str,
+        variables: Mapping[str, Any],
+        *,
+        from_end: FlowNode | None = None,
+    ) -> None:
+        """Find the innermost boundary that catches ``code``; raise an incident if none does."""
+        self.event("error-thrown", source.el, source.key, code=code, message=message or None)
+        current: r.ElementInstance | None = source
+        while current is not None and current.key != ROOT:
+            node = self.p.nodes[current.el]
+            boundary = self.find_error_boundary(node, code)
+            if boundary is not None:
+                scope = current.parent
+                self.terminate(current)
+                if variables:
+                    propagate(self.s, scope, variables)
+                self.pending[scope] = self.pending.get(scope, 0) + 1
+                self.queue.append((self.fire_boundary, (boundary, scope)))
+                return
+            current = self.s.eis.get(current.parent)
+        target = source
+        msg = f"unhandled BPMN error '{code}'" + (f": {message}" if message else "")
+        if target.key == ROOT:
+            # an error end event directly in the process: park the incident on a marker element
+            assert from_end is not None
+            marker = self.new_ei(from_end, ROOT, None)
+            self.raise_incident(marker, "unhandled-error", msg, phase="done")
+            return
+        self.raise_incident(target, "unhandled-error", msg, phase="done")
+
+    def find_error_boundary(self, node: FlowNode, code: str) -> Event | None:
+        catch_all = None
+        for bid in getattr(node, "boundaries", ()):
+            b = self.p.nodes[bid]
+            if isinstance(b, Event) and isinstance(b.trigger, ErrorTrigger):
+                if b.trigger.code is None:
+                    catch_all = catch_all or b
+                elif b.trigger.code == code:
+                    return b
+        return catch_all
+
+    def fire_boundary(self, boundary: Event, scope: int) -> None:
+        self.pending[scope] -= 1
+        if scope not in self.s.eis or self.s.state != "active":
+            return
+        key = self.new_key()
+        self.event("element-activated", boundary.id, key)
+        self.event("element-completed", boundary.id, key)
+        self.leave(boundary, scope)
+
+    def terminate(self, ei: r.ElementInstance) -> None:
+        self.terminate_children(ei.key)
+        self.s.joins = {k: v for k, v in self.s.joins.items() if not k.startswith(f"{ei.key}/")}
+        if (ei.data or {}).get("user_task"):
+            self.effects.append(r.UserTaskDone(id=ei.data["user_task"], tenant=self.s.tenant))  # type: ignore[index]
+        if ei.incident:
+            self.s.incidents = [i for i in self.s.incidents if i.ei != ei.key]
+        self.s.eis.pop(ei.key, None)
+        self.event("element-terminated", ei.el, ei.key)
+
+    def terminate_children(self, scope: int) -> None:
+        for child in [e for e in self.s.eis.values() if e.parent == scope]:
+            self.terminate(child)
+
+    def raise_incident(self, ei: r.ElementInstance, kind: str, message: str, *, phase: str | None = None) -> None:
+        incident = r.Incident(
+            id=f"{self.s.id}.{ei.key}.{self.s.step}", ei=ei.key, element_id=ei.el, kind=kind, message=message, at=self.at
+        )
+        ei.incident = incident.id
+        if phase is not None:
+            data = ei.data or {}
+            data["phase"] = phase
+            ei.data = data
+        self.s.incidents.append(incident)
+        self.event("incident-raised", ei.el, ei.key, incident=incident.id, kind=kind, message=message)
+
+    def waiting(self, key: int, *, job: str) -> r.ElementInstance | None:
+        ei = self.s.eis.get(key)
+        if ei is None or ei.job != job:
+            log.info("instance %s: job %s is not active (element instance %s); ignored", self.s.id, job, key)
+            return None
+        return ei
+
+    def notify_parent(self, outcome: str) -> None:
+        parent = self.s.parent
+        if parent is None:
+            return
+        self.effects.append(
+            r.ChildFinished(
+                id=f"{self.s.id}.done",
+                tenant=parent.tenant,
+                instance=parent.instance,
+                ei=parent.ei,
+                child=self.s.id,
+                state=outcome,
+                variables=dict(self.s.root_vars()) if outcome == "completed" else {},
+            )
+        )
+
+
+def _str_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]

@@ -1,0 +1,1 @@
+"""Trigger server: external NATS subjects to workflow launches, exactly once."""
