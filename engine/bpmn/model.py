@@ -93,6 +93,10 @@ class UserTaskDefinition:
     due_date: Expr | None = None
     follow_up_date: Expr | None = None
     form_key: str | None = None
+    # added by the parser: Camunda 8 linked forms (formId), external forms, zeebe:userTask marker
+    form_id: str | None = None
+    external_form_reference: Expr | None = None
+    zeebe_user_task: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +228,8 @@ class Event(FlowNode):
     # A throwing message event / end event with a task definition runs as a job (Zeebe).
     task: TaskDefinition | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    # A compensation boundary event: the activity (isForCompensation) its association points to.
+    compensation_handler: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -259,14 +265,18 @@ class CallActivity(Activity):
     called_element: Expr
     propagate_all_child_variables: bool = True
     propagate_all_parent_variables: bool = True
+    # zeebe:calledElement bindingType (latest | deployment | versionTag) and versionTag
+    binding_type: str = "latest"
+    version_tag: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubProcess(Activity):
     """Embedded sub-process; ``triggered_by_event`` marks an event sub-process.
 
-    ``start_events`` are its none start events (where a plain activation starts);
-    ``event_subprocesses`` the ids of event sub-processes directly inside it.
+    ``start_events`` are its none start events (where a plain activation starts); for an event
+    sub-process it is its one start event, which carries the trigger. ``event_subprocesses`` the
+    ids of event sub-processes directly inside it.
     """
 
     children: tuple[str, ...] = ()
@@ -314,3 +324,5 @@ class Definitions:
     # Camunda Modeler writes global <error>/<message>/<signal>/<escalation> elements; the
     # triggers above already carry the resolved names and codes.
     target_namespace: str | None = None
+    # the name given to parse_bpmn (or the file name of a Path)
+    name: str | None = None

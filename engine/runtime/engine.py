@@ -107,7 +107,7 @@ class Engine:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> Engine:
-        await ensure_layout(self.js, self.layout)
+        await ensure_layout(self.js, self.layout, update=True)
         buckets = await open_buckets(self.js)
         self.kv = buckets[layout.BUCKET_INSTANCES]
         self.workflows = buckets[layout.BUCKET_WORKFLOWS]

@@ -313,7 +313,7 @@ class _Step:
             default = getattr(node, "default", None)
             try:
                 for f in flows:
-                    if f.id != default and (f.condition is None or f.condition.evaluate(ctx) is True):
+                    if f.id != default and (f.condition is None or _condition(f.condition, ctx)):
                         chosen.append(f)
             except NatsflowError as exc:
                 ei = self.new_ei(node, scope, None)
@@ -388,7 +388,7 @@ class _Step:
                 f = self.p.flows[fid]
                 if fid == node.default:
                     continue
-                if f.condition is None or f.condition.evaluate(ctx) is True:
+                if f.condition is None or _condition(f.condition, ctx):
                     chosen = fid
                     break
         except NatsflowError as exc:
@@ -482,7 +482,9 @@ class _Step:
         assert task is not None
         ctx = context_of(self.s, ei.key)
         try:
-            job_type = str(task.type.evaluate(ctx))
+            job_type = task.type.evaluate(ctx)
+            if not isinstance(job_type, str) or not job_type:
+                raise NatsflowError(f"job type expression '{task.type.source}' gave {job_type!r}, not a string")
             retries = ei.retries if ei.retries is not None else int(task.retries.evaluate(ctx))
         except (NatsflowError, ValueError, TypeError) as exc:
             self.raise_incident(ei, "expression", f"task definition failed: {exc}", phase="job")
@@ -672,6 +674,14 @@ class _Step:
                 variables=dict(self.s.root_vars()) if outcome == "completed" else {},
             )
         )
+
+
+def _condition(expr: Any, context: Mapping[str, Any]) -> bool:
+    """Conditions must be boolean (Zeebe): anything else is an incident, not a silent false."""
+    value = expr.evaluate(context)
+    if isinstance(value, bool):
+        return value
+    raise NatsflowError(f"condition '{expr.source}' must be true or false, but was {value!r}")
 
 
 def _str_list(value: Any) -> list[str]:

@@ -107,7 +107,7 @@ def _streams(settings: LayoutSettings) -> list[StreamConfig]:
     ]
 
 
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig, update: bool) -> None:
     assert config.name is not None
     try:
         await js.stream_info(config.name)
@@ -119,13 +119,18 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
             if "already in use" not in str(exc):
                 raise
         return
-    await js.update_stream(config)
+    if update:
+        await js.update_stream(config)
 
 
-async def ensure_layout(js: JetStreamContext, settings: LayoutSettings | None = None) -> None:
-    """Create or update every stream, bucket and the engine consumer."""
+async def ensure_layout(js: JetStreamContext, settings: LayoutSettings | None = None, *, update: bool = False) -> None:
+    """Create every stream, bucket and the engine consumer that is missing.
+
+    With ``update`` existing ones are reconfigured to ``settings`` too; only the engine passes
+    it, so a worker or a CLI call with default settings never undoes an operator's choices.
+    """
     settings = settings or LayoutSettings()
-    await asyncio.gather(*(_ensure_stream(js, cfg) for cfg in _streams(settings)))
+    await asyncio.gather(*(_ensure_stream(js, cfg, update) for cfg in _streams(settings)))
     await asyncio.gather(
         *(
             js.create_key_value(
@@ -140,6 +145,12 @@ async def ensure_layout(js: JetStreamContext, settings: LayoutSettings | None = 
             for name in _buckets
         )
     )
+    if not update:
+        try:
+            await js.consumer_info(layout.STREAM_COMMANDS, layout.ENGINE_CONSUMER)
+            return
+        except NotFoundError:
+            pass
     await js.add_consumer(
         layout.STREAM_COMMANDS,
         ConsumerConfig(
