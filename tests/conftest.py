@@ -39,3 +39,16 @@ async def nc(nats_url: str) -> AsyncIterator[Client]:
 def unique() -> str:
     """A short name unique within the session, for streams, buckets and tenants."""
     return f"t{os.getpid() % 1000}x{next(_counter)}"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run fault and soak tests marked 'slow'")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow") or os.environ.get("NATSFLOW_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow fault/soak test: run with --run-slow (.ci/run does)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -79,6 +79,8 @@ IGNORED = frozenset(
         "dataOutputAssociation", "resourceRole", "performer", "humanPerformer", "potentialOwner",
         "correlationSubscription", "supports", "category", "categoryValue", "dataInput", "dataOutput",
         "inputSet", "outputSet",
+        # children of a sub-process that describe the sub-process itself, not its contents
+        "incoming", "outgoing", "multiInstanceLoopCharacteristics", "standardLoopCharacteristics",
     }
 )  # fmt: skip
 

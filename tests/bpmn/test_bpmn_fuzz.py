@@ -114,7 +114,7 @@ def test_structural_mutations(source: bytes, data: st.DataObject) -> None:
         elif action == "set-attr":
             attr = data.draw(
                 st.sampled_from(
-                    list(target.attrib) + ["id", "default", "attachedToRef", "sourceRef", "targetRef"]
+                    [*list(target.attrib), "id", "default", "attachedToRef", "sourceRef", "targetRef"]
                 )
             )
             target.set(attr, data.draw(NASTY).replace("\u0000", ""))

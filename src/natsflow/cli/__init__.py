@@ -19,17 +19,34 @@ __all__ = ["cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--nats-url", envvar="NATS_URL", default="nats://127.0.0.1:4222", show_default=True,
-              help="NATS server(s), comma separated.")
+@click.option(
+    "--nats-url",
+    envvar="NATS_URL",
+    default="nats://127.0.0.1:4222",
+    show_default=True,
+    help="NATS server(s), comma separated.",
+)
 @click.option("--creds", envvar="NATS_CREDS", default=None, help="NATS credentials file (tenant account).")
-@click.option("--tenant", envvar="NATSFLOW_TENANT", default="default", show_default=True,
-              help="Tenant (Kubernetes namespace) the command acts for.")
+@click.option(
+    "--tenant",
+    envvar="NATSFLOW_TENANT",
+    default="default",
+    show_default=True,
+    help="Tenant (Kubernetes namespace) the command acts for.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-@click.option("--log-format", envvar="NATSFLOW_LOG_FORMAT", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option(
+    "--log-format",
+    envvar="NATSFLOW_LOG_FORMAT",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
 @click.version_option(package_name="natsflow")
 @click.pass_context
-def cli(ctx: click.Context, nats_url: str, creds: str | None, tenant: str, debug: bool, log_format: str) -> None:
+def cli(
+    ctx: click.Context, nats_url: str, creds: str | None, tenant: str, debug: bool, log_format: str
+) -> None:
     """BPMN 2.0 workflows on NATS JetStream."""
     try:
         from natsflow.engine.observability import configure_logging
@@ -58,9 +75,9 @@ def _register() -> None:
         pass
     else:
         for name in ("operator_cmd", "apply_cmd", "delete_cmd"):
-            command = getattr(operator_cli, name, None)
-            if isinstance(command, click.Command):
-                cli.add_command(command)
+            found = getattr(operator_cli, name, None)
+            if isinstance(found, click.Command):
+                cli.add_command(found)
 
 
 _register()

@@ -40,7 +40,9 @@ class CliContext:
                 **kwargs,
             )
         except Exception as exc:
-            raise ConnectionFailedError(f"cannot connect to NATS at {self.nats_url}: {exc or type(exc).__name__}") from exc
+            raise ConnectionFailedError(
+                f"cannot connect to NATS at {self.nats_url}: {exc or type(exc).__name__}"
+            ) from exc
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -17,7 +17,6 @@ import click
 from natsflow.cli.common import CliContext, fail, run
 from natsflow.engine import layout
 from natsflow.engine.runtime.engine import Engine, EngineSettings
-from natsflow.engine.runtime.setup import ensure_layout
 from natsflow.engine.server import EmbeddedNatsServer
 from natsflow.engine.worker import Worker
 from natsflow.errors import NatsflowError
@@ -57,10 +56,22 @@ async def _stop_all(services: list[Any]) -> None:
 
 
 @click.command("engine")
-@click.option("--health-port", type=int, default=8080, show_default=True, envvar="NATSFLOW_HEALTH_PORT",
-              help="Port of /healthz, /readyz and /metrics (0: off).")
-@click.option("--replicas", "stream_replicas", type=int, default=1, show_default=True,
-              help="Replication factor used when creating streams and buckets.")
+@click.option(
+    "--health-port",
+    type=int,
+    default=8080,
+    show_default=True,
+    envvar="NATSFLOW_HEALTH_PORT",
+    help="Port of /healthz, /readyz and /metrics (0: off).",
+)
+@click.option(
+    "--replicas",
+    "stream_replicas",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Replication factor used when creating streams and buckets.",
+)
 @click.pass_obj
 def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int) -> None:
     """Run an engine replica (start as many as you like)."""
@@ -69,7 +80,9 @@ def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int) -> None:
         from natsflow.engine.runtime.setup import LayoutSettings
 
         nc = await obj.connect(max_reconnect_attempts=-1)
-        engine = await Engine(nc, EngineSettings(), layout_settings=LayoutSettings(replicas=stream_replicas)).start()
+        engine = await Engine(
+            nc, EngineSettings(), layout_settings=LayoutSettings(replicas=stream_replicas)
+        ).start()
         services = await _optional_services(nc, None)
         health = await _health(health_port, nc, engine)
         click.echo(f"engine running against {obj.nats_url}", err=True)
@@ -92,7 +105,7 @@ async def _health(port: int, nc: Any, engine: Engine | None) -> Any:
         from natsflow.engine.observability import HealthServer
     except ImportError:  # pragma: no cover
         return None
-    server = HealthServer("0.0.0.0", port)  # noqa: S104 - probes come from the kubelet
+    server = HealthServer("0.0.0.0", port)
 
     async def connected() -> bool:
         return bool(nc.is_connected)
@@ -130,15 +143,21 @@ def load_worker(spec: str) -> Worker:
 
 @click.command("worker")
 @click.argument("app_spec", metavar="MODULE:APP")
-@click.option("--task-type", envvar="NATSFLOW_TASK_TYPE", default=None,
-              help="Serve only this task type (the operator sets it per TaskDefinition).")
+@click.option(
+    "--task-type",
+    envvar="NATSFLOW_TASK_TYPE",
+    default=None,
+    help="Serve only this task type (the operator sets it per TaskDefinition).",
+)
 @click.pass_obj
 def worker_cmd(obj: CliContext, app_spec: str, task_type: str | None) -> None:
     """Run the job handlers of a worker app (a natsflow.worker.Worker in MODULE)."""
     app = load_worker(app_spec)
     if task_type:
         if task_type not in app.task_types:
-            fail(f"{app_spec} has no handler for task type {task_type!r} (it has: {', '.join(app.task_types)})")
+            fail(
+                f"{app_spec} has no handler for task type {task_type!r} (it has: {', '.join(app.task_types)})"
+            )
         app.keep_only(task_type)
 
     async def main() -> None:
@@ -158,14 +177,30 @@ def worker_cmd(obj: CliContext, app_spec: str, task_type: str | None) -> None:
 
 @click.command("dev")
 @click.option("--port", type=int, default=4222, show_default=True, help="NATS port (0: a free one).")
-@click.option("--store", type=click.Path(path_type=Path), default=None,
-              help="JetStream directory (default: a temporary one, removed at exit).")
-@click.option("--deploy", "deploy_files", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="BPMN files to deploy at start.")
-@click.option("--worker", "worker_specs", multiple=True, metavar="MODULE:APP", help="Worker apps to run in-process.")
+@click.option(
+    "--store",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="JetStream directory (default: a temporary one, removed at exit).",
+)
+@click.option(
+    "--deploy",
+    "deploy_files",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="BPMN files to deploy at start.",
+)
+@click.option(
+    "--worker", "worker_specs", multiple=True, metavar="MODULE:APP", help="Worker apps to run in-process."
+)
 @click.pass_obj
-def dev_cmd(obj: CliContext, port: int, store: Path | None, deploy_files: tuple[Path, ...],
-            worker_specs: tuple[str, ...]) -> None:
+def dev_cmd(
+    obj: CliContext,
+    port: int,
+    store: Path | None,
+    deploy_files: tuple[Path, ...],
+    worker_specs: tuple[str, ...],
+) -> None:
     """Everything on one laptop: nats-server, engine, API, trigger server and workers."""
     workers = [load_worker(spec) for spec in worker_specs]
     server = EmbeddedNatsServer(port=port or None, store_dir=store)
