@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.kv import KeyValue
 
-__all__ = ["list_keys"]
+__all__ = ["PullLoop", "list_keys"]
+
+log = logging.getLogger(__name__)
 
 
 async def list_keys(kv: KeyValue, pattern: str = ">") -> list[str]:
@@ -19,5 +31,131 @@ async def list_keys(kv: KeyValue, pattern: str = ">") -> list[str]:
                 break
             keys.append(entry.key)
     finally:
-        await watcher.stop()
+        await watcher.stop()  # type: ignore[no-untyped-call]
     return keys
+
+
+class PullLoop:
+    """Continuous pulling from a durable pull consumer, with bounded in-flight work.
+
+    nats-py's ``fetch(batch)`` holds the first messages back until the batch is full or its
+    timeout passes, which adds up to a timeout of latency to every step on a quiet system. This
+    loop keeps pull requests outstanding (each with ``expires``) for as many messages as there
+    is room for, hands every message to ``handler`` as soon as it arrives (in its own task),
+    and asks for more as handlers finish: the pattern of ``Consume()`` in the Go client.
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        stream: str,
+        consumer: str,
+        handler: Callable[[Msg], Awaitable[None]],
+        *,
+        max_inflight: int = 256,
+        batch: int = 256,
+        expires: float = 5.0,
+        name: str = "pull",
+    ) -> None:
+        self.nc = nc
+        self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self.handler = handler
+        self.max_inflight = max_inflight
+        self.batch = batch
+        self.expires = expires
+        self.name = name
+        self.inflight = 0
+        self._requests: deque[list[float]] = deque()  # [deadline, messages still owed]
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sub: Subscription | None = None
+        self._pump_task: asyncio.Task[None] | None = None
+        self._inbox = ""
+
+    @property
+    def outstanding(self) -> int:
+        return int(sum(r[1] for r in self._requests))
+
+    async def start(self) -> PullLoop:
+        self._inbox = self.nc.new_inbox()
+        self._sub = await self.nc.subscribe(self._inbox, cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        self._pump_task = asyncio.create_task(self._pump(), name=f"natsflow-{self.name}-pump")
+        return self
+
+    async def stop_pulling(self) -> None:
+        """Ask for nothing more and stop taking messages; in-flight handlers keep running."""
+        if self._pump_task is not None:
+            self._pump_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump_task
+            self._pump_task = None
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for in-flight handlers, then cancel the rest."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        if self._sub is None:
+            return  # stopping: an unacknowledged message is redelivered after its ack wait
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status is not None and not msg.data:
+            owed = headers.get("Nats-Pending-Messages")
+            if self._requests:
+                self._requests.popleft()
+            if status not in ("404", "408") or owed is None:
+                log.debug("%s: pull status %s %s", self.name, status, headers.get("Description", ""))
+            self._wake.set()
+            return
+        for request in self._requests:
+            if request[1] > 0:
+                request[1] -= 1
+                if request[1] == 0:
+                    self._requests.remove(request)
+                break
+        self.inflight += 1
+        task = asyncio.create_task(self._run(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, msg: Msg) -> None:
+        try:
+            await self.handler(msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: handler failed on %s", self.name, msg.subject)
+        finally:
+            self.inflight -= 1
+            self._wake.set()
+
+    async def _pump(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            while self._requests and self._requests[0][0] < now:
+                self._requests.popleft()  # expired without a status reaching us
+            room = self.max_inflight - self.inflight - self.outstanding
+            if room > 0 and (room >= min(self.batch, self.max_inflight) // 4 or not self._requests):
+                ask = min(room, self.batch)
+                request = {"batch": ask, "expires": int(self.expires * 1e9)}
+                self._requests.append([now + self.expires + 1.0, ask])
+                try:
+                    await self.nc.publish(self.subject, json.dumps(request).encode(), reply=self._inbox)
+                except Exception as exc:  # disconnected: try again shortly
+                    self._requests.pop()
+                    log.warning("%s: pull request failed: %s", self.name, exc)
+                    await asyncio.sleep(0.5)
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.expires / 2)

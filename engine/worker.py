@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -38,6 +39,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerInfo
 
 from natsflow.engine import layout
+from natsflow.engine.natsutil import PullLoop
 from natsflow.engine.runtime import records as r
 from natsflow.engine.runtime.setup import JobConsumerSettings, ensure_job_consumer, ensure_layout
 from natsflow.errors import BpmnError
@@ -74,10 +76,9 @@ class _Task:
     handler: Handler
     concurrency: int
     consumer: JobConsumerSettings
-    sub: Any = None
     info: ConsumerInfo | None = None
-    loop: asyncio.Task[None] | None = None
-    sem: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    puller: PullLoop | None = None
+    starting: asyncio.Task[None] | None = None
 
 
 class Worker:
@@ -100,9 +101,7 @@ class Worker:
         self.max_payload = max_payload
         self.shutdown_timeout = shutdown_timeout
         self._tasks: dict[str, _Task] = {}
-        self._running: set[asyncio.Task[None]] = set()
         self._started = False
-        self.inflight = 0
         self.completed = 0
         self.failed = 0
 
@@ -125,7 +124,9 @@ class Worker:
             self._tasks[task_type] = spec
             if self._started:
                 # registered while running (the test kit does this): start serving at once
-                task = asyncio.get_running_loop().create_task(self._serve(spec), name=f"natsflow-worker-{task_type}")
+                task = asyncio.get_running_loop().create_task(
+                    self._serve(spec), name=f"natsflow-worker-{task_type}"
+                )
                 spec.loop = task
             return handler
 
@@ -149,35 +150,33 @@ class Worker:
         js = self.nc.jetstream()
         await ensure_layout(js)
         self._started = True
-        for spec in self._tasks.values():
-            spec.loop = asyncio.create_task(self._serve(spec), name=f"natsflow-worker-{spec.type}")
+        await asyncio.gather(*(self._serve(spec) for spec in self._tasks.values()))
         log.info("worker serving %s for tenant %s", ", ".join(self._tasks) or "no task types", self.tenant)
         return self
 
     async def stop(self, timeout: float | None = None) -> None:
+        """Stop fetching, let in-flight handlers finish (bounded), then cancel the rest."""
         timeout = self.shutdown_timeout if timeout is None else timeout
         self._started = False
-        loops = [s.loop for s in self._tasks.values() if s.loop is not None]
-        for loop in loops:
-            loop.cancel()
-        for loop in loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
-        if self._running:
-            _, pending = await asyncio.wait(set(self._running), timeout=timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
         for spec in self._tasks.values():
-            if spec.sub is not None:
-                with contextlib.suppress(Exception):
-                    await spec.sub.unsubscribe()
-                spec.sub = None
-            spec.loop = None
+            if spec.starting is not None:
+                spec.starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await spec.starting
+                spec.starting = None
+        pullers = [spec.puller for spec in self._tasks.values() if spec.puller is not None]
+        for puller in pullers:
+            await puller.stop_pulling()
+        await asyncio.gather(*(puller.drain(timeout) for puller in pullers))
+        for spec in self._tasks.values():
+            spec.puller = None
         if self._own_nc and self.nc is not None:
             await self.nc.close()
             self.nc = None
+
+    @property
+    def inflight(self) -> int:
+        return sum(spec.puller.inflight for spec in self._tasks.values() if spec.puller is not None)
 
     async def __aenter__(self) -> Worker:
         return await self.start()
@@ -200,36 +199,15 @@ class Worker:
         js = self.nc.jetstream()
         name = await ensure_job_consumer(js, self.tenant, spec.type, spec.consumer, update=False)
         spec.info = await js.consumer_info(layout.STREAM_JOBS, name)
-        spec.sub = await js.pull_subscribe_bind(durable=name, stream=layout.STREAM_JOBS)
-        while True:
-            free = spec.sem._value  # noqa: SLF001 - slots free right now
-            if free <= 0:
-                await spec.sem.acquire()
-                spec.sem.release()
-                continue
-            try:
-                msgs = await spec.sub.fetch(free, timeout=1.0)
-            except TimeoutError:
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("fetching %s jobs failed: %s", spec.type, exc)
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
-                await spec.sem.acquire()
-                self.inflight += 1
-                task = asyncio.create_task(self._run(spec, msg))
-                self._running.add(task)
-                task.add_done_callback(lambda t, s=spec: self._finished(t, s))
-
-    def _finished(self, task: asyncio.Task[None], spec: _Task) -> None:
-        self._running.discard(task)
-        self.inflight -= 1
-        spec.sem.release()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("job handling failed", exc_info=task.exception())
+        spec.puller = await PullLoop(
+            self.nc,
+            layout.STREAM_JOBS,
+            name,
+            functools.partial(self._run, spec),
+            max_inflight=spec.concurrency,
+            batch=spec.concurrency,
+            name=f"worker-{spec.type}",
+        ).start()
 
     async def _run(self, spec: _Task, msg: Msg) -> None:
         try:
@@ -260,8 +238,18 @@ class Worker:
             result = await spec.handler(job)
         except BpmnError as exc:
             keepalive.cancel()
-            await self._send(r.JobError(id=f"{raw.key}.err", tenant=raw.tenant, instance=raw.instance, job=raw.key,
-                                        ei=raw.ei, code=exc.code, message=exc.message, variables=exc.variables))
+            await self._send(
+                r.JobError(
+                    id=f"{raw.key}.err",
+                    tenant=raw.tenant,
+                    instance=raw.instance,
+                    job=raw.key,
+                    ei=raw.ei,
+                    code=exc.code,
+                    message=exc.message,
+                    variables=exc.variables,
+                )
+            )
             await msg.ack()
             return
         except asyncio.CancelledError:
@@ -276,27 +264,56 @@ class Worker:
             return
         keepalive.cancel()
         variables = dict(result or {})
-        command = r.JobCompleted(id=f"{raw.key}.done", tenant=raw.tenant, instance=raw.instance, job=raw.key,
-                                 ei=raw.ei, variables=variables)
+        command = r.JobCompleted(
+            id=f"{raw.key}.done",
+            tenant=raw.tenant,
+            instance=raw.instance,
+            job=raw.key,
+            ei=raw.ei,
+            variables=variables,
+        )
         data = r.encode(command)
         if len(data) > self.max_payload:
-            await self._failed(spec, msg, raw, job, f"result variables are {len(data)} bytes, more than the limit of "
-                               f"{self.max_payload}", final=True)
+            await self._failed(
+                spec,
+                msg,
+                raw,
+                job,
+                f"result variables are {len(data)} bytes, more than the limit of {self.max_payload}",
+                final=True,
+            )
             return
         await self._send(command, data)
         await msg.ack()
         self.completed += 1
 
-    async def _failed(self, spec: _Task, msg: Msg, raw: r.Job, job: Job, message: str, *, final: bool = False) -> None:
+    async def _failed(
+        self, spec: _Task, msg: Msg, raw: r.Job, job: Job, message: str, *, final: bool = False
+    ) -> None:
         if job.retries_left > 0 and not final:
             backoff = spec.info.config.backoff if spec.info and spec.info.config.backoff else None
             delay = backoff[min(job.attempt - 1, len(backoff) - 1)] if backoff else 0.0
-            log.info("job %s failed (attempt %d, %d retries left): %s", raw.key, job.attempt, job.retries_left, message)
+            log.info(
+                "job %s failed (attempt %d, %d retries left): %s",
+                raw.key,
+                job.attempt,
+                job.retries_left,
+                message,
+            )
             await msg.nak(delay=delay or None)
             return
         log.warning("job %s failed, no retries left: %s", raw.key, message)
-        await self._send(r.JobFailed(id=f"{raw.key}.fail", tenant=raw.tenant, instance=raw.instance, job=raw.key,
-                                     ei=raw.ei, message=message, retries=0))
+        await self._send(
+            r.JobFailed(
+                id=f"{raw.key}.fail",
+                tenant=raw.tenant,
+                instance=raw.instance,
+                job=raw.key,
+                ei=raw.ei,
+                message=message,
+                retries=0,
+            )
+        )
         await msg.ack()
 
     async def _send(self, command: r.Command, data: bytes | None = None) -> None:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +32,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from natsflow.engine import layout
 from natsflow.engine.bpmn.model import Process
+from natsflow.engine.natsutil import PullLoop
 from natsflow.engine.runtime import records as r
 from natsflow.engine.runtime.definitions import DefinitionCache, get_latest
 from natsflow.engine.runtime.interpreter import APPLIED_MEMORY, StepResult, step
@@ -59,8 +60,8 @@ class EngineSettings:
     """Instance records kept in memory (LRU); a stale entry costs one conflict and a reload."""
     max_conflicts: int = 50
     """Revision conflicts tolerated for one command before it is left for redelivery."""
-    fetch_timeout: float = 1.0
-    """Seconds one pull request waits for commands."""
+    fetch_timeout: float = 5.0
+    """Seconds a pull request for commands stays open on the server."""
 
 
 class _Bounded(OrderedDict[str, Any]):
@@ -95,14 +96,11 @@ class Engine:
         self._cache: _Bounded = _Bounded(self.settings.cache_size)
         self._flushed: _Bounded = _Bounded(self.settings.cache_size)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        self._sem = asyncio.Semaphore(self.settings.max_inflight)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._loop_task: asyncio.Task[None] | None = None
+        self._loop: PullLoop | None = None
         self._stopping = asyncio.Event()
         self._extra_publisher = publisher
         self.steps = 0
         self.conflicts = 0
-        self.inflight = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -113,28 +111,27 @@ class Engine:
         self.workflows = buckets[layout.BUCKET_WORKFLOWS]
         self.usertasks = buckets[layout.BUCKET_USERTASKS]
         self.definitions = DefinitionCache(self.workflows)
-        self._psub = await self.js.pull_subscribe_bind(durable=layout.ENGINE_CONSUMER, stream=layout.STREAM_COMMANDS)
         self._stopping.clear()
-        self._loop_task = asyncio.create_task(self._fetch_loop(), name="natsflow-engine-fetch")
+        self._loop = await PullLoop(
+            self.nc,
+            layout.STREAM_COMMANDS,
+            layout.ENGINE_CONSUMER,
+            self._handle,
+            max_inflight=self.settings.max_inflight,
+            batch=self.settings.batch,
+            expires=self.settings.fetch_timeout,
+            name="engine",
+        ).start()
         log.info("engine started")
         return self
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Stop fetching, let in-flight commands finish (bounded), then cancel the rest."""
+        """Stop pulling, let in-flight commands finish (bounded), then cancel the rest."""
         self._stopping.set()
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-        with contextlib.suppress(Exception):
-            await self._psub.unsubscribe()
+        if self._loop is not None:
+            await self._loop.stop_pulling()
+            await self._loop.drain(timeout)
+            self._loop = None
         log.info("engine stopped after %d steps", self.steps)
 
     async def __aenter__(self) -> Engine:
@@ -145,38 +142,13 @@ class Engine:
 
     @property
     def running(self) -> bool:
-        return self._loop_task is not None and not self._loop_task.done()
+        return self._loop is not None
+
+    @property
+    def inflight(self) -> int:
+        return self._loop.inflight if self._loop is not None else 0
 
     # --- consuming ------------------------------------------------------------------------------
-
-    async def _fetch_loop(self) -> None:
-        while not self._stopping.is_set():
-            want = max(1, min(self.settings.batch, self.settings.max_inflight - self.inflight))
-            try:
-                msgs = await self._psub.fetch(want, timeout=self.settings.fetch_timeout)
-            except TimeoutError:
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # connection trouble: keep trying, never die
-                if self._stopping.is_set():
-                    return
-                log.warning("fetching commands failed: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
-                await self._sem.acquire()
-                self.inflight += 1
-                task = asyncio.create_task(self._handle(msg))
-                self._tasks.add(task)
-                task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self.inflight -= 1
-        self._sem.release()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("command handling failed", exc_info=task.exception())
 
     async def _handle(self, msg: Msg) -> None:
         key = msg.subject[len("nf.cmd.") :]
@@ -261,7 +233,11 @@ class Engine:
             self.steps += 1
             await msg.ack()
             return
-        log.warning("command %s: %d revision conflicts in a row; left for redelivery", cmd.id, self.settings.max_conflicts)
+        log.warning(
+            "command %s: %d revision conflicts in a row; left for redelivery",
+            cmd.id,
+            self.settings.max_conflicts,
+        )
 
     async def _load(self, key: str) -> tuple[r.InstanceState | None, int | None]:
         cached = self._cache.get(key)
@@ -280,7 +256,9 @@ class Engine:
         now = self.clock()
         try:
             if isinstance(cmd, r.Launch):
-                version = cmd.version or (await get_latest(self.workflows, cmd.tenant, cmd.process_id)).version
+                version = (
+                    cmd.version or (await get_latest(self.workflows, cmd.tenant, cmd.process_id)).version
+                )
                 cmd = msgspec.structs.replace(cmd, version=version)
                 process: Process | None = await self.definitions.get(cmd.tenant, cmd.process_id, version)
             else:
@@ -304,12 +282,16 @@ class Engine:
                 return None
             return self._engine_incident(fresh, cmd, f"internal error: {type(exc).__name__}: {exc}")
 
-    def _engine_incident(self, state: r.InstanceState, cmd: Any, message: str, kind: str = "engine") -> StepResult:
+    def _engine_incident(
+        self, state: r.InstanceState, cmd: Any, message: str, kind: str = "engine"
+    ) -> StepResult:
         state.step += 1
         at = self.clock().isoformat()
         ei = getattr(cmd, "ei", None) or 1
         element = state.eis[ei].el if ei in state.eis else state.process_id
-        incident = r.Incident(id=f"{state.id}.{ei}.{state.step}", ei=ei, element_id=element, kind=kind, message=message, at=at)
+        incident = r.Incident(
+            id=f"{state.id}.{ei}.{state.step}", ei=ei, element_id=element, kind=kind, message=message, at=at
+        )
         state.incidents.append(incident)
         state.applied = [*state.applied, cmd.id][-APPLIED_MEMORY:]
         history = r.HistoryRecord(
@@ -320,13 +302,23 @@ class Engine:
             at=at,
             command=type(cmd).__name__,
             state=state.state,
-            events=[r.HistoryEvent(type="incident-raised", element_id=element, ei=ei, data={"incident": incident.id, "kind": kind, "message": message})],
+            events=[
+                r.HistoryEvent(
+                    type="incident-raised",
+                    element_id=element,
+                    ei=ei,
+                    data={"incident": incident.id, "kind": kind, "message": message},
+                )
+            ],
         )
         return StepResult(state, [], history)
 
     async def _oversized(self, key: str, cmd: Any, size: int) -> tuple[bytes, r.InstanceState, list[Any]]:
         fresh, _ = await self._load(key)
-        message = f"the instance record would be {size} bytes, more than the limit of {self.layout.max_payload}; variables not applied"
+        message = (
+            f"the instance record would be {size} bytes, more than the limit of {self.layout.max_payload};"
+            " variables not applied"
+        )
         if fresh is None:
             raise NatsflowError(message)
         result = self._engine_incident(fresh, cmd, message, kind="payload")
@@ -339,12 +331,16 @@ class Engine:
     # --- effects --------------------------------------------------------------------------------
 
     async def _publish(self, outbox: list[Any]) -> None:
-        pending = []
+        pending: list[Awaitable[Any]] = []
         js = self.js
         for item in outbox:
             if isinstance(item, r.Job):
                 pending.append(
-                    js.publish(layout.job_subject(item.tenant, item.type), r.encode(item), headers={"Nats-Msg-Id": item.key})
+                    js.publish(
+                        layout.job_subject(item.tenant, item.type),
+                        r.encode(item),
+                        headers={"Nats-Msg-Id": item.key},
+                    )
                 )
             elif isinstance(item, r.HistoryRecord):
                 pending.append(
@@ -361,7 +357,9 @@ class Engine:
             elif isinstance(item, r.Command):
                 pending.append(
                     js.publish(
-                        layout.command_subject(item.tenant, item.instance), r.encode(item), headers={"Nats-Msg-Id": item.id}
+                        layout.command_subject(item.tenant, item.instance),
+                        r.encode(item),
+                        headers={"Nats-Msg-Id": item.id},
                     )
                 )
             elif self._extra_publisher is not None:
