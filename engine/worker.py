@@ -120,14 +120,12 @@ class Worker:
             if task_type in self._tasks:
                 raise ValueError(f"a handler for task type {task_type!r} is registered already")
             spec = _Task(task_type, handler, concurrency, consumer or JobConsumerSettings())
-            spec.sem = asyncio.Semaphore(concurrency)
             self._tasks[task_type] = spec
             if self._started:
                 # registered while running (the test kit does this): start serving at once
-                task = asyncio.get_running_loop().create_task(
+                spec.starting = asyncio.get_running_loop().create_task(
                     self._serve(spec), name=f"natsflow-worker-{task_type}"
                 )
-                spec.loop = task
             return handler
 
         return register

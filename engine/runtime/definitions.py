@@ -129,14 +129,21 @@ async def _deploy_one(
             return DeployedProcess(process_id, latest.version, source_hash, latest_rev or 0, created=False)
         version = (latest.version + 1) if latest else 1
         record = DefinitionRecord(
-            process_id=process_id, version=version, source_hash=source_hash, source=text, name=name, deployed_at=at
+            process_id=process_id,
+            version=version,
+            source_hash=source_hash,
+            source=text,
+            name=name,
+            deployed_at=at,
         )
         try:
             await kv.create(layout.workflow_key(tenant, process_id, version), msgspec.json.encode(record))
         except KeyWrongLastSequenceError:
             continue  # a concurrent deploy took this version number; look again
         pointer = msgspec.json.encode(
-            LatestRecord(process_id=process_id, version=version, source_hash=source_hash, name=name, deployed_at=at)
+            LatestRecord(
+                process_id=process_id, version=version, source_hash=source_hash, name=name, deployed_at=at
+            )
         )
         try:
             if latest_rev is None:
@@ -162,7 +169,9 @@ async def get_definition(kv: KeyValue, tenant: str, process_id: str, version: in
     try:
         entry = await kv.get(layout.workflow_key(tenant, process_id, version))
     except KeyNotFoundError:
-        raise NotFoundError(f"process {process_id!r} version {version} is not deployed in tenant {tenant!r}") from None
+        raise NotFoundError(
+            f"process {process_id!r} version {version} is not deployed in tenant {tenant!r}"
+        ) from None
     return _record_decoder.decode(entry.value or b"")
 
 

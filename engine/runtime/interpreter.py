@@ -275,7 +275,9 @@ class _Step:
         node = self.p.nodes[node_id]
         if self.activations > MAX_ACTIVATIONS:
             ei = self.new_ei(node, scope, flow)
-            self.raise_incident(ei, "engine", f"more than {MAX_ACTIVATIONS} activations in one step (endless loop?)")
+            self.raise_incident(
+                ei, "engine", f"more than {MAX_ACTIVATIONS} activations in one step (endless loop?)"
+            )
             return
         kind = node.kind
         if isinstance(node, Gateway):
@@ -287,7 +289,9 @@ class _Step:
         else:  # pragma: no cover - the support check refuses other kinds at deploy
             raise NatsflowError(f"element kind {kind} cannot be executed")
 
-    def new_ei(self, node: FlowNode, scope: int, flow: str | None, vars_: dict[str, Any] | None = None) -> r.ElementInstance:
+    def new_ei(
+        self, node: FlowNode, scope: int, flow: str | None, vars_: dict[str, Any] | None = None
+    ) -> r.ElementInstance:
         ei = r.ElementInstance(key=self.new_key(), el=node.id, parent=scope, vars=vars_)
         if flow is not None:
             ei.data = {"flow": flow}
@@ -324,7 +328,12 @@ class _Step:
             flows = chosen
             if not flows:
                 ei = self.new_ei(node, scope, None)
-                self.raise_incident(ei, "no-flow", f"no outgoing sequence flow of '{node.id}' has a true condition", phase="leave")
+                self.raise_incident(
+                    ei,
+                    "no-flow",
+                    f"no outgoing sequence flow of '{node.id}' has a true condition",
+                    phase="leave",
+                )
                 return
         for f in flows:
             self.enqueue_enter(f.target, scope, f.id)
@@ -370,9 +379,9 @@ class _Step:
             self.take_exclusive(node, scope, flow)
             return
         if node.kind == "parallelGateway":
-            key = self.new_key()
-            self.event("element-activated", node.id, key)
-            self.event("element-completed", node.id, key)
+            ekey = self.new_key()
+            self.event("element-activated", node.id, ekey)
+            self.event("element-completed", node.id, ekey)
             for f in node.outgoing:
                 self.enqueue_enter(self.p.flows[f].target, scope, f)
             if not node.outgoing:
@@ -484,7 +493,9 @@ class _Step:
         try:
             job_type = task.type.evaluate(ctx)
             if not isinstance(job_type, str) or not job_type:
-                raise NatsflowError(f"job type expression '{task.type.source}' gave {job_type!r}, not a string")
+                raise NatsflowError(
+                    f"job type expression '{task.type.source}' gave {job_type!r}, not a string"
+                )
             retries = ei.retries if ei.retries is not None else int(task.retries.evaluate(ctx))
         except (NatsflowError, ValueError, TypeError) as exc:
             self.raise_incident(ei, "expression", f"task definition failed: {exc}", phase="job")
@@ -548,7 +559,9 @@ class _Step:
         self.effects.append(task)
         self.event("user-task-created", node.id, ei.key, task=task_id, assignee=task.assignee)
 
-    def complete_with(self, ei: r.ElementInstance, variables: Mapping[str, Any], *, resume: bool = False) -> None:
+    def complete_with(
+        self, ei: r.ElementInstance, variables: Mapping[str, Any], *, resume: bool = False
+    ) -> None:
         """Complete an element instance: merge result variables, apply output mappings, leave."""
         node = self.p.nodes[ei.el] if ei.key != ROOT else None
         if node is None:
@@ -640,9 +653,16 @@ class _Step:
         for child in [e for e in self.s.eis.values() if e.parent == scope]:
             self.terminate(child)
 
-    def raise_incident(self, ei: r.ElementInstance, kind: str, message: str, *, phase: str | None = None) -> None:
+    def raise_incident(
+        self, ei: r.ElementInstance, kind: str, message: str, *, phase: str | None = None
+    ) -> None:
         incident = r.Incident(
-            id=f"{self.s.id}.{ei.key}.{self.s.step}", ei=ei.key, element_id=ei.el, kind=kind, message=message, at=self.at
+            id=f"{self.s.id}.{ei.key}.{self.s.step}",
+            ei=ei.key,
+            element_id=ei.el,
+            kind=kind,
+            message=message,
+            at=self.at,
         )
         ei.incident = incident.id
         if phase is not None:

@@ -77,7 +77,9 @@ def set_path(target: dict[str, Any], path: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def apply_mappings(mappings: Iterable[IoMapping], context: Mapping[str, Any], *, convert: Any) -> dict[str, Any]:
+def apply_mappings(
+    mappings: Iterable[IoMapping], context: Mapping[str, Any], *, convert: Any
+) -> dict[str, Any]:
     """Evaluate mappings in order; each one sees the results of the ones before it.
 
     ``convert`` turns FEEL values (dates, durations) into JSON values.

@@ -123,7 +123,9 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig, update: boo
         await js.update_stream(config)
 
 
-async def ensure_layout(js: JetStreamContext, settings: LayoutSettings | None = None, *, update: bool = False) -> None:
+async def ensure_layout(
+    js: JetStreamContext, settings: LayoutSettings | None = None, *, update: bool = False
+) -> None:
     """Create every stream, bucket and the engine consumer that is missing.
 
     With ``update`` existing ones are reconfigured to ``settings`` too; only the engine passes

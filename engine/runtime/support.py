@@ -24,7 +24,16 @@ from natsflow.errors import BpmnValidationError, ValidationIssue
 __all__ = ["check_executable", "unsupported_reason"]
 
 _ACTIVITIES = frozenset(
-    {"task", "manualTask", "serviceTask", "sendTask", "businessRuleTask", "scriptTask", "userTask", "subProcess"}
+    {
+        "task",
+        "manualTask",
+        "serviceTask",
+        "sendTask",
+        "businessRuleTask",
+        "scriptTask",
+        "userTask",
+        "subProcess",
+    }
 )
 _GATEWAYS = frozenset({"exclusiveGateway", "parallelGateway"})
 
@@ -61,7 +70,11 @@ def unsupported_reason(process: Process, node: FlowNode) -> str | None:
                 return None
             return f"{_name(trig)} intermediate throw events are not supported yet"
         if kind == "boundaryEvent":
-            return None if isinstance(trig, ErrorTrigger) else f"{_name(trig)} boundary events are not supported yet"
+            return (
+                None
+                if isinstance(trig, ErrorTrigger)
+                else f"{_name(trig)} boundary events are not supported yet"
+            )
         return f"{_name(trig)} {kind} elements are not supported yet"
     if kind in _GATEWAYS:
         return None

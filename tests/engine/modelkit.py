@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 HEAD = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
     '<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" '
@@ -27,7 +29,9 @@ def flow(fid: str, source: str, target: str, condition: str | None = None) -> st
     )
 
 
-def service(task_id: str, task_type: str, *, retries: int = 3, extra: str = "", kind: str = "serviceTask") -> str:
+def service(
+    task_id: str, task_type: str, *, retries: int = 3, extra: str = "", kind: str = "serviceTask"
+) -> str:
     return (
         f'<bpmn:{kind} id="{task_id}"><bpmn:extensionElements>'
         f'<zeebe:taskDefinition type="{task_type}" retries="{retries}" />{extra}'
@@ -37,4 +41,4 @@ def service(task_id: str, task_type: str, *, retries: int = 3, extra: str = "", 
 
 def chain(*ids: str) -> str:
     """Sequence flows linking ``ids`` in order."""
-    return "\n".join(flow(f"f_{a}_{b}", a, b) for a, b in zip(ids, ids[1:], strict=False))
+    return "\n".join(flow(f"f_{a}_{b}", a, b) for a, b in pairwise(ids))

@@ -93,7 +93,11 @@ async def test_user_task_assignment_and_completion(kit, checkpoint):
         '<zeebe:userTask /><zeebe:assignmentDefinition assignee="=owner" candidateGroups="sales, managers" />'
         "</bpmn:extensionElements></bpmn:userTask>"
     )
-    await kit.deploy(model("p", '<bpmn:startEvent id="s" />' + ut + '<bpmn:endEvent id="e" />' + chain("s", "approve", "e")))
+    await kit.deploy(
+        model(
+            "p", '<bpmn:startEvent id="s" />' + ut + '<bpmn:endEvent id="e" />' + chain("s", "approve", "e")
+        )
+    )
     iid = await kit.start_instance("p", {"owner": "ann"})
     await checkpoint()
     tasks = await kit.user_tasks(iid)
@@ -117,7 +121,11 @@ async def test_script_task_evaluates_feel(kit, checkpoint):
         '<zeebe:script expression="=sum(for i in items return i.price * i.qty)" resultVariable="total" />'
         "</bpmn:extensionElements></bpmn:scriptTask>"
     )
-    await kit.deploy(model("p", '<bpmn:startEvent id="s" />' + script + '<bpmn:endEvent id="e" />' + chain("s", "calc", "e")))
+    await kit.deploy(
+        model(
+            "p", '<bpmn:startEvent id="s" />' + script + '<bpmn:endEvent id="e" />' + chain("s", "calc", "e")
+        )
+    )
     iid = await kit.start_instance("p", {"items": [{"price": 2, "qty": 3}, {"price": 10, "qty": 1}]})
     await checkpoint()
     snap = await kit.instance(iid)
@@ -146,7 +154,9 @@ async def test_exclusive_gateway_takes_first_true_condition_else_default(kit, ch
 async def test_exclusive_gateway_without_match_raises_incident_and_resumes(kit, checkpoint):
     body = (
         '<bpmn:startEvent id="s" /><bpmn:exclusiveGateway id="gw" /><bpmn:endEvent id="yes" /><bpmn:endEvent id="no" />'
-        + flow("f0", "s", "gw") + flow("f1", "gw", "yes", "=ok = true") + flow("f2", "gw", "no", "=ok = false")
+        + flow("f0", "s", "gw")
+        + flow("f1", "gw", "yes", "=ok = true")
+        + flow("f2", "gw", "no", "=ok = false")
     )
     await kit.deploy(model("p", body))
     iid = await kit.start_instance("p", {})
@@ -164,9 +174,15 @@ async def test_exclusive_gateway_without_match_raises_incident_and_resumes(kit, 
 async def test_parallel_split_and_join(kit, checkpoint):
     body = (
         '<bpmn:startEvent id="s" /><bpmn:parallelGateway id="fork" /><bpmn:parallelGateway id="join" />'
-        + service("a", "a") + service("b", "b") + '<bpmn:endEvent id="e" />'
-        + flow("f0", "s", "fork") + flow("fa", "fork", "a") + flow("fb", "fork", "b")
-        + flow("fa2", "a", "join") + flow("fb2", "b", "join") + flow("f9", "join", "e")
+        + service("a", "a")
+        + service("b", "b")
+        + '<bpmn:endEvent id="e" />'
+        + flow("f0", "s", "fork")
+        + flow("fa", "fork", "a")
+        + flow("fb", "fork", "b")
+        + flow("fa2", "a", "join")
+        + flow("fb2", "b", "join")
+        + flow("f9", "join", "e")
     )
     await kit.deploy(model("p", body))
     iid = await kit.start_instance("p")
@@ -197,9 +213,14 @@ async def test_implicit_split_and_uncontrolled_merge(kit, checkpoint):
     body = (
         '<bpmn:startEvent id="s" /><bpmn:task id="split" />'
         '<bpmn:task id="left" /><bpmn:task id="right" />'
-        + service("merge", "merge") + '<bpmn:endEvent id="e" />'
-        + flow("f0", "s", "split") + flow("f1", "split", "left") + flow("f2", "split", "right")
-        + flow("f3", "left", "merge") + flow("f4", "right", "merge") + flow("f5", "merge", "e")
+        + service("merge", "merge")
+        + '<bpmn:endEvent id="e" />'
+        + flow("f0", "s", "split")
+        + flow("f1", "split", "left")
+        + flow("f2", "split", "right")
+        + flow("f3", "left", "merge")
+        + flow("f4", "right", "merge")
+        + flow("f5", "merge", "e")
     )
     await kit.deploy(model("p", body))
     iid = await kit.start_instance("p")
@@ -215,7 +236,9 @@ async def test_implicit_split_and_uncontrolled_merge(kit, checkpoint):
     snap = await kit.instance(iid)
     assert snap.state == "completed"
     assert len(calls) == 2 and len(set(calls)) == 2  # the merge task runs once per arriving token
-    assert Counter(snap.completed_elements) == Counter({"s": 1, "split": 1, "left": 1, "right": 1, "merge": 2, "e": 2})
+    assert Counter(snap.completed_elements) == Counter(
+        {"s": 1, "split": 1, "left": 1, "right": 1, "merge": 2, "e": 2}
+    )
 
 
 async def test_embedded_subprocess_has_local_scope(kit, checkpoint):
@@ -223,10 +246,15 @@ async def test_embedded_subprocess_has_local_scope(kit, checkpoint):
         '<bpmn:subProcess id="sub"><bpmn:extensionElements><zeebe:ioMapping>'
         '<zeebe:input source="=1" target="local" /><zeebe:output source="=local + shared" target="result" />'
         "</zeebe:ioMapping></bpmn:extensionElements>"
-        '<bpmn:startEvent id="ss" />' + service("inner", "inner") + '<bpmn:endEvent id="se" />'
-        + chain("ss", "inner", "se") + "</bpmn:subProcess>"
+        '<bpmn:startEvent id="ss" />'
+        + service("inner", "inner")
+        + '<bpmn:endEvent id="se" />'
+        + chain("ss", "inner", "se")
+        + "</bpmn:subProcess>"
     )
-    await kit.deploy(model("p", '<bpmn:startEvent id="s" />' + sub + '<bpmn:endEvent id="e" />' + chain("s", "sub", "e")))
+    await kit.deploy(
+        model("p", '<bpmn:startEvent id="s" />' + sub + '<bpmn:endEvent id="e" />' + chain("s", "sub", "e"))
+    )
     iid = await kit.start_instance("p", {"shared": 10})
     await checkpoint()
     seen = {}
@@ -250,15 +278,19 @@ def error_globals(*codes: str) -> str:
 
 async def test_error_end_event_caught_by_boundary_on_subprocess(kit, checkpoint):
     sub = (
-        '<bpmn:subProcess id="sub"><bpmn:startEvent id="ss" />' + service("work", "work")
+        '<bpmn:subProcess id="sub"><bpmn:startEvent id="ss" />'
+        + service("work", "work")
         + '<bpmn:endEvent id="boom"><bpmn:errorEventDefinition errorRef="err_E1" /></bpmn:endEvent>'
-        + chain("ss", "work", "boom") + "</bpmn:subProcess>"
+        + chain("ss", "work", "boom")
+        + "</bpmn:subProcess>"
     )
     body = (
-        '<bpmn:startEvent id="s" />' + sub
+        '<bpmn:startEvent id="s" />'
+        + sub
         + '<bpmn:boundaryEvent id="catch" attachedToRef="sub"><bpmn:errorEventDefinition errorRef="err_E1" /></bpmn:boundaryEvent>'
         + '<bpmn:endEvent id="ok" /><bpmn:endEvent id="handled" />'
-        + chain("s", "sub", "ok") + flow("fc", "catch", "handled")
+        + chain("s", "sub", "ok")
+        + flow("fc", "catch", "handled")
     )
     await kit.deploy(model("p", body, globals_=error_globals("E1")))
     iid = await kit.start_instance("p")
@@ -277,11 +309,14 @@ async def test_error_end_event_caught_by_boundary_on_subprocess(kit, checkpoint)
 
 async def test_worker_bpmn_error_by_code_and_catch_all(kit, checkpoint):
     body = (
-        '<bpmn:startEvent id="s" />' + service("charge", "charge")
+        '<bpmn:startEvent id="s" />'
+        + service("charge", "charge")
         + '<bpmn:boundaryEvent id="declined" attachedToRef="charge"><bpmn:errorEventDefinition errorRef="err_DECLINED" /></bpmn:boundaryEvent>'
         + '<bpmn:boundaryEvent id="any" attachedToRef="charge"><bpmn:errorEventDefinition /></bpmn:boundaryEvent>'
         + '<bpmn:endEvent id="paid" /><bpmn:endEvent id="e_declined" /><bpmn:endEvent id="e_any" />'
-        + chain("s", "charge", "paid") + flow("f1", "declined", "e_declined") + flow("f2", "any", "e_any")
+        + chain("s", "charge", "paid")
+        + flow("f1", "declined", "e_declined")
+        + flow("f2", "any", "e_any")
     )
     await kit.deploy(model("p", body, globals_=error_globals("DECLINED")))
     declined = await kit.start_instance("p", {"code": "DECLINED"})
@@ -290,7 +325,9 @@ async def test_worker_bpmn_error_by_code_and_catch_all(kit, checkpoint):
 
     @kit.task("charge")
     async def charge(job):
-        raise BpmnError(job.variables["code"], "card problem", variables={"reason": job.variables["code"].lower()})
+        raise BpmnError(
+            job.variables["code"], "card problem", variables={"reason": job.variables["code"].lower()}
+        )
 
     await kit.wait_until_idle()
     d, o = await kit.instance(declined), await kit.instance(other)
@@ -320,7 +357,10 @@ async def test_terminate_end_event_ends_every_branch(kit, checkpoint):
         '<bpmn:startEvent id="s" /><bpmn:parallelGateway id="fork" />'
         + service("slow", "slow")
         + '<bpmn:endEvent id="stop"><bpmn:terminateEventDefinition /></bpmn:endEvent><bpmn:endEvent id="e" />'
-        + flow("f0", "s", "fork") + flow("f1", "fork", "slow") + flow("f2", "fork", "stop") + flow("f3", "slow", "e")
+        + flow("f0", "s", "fork")
+        + flow("f1", "fork", "slow")
+        + flow("f2", "fork", "stop")
+        + flow("f3", "slow", "e")
     )
     await kit.deploy(model("p", body))
     iid = await kit.start_instance("p")
@@ -386,9 +426,16 @@ async def test_broken_expression_is_an_incident_not_a_crash(kit, checkpoint):
     body = (
         '<bpmn:startEvent id="s" /><bpmn:exclusiveGateway id="gw" default="f2" />'
         '<bpmn:endEvent id="big" /><bpmn:endEvent id="small" />'
-        + flow("f0", "s", "gw") + flow("f1", "gw", "big", "=amount > 10") + flow("f2", "gw", "small")
+        + flow("f0", "s", "gw")
+        + flow("f1", "gw", "big", "=amount > 10")
+        + flow("f2", "gw", "small")
     )
-    typed = '<bpmn:startEvent id="s" />' + service("t", "=kind") + '<bpmn:endEvent id="e" />' + chain("s", "t", "e")
+    typed = (
+        '<bpmn:startEvent id="s" />'
+        + service("t", "=kind")
+        + '<bpmn:endEvent id="e" />'
+        + chain("s", "t", "e")
+    )
     await kit.deploy(model("cond", body))
     await kit.deploy(model("typed", typed))
     await kit.deploy(model("good", '<bpmn:startEvent id="s" /><bpmn:endEvent id="e" />' + chain("s", "e")))
@@ -398,7 +445,9 @@ async def test_broken_expression_is_an_incident_not_a_crash(kit, checkpoint):
     ok = await kit.start_instance("good")
     await kit.wait_until_idle()
     snap = await kit.instance(cond)
-    assert snap.state == "active" and [(i.element_id, i.kind) for i in snap.incidents] == [("gw", "expression")]
+    assert snap.state == "active" and [(i.element_id, i.kind) for i in snap.incidents] == [
+        ("gw", "expression")
+    ]
     assert "amount > 10" in snap.incidents[0].message
     snap = await kit.instance(typed_iid)
     assert [(i.element_id, i.kind) for i in snap.incidents] == [("t", "expression")]

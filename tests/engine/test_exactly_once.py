@@ -10,8 +10,8 @@ from pathlib import Path
 import msgspec
 import nats
 import pytest
-from nats.js.errors import KeyNotFoundError
 from modelkit import chain, model, service
+from nats.js.errors import KeyNotFoundError
 
 from natsflow.engine import layout
 from natsflow.engine.natsutil import list_keys
@@ -26,7 +26,10 @@ from natsflow.testing import ProcessTestEngine
 MODELS = Path(__file__).parent / "models"
 TWO_TASKS = model(
     "two",
-    '<bpmn:startEvent id="s" />' + service("a", "a") + service("b", "b") + '<bpmn:endEvent id="e" />'
+    '<bpmn:startEvent id="s" />'
+    + service("a", "a")
+    + service("b", "b")
+    + '<bpmn:endEvent id="e" />'
     + chain("s", "a", "b", "e"),
 )
 
@@ -41,11 +44,14 @@ async def test_redelivered_command_changes_state_once(kit: ProcessTestEngine):
     await kit.wait_until_idle()
     state = await kit._state(iid)
     ei = next(e for e in state.eis.values() if e.job)
-    done = r.JobCompleted(id=f"{ei.job}.done", tenant=kit.tenant, instance=iid, job=ei.job or "", ei=ei.key,
-                          variables={"n": 1})
+    done = r.JobCompleted(
+        id=f"{ei.job}.done", tenant=kit.tenant, instance=iid, job=ei.job or "", ei=ei.key, variables={"n": 1}
+    )
     # the same command twice, under different message ids so JetStream cannot drop the second
     for suffix in ("x", "y"):
-        await kit.js.publish(layout.command_subject(kit.tenant, iid), r.encode(done), headers={"Nats-Msg-Id": done.id + suffix})
+        await kit.js.publish(
+            layout.command_subject(kit.tenant, iid), r.encode(done), headers={"Nats-Msg-Id": done.id + suffix}
+        )
     await kit.wait_until_idle()
     after = await kit._state(iid)
     assert after.step == state.step + 1
@@ -87,7 +93,9 @@ async def test_crash_between_state_write_and_publish_is_repaired_by_redelivery()
         await ensure_layout(nc.jetstream(), settings)
         buckets = await open_buckets(nc.jetstream())
         await deploy_definitions(buckets[layout.BUCKET_WORKFLOWS], "default", TWO_TASKS)
-        engine = await CrashAfterWrite(nc, EngineSettings(fetch_timeout=0.2), layout_settings=settings).start()
+        engine = await CrashAfterWrite(
+            nc, EngineSettings(fetch_timeout=0.2), layout_settings=settings
+        ).start()
         runs: Counter[str] = Counter()
         worker = Worker(nc=nc)
 
@@ -156,20 +164,35 @@ async def test_two_replicas_complete_1000_instances_without_duplicates_or_loss()
         sub = await ncs[2].subscribe("nf.hist.default.>", cb=on_history)
         await worker.start()
         ids = [r.new_id() for _ in range(count)]
-        await asyncio.gather(*(
-            js.publish(layout.command_subject("default", iid),
-                       r.encode(r.Launch(id=f"launch.{iid}", tenant="default", instance=iid, process_id="reference",
-                                         variables={"amount": n})),
-                       headers={"Nats-Msg-Id": f"launch.{iid}"})
-            for n, iid in enumerate(ids)
-        ))
+        await asyncio.gather(
+            *(
+                js.publish(
+                    layout.command_subject("default", iid),
+                    r.encode(
+                        r.Launch(
+                            id=f"launch.{iid}",
+                            tenant="default",
+                            instance=iid,
+                            process_id="reference",
+                            variables={"amount": n},
+                        )
+                    ),
+                    headers={"Nats-Msg-Id": f"launch.{iid}"},
+                )
+                for n, iid in enumerate(ids)
+            )
+        )
         await asyncio.wait_for(done.wait(), timeout=60)
         await sub.unsubscribe()
         assert completed == set(ids)
         assert set(runs) == set(ids) and set(runs.values()) == {1}
         # plain subscribers also see republished (deduplicated) effects; the stream keeps one per step
-        states = [r.decode_state((await buckets[layout.BUCKET_INSTANCES].get(layout.instance_key("default", i))).value
-                                 or b"") for i in ids]
+        states = [
+            r.decode_state(
+                (await buckets[layout.BUCKET_INSTANCES].get(layout.instance_key("default", i))).value or b""
+            )
+            for i in ids
+        ]
         hist = await js.stream_info(layout.STREAM_HISTORY)
         assert hist.state.messages == sum(s.step for s in states) == 2 * count
         assert set(history_steps) == {(i, n) for i in ids for n in (1, 2)}
@@ -190,7 +213,9 @@ async def test_oversized_variables_raise_an_incident_not_a_crash(kit: ProcessTes
 
     @kit.task("a")
     async def a(job):
-        return {"blob": "x" * (size // 2)}  # under the worker's message limit, too big for the record with a copy
+        return {
+            "blob": "x" * (size // 2)
+        }  # under the worker's message limit, too big for the record with a copy
 
     await kit.wait_until_idle()
     snap = await kit.instance(iid)
