@@ -1,0 +1,78 @@
+-- Argo CD health check for natsflow.io/v1alpha1 Workflow, TaskDefinition and Trigger.
+--
+--   Healthy      the operator has observed the current spec (status.observedGeneration ==
+--                metadata.generation) and reports condition Ready=True.
+--   Degraded     Ready=False with a terminal reason: the spec itself is wrong and retrying will not
+--                help until someone changes it (a bad BPMN model, an invalid field, ...).
+--   Progressing  everything else: no status yet, a spec not yet observed, Ready missing/Unknown,
+--                or Ready=False for a transient reason (NATS unreachable, workers starting, ...).
+--
+-- Install: the resource.customizations in argocd-cm.yaml (tests keep both in sync).
+-- Reasons the operator gives (operator/conditions.py and the kind handlers) when the spec itself
+-- is wrong; Ready carries the reason of the failing condition.
+local TERMINAL_REASONS = {
+  ValidationFailed = true,
+  InvalidSpec = true,
+  InvalidBpmn = true,
+  InvalidTenant = true,
+  InvalidDefinition = true,
+  Unsupported = true,
+}
+
+local hs = { status = "Progressing", message = "Waiting for the natsflow operator to report status" }
+
+local function describe(cond)
+  local reason = cond.reason or ""
+  local message = cond.message or ""
+  if reason ~= "" and message ~= "" then
+    return reason .. ": " .. message
+  elseif message ~= "" then
+    return message
+  elseif reason ~= "" then
+    return reason
+  end
+  return "Ready=" .. tostring(cond.status)
+end
+
+if obj.metadata ~= nil and obj.metadata.deletionTimestamp ~= nil then
+  hs.message = "Deleting: the operator is cleaning up NATS objects"
+  return hs
+end
+
+if obj.status == nil then
+  return hs
+end
+
+local generation = obj.metadata and obj.metadata.generation
+local observed = obj.status.observedGeneration
+if generation ~= nil and observed ~= generation then
+  hs.message = "Waiting for the operator to observe generation " .. tostring(generation)
+    .. " (observed " .. tostring(observed) .. ")"
+  return hs
+end
+
+local ready = nil
+if obj.status.conditions ~= nil then
+  for _, cond in ipairs(obj.status.conditions) do
+    if cond.type == "Ready" then
+      ready = cond
+    end
+  end
+end
+
+if ready == nil then
+  hs.message = "Waiting for the Ready condition"
+  return hs
+end
+
+if ready.status == "True" then
+  hs.status = "Healthy"
+  hs.message = describe(ready)
+  return hs
+end
+
+if ready.status == "False" and TERMINAL_REASONS[ready.reason] then
+  hs.status = "Degraded"
+end
+hs.message = describe(ready)
+return hs

@@ -1,0 +1,14 @@
+# Worker image for the e2e suite, built with examples/ as its context:
+#   docker build -f e2e/worker.Dockerfile --build-arg BASE=natsflow:e2e -t natsflow-worker:e2e examples
+# The same pattern as docs/install.md ("Worker images"): FROM the natsflow image, add task modules.
+ARG BASE=natsflow:e2e
+FROM ${BASE}
+USER 0
+COPY . /app/examples/
+# Every folder of examples/ that holds Python files goes on sys.path (a .pth file), so a
+# TaskDefinition's `module: workers:app` imports whichever example folder it comes from.
+RUN python -c "import pathlib, site; root = pathlib.Path('/app/examples'); \
+dirs = sorted({str(p.parent) for p in root.rglob('*.py')} | {str(root)}); \
+pathlib.Path(site.getsitepackages()[0], 'natsflow-examples.pth').write_text('\n'.join(dirs) + '\n')"
+WORKDIR /app
+USER 10001:10001

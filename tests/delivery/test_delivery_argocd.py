@@ -1,0 +1,164 @@
+"""deploy/argocd: the Lua health check run for real (lupa) and the Argo CD manifests that use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lupa import lua51 as lupa  # Argo CD runs gopher-lua, a Lua 5.1
+
+ARGOCD = Path(__file__).resolve().parents[2] / "deploy" / "argocd"
+HEALTH_LUA = (ARGOCD / "health.lua").read_text()
+KINDS = ("Workflow", "TaskDefinition", "Trigger")
+
+
+def to_lua(lua: Any, value: Any) -> Any:
+    """JSON-like Python -> Lua the way Argo CD hands `obj` to the script (lists 1-based, null -> nil)."""
+    if isinstance(value, dict):
+        return lua.table_from({k: to_lua(lua, v) for k, v in value.items() if v is not None})
+    if isinstance(value, list):
+        return lua.table_from([to_lua(lua, v) for v in value])
+    return value
+
+
+def health(obj: dict[str, Any], script: str = HEALTH_LUA) -> tuple[str, str]:
+    lua = lupa.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = to_lua(lua, obj)
+    hs = lua.execute(script)
+    assert set(hs.keys()) <= {"status", "message"}
+    return hs["status"], hs["message"]
+
+
+def resource(
+    kind: str = "Workflow", generation: int = 3, status: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "natsflow.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": "orders", "namespace": "tenant-a", "generation": generation},
+        "spec": {},
+        "status": status,
+    }
+
+
+def ready(status: str, reason: str = "", message: str = "", observed: int | None = 3) -> dict[str, Any]:
+    return {
+        "observedGeneration": observed,
+        "conditions": [
+            {"type": "Validated", "status": "True", "reason": "Valid"},
+            {"type": "Ready", "status": status, "reason": reason, "message": message},
+        ],
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_status_is_progressing(kind: str) -> None:
+    assert health(resource(kind)) == ("Progressing", "Waiting for the natsflow operator to report status")
+
+
+def test_stale_generation_is_progressing_even_when_ready() -> None:
+    status, message = health(resource(generation=4, status=ready("True", "Synced", "", observed=3)))
+    assert status == "Progressing"
+    assert message == "Waiting for the operator to observe generation 4 (observed 3)"
+    status, _ = health(resource(generation=4, status=ready("False", "ValidationFailed", "bad", observed=3)))
+    assert status == "Progressing", "a terminal error of an older spec says nothing about the new one"
+    status, message = health(resource(status={"conditions": []}))
+    assert (status, message) == (
+        "Progressing",
+        "Waiting for the operator to observe generation 3 (observed nil)",
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ready_true_and_current_is_healthy(kind: str) -> None:
+    status, message = health(resource(kind, status=ready("True", "Synced", "consumer and KV up to date")))
+    assert status == "Healthy"
+    assert message == "Synced: consumer and KV up to date"
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["ValidationFailed", "InvalidSpec", "InvalidBpmn", "InvalidTenant", "InvalidDefinition", "Unsupported"],
+)
+def test_ready_false_with_terminal_reason_is_degraded(reason: str) -> None:
+    status, message = health(resource(status=ready("False", reason, "line 12: flow without target")))
+    assert (status, message) == ("Degraded", f"{reason}: line 12: flow without target")
+
+
+@pytest.mark.parametrize(
+    ("reason", "message", "expected"),
+    [
+        ("NatsUnavailable", "connection refused", "NatsUnavailable: connection refused"),
+        (
+            "BpmnSourceNotFound",
+            "ConfigMap orders not found",
+            "BpmnSourceNotFound: ConfigMap orders not found",
+        ),
+        ("", "waiting for workers", "waiting for workers"),
+        ("Reconciling", "", "Reconciling"),
+        ("", "", "Ready=False"),
+    ],
+)
+def test_ready_false_transient_is_progressing_with_the_message(
+    reason: str, message: str, expected: str
+) -> None:
+    assert health(resource(status=ready("False", reason, message))) == ("Progressing", expected)
+
+
+def test_ready_unknown_or_missing_is_progressing() -> None:
+    assert health(resource(status=ready("Unknown", "Pending", "starting")))[0] == "Progressing"
+    no_ready = {"observedGeneration": 3, "conditions": [{"type": "Validated", "status": "True"}]}
+    assert health(resource(status=no_ready)) == ("Progressing", "Waiting for the Ready condition")
+
+
+def test_deleting_is_progressing() -> None:
+    obj = resource(status=ready("True"))
+    obj["metadata"]["deletionTimestamp"] = "2026-11-25T10:00:00Z"
+    assert health(obj)[0] == "Progressing"
+
+
+def test_the_harness_can_tell_a_broken_script() -> None:
+    always_healthy = 'return { status = "Healthy", message = "" }'
+    assert health(resource(), always_healthy)[0] == "Healthy"  # so the checks above are not vacuous
+    with pytest.raises(lupa.LuaError):
+        health(resource(), "return obj.status.conditions[1].type")
+
+
+def test_argocd_cm_embeds_the_health_script_for_every_kind() -> None:
+    cm = yaml.safe_load((ARGOCD / "argocd-cm.yaml").read_text())
+    assert cm["kind"] == "ConfigMap" and cm["metadata"]["name"] == "argocd-cm"
+    assert cm["data"] == {f"resource.customizations.health.natsflow.io_{k}": HEALTH_LUA for k in KINDS}
+
+
+def load_apps() -> dict[str, dict[str, Any]]:
+    apps = {}
+    for path in [ARGOCD / "root-app.yaml", *sorted((ARGOCD / "apps").glob("*.yaml"))]:
+        doc = yaml.safe_load(path.read_text())
+        assert doc["apiVersion"] == "argoproj.io/v1alpha1" and doc["kind"] == "Application", path
+        assert doc["spec"]["destination"]["server"] and doc["spec"]["source"]["repoURL"], path
+        apps[doc["metadata"]["name"]] = doc
+    return apps
+
+
+def test_applications_order_crds_chart_workflows() -> None:
+    apps = load_apps()
+    wave = {
+        name: int(a["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", 0))
+        for name, a in apps.items()
+    }
+    assert wave["natsflow-crds"] == -1 and wave["natsflow"] == 0 and wave["workflows-tenant-a"] == 1
+    crds = apps["natsflow-crds"]["spec"]
+    assert crds["source"]["path"] == "crds" and "ServerSideApply=true" in crds["syncPolicy"]["syncOptions"]
+    assert crds["syncPolicy"]["automated"]["prune"] is False
+    chart = apps["natsflow"]["spec"]
+    assert chart["source"]["path"] == "charts/natsflow" and chart["source"]["helm"]["skipCrds"] is True
+    values = chart["source"]["helm"]["valuesObject"]
+    assert set(values) <= set(yaml.safe_load((ARGOCD.parents[1] / "charts/natsflow/values.yaml").read_text()))
+    workflows = apps["workflows-tenant-a"]["spec"]
+    assert workflows["ignoreDifferences"] == [
+        {"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}
+    ]
+    assert "RespectIgnoreDifferences=true" in workflows["syncPolicy"]["syncOptions"]
+    assert apps["natsflow-root"]["spec"]["source"]["path"] == "deploy/argocd/apps"
