@@ -53,6 +53,27 @@ _history_decoder = msgspec.json.Decoder(r.HistoryRecord)
 _ids = itertools.count(1)
 
 
+class VirtualTimers:
+    """Timers on the virtual clock: kept in memory, fired by :meth:`ProcessTestEngine.advance_time`."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, r.TimerSpec] = {}
+
+    async def schedule(self, spec: r.TimerSpec) -> None:
+        self.pending[spec.id] = spec
+
+    async def cancel(self, spec: r.TimerCancel) -> None:
+        self.pending.pop(spec.id, None)
+
+    def due(self, now: datetime) -> list[r.TimerSpec]:
+        stamp = now.astimezone(UTC)
+        ready = [s for s in self.pending.values() if datetime.fromisoformat(s.due.replace("Z", "+00:00")) <= stamp]
+        ready.sort(key=lambda s: s.due)
+        for spec in ready:
+            del self.pending[spec.id]
+        return ready
+
+
 class VirtualClock:
     """A clock that only moves when told to."""
 
@@ -118,6 +139,7 @@ class ProcessTestEngine:
         self.idle_timeout = idle_timeout
         self._nats_url = nats_url
         self._server: EmbeddedNatsServer | None = None
+        self.timers = VirtualTimers()
         self.nc: Client
         self.engine: Engine
         self.worker: Worker
@@ -148,7 +170,7 @@ class ProcessTestEngine:
             self._server.close()
 
     async def _new_engine(self) -> Engine:
-        return await Engine(self.nc, EngineSettings(fetch_timeout=0.2), clock=self.clock.now).start()
+        return await Engine(self.nc, EngineSettings(), clock=self.clock.now, timers=self.timers).start()
 
     async def restart_engine(self) -> None:
         """Stop the engine and start a fresh one (empty caches): state must come from NATS."""
@@ -195,15 +217,42 @@ class ProcessTestEngine:
         correlation_key: str = "",
         variables: Mapping[str, Any] | None = None,
         ttl: timedelta = timedelta(0),
-    ) -> None:
-        raise NotImplementedError("message events are not supported by this engine version yet")
+        message_id: str | None = None,
+    ) -> int:
+        """Publish a message (Zeebe semantics); returns how many catches and start events it
+        reached, then waits until the engine is idle."""
+        reached = await self.engine.messaging.publish_message(
+            self.tenant, name, correlation_key, dict(variables or {}), ttl=ttl, message_id=message_id,
+            now=self.clock.now(),
+        )
+        await self.wait_until_idle()
+        return reached
 
-    async def broadcast_signal(self, name: str, *, variables: Mapping[str, Any] | None = None) -> None:
-        raise NotImplementedError("signal events are not supported by this engine version yet")
+    async def broadcast_signal(self, name: str, *, variables: Mapping[str, Any] | None = None) -> int:
+        reached = await self.engine.messaging.broadcast_signal(self.tenant, name, dict(variables or {}))
+        await self.wait_until_idle()
+        return reached
 
     async def advance_time(self, delta: timedelta) -> None:
-        """Move the virtual clock forward, then wait until the engine is idle."""
-        self.clock.advance(delta)
+        """Move the virtual clock forward, firing every timer that falls due on the way (in
+        order, each at its own time), then wait until the engine is idle."""
+        await self.wait_until_idle()
+        target = self.clock.now() + delta
+        while True:
+            nxt = min(
+                (datetime.fromisoformat(s.due.replace("Z", "+00:00")) for s in self.timers.pending.values()),
+                default=None,
+            )
+            if nxt is None or nxt > target:
+                break
+            if nxt > self.clock.now():
+                self.clock.advance(nxt - self.clock.now())
+            for spec in self.timers.due(self.clock.now()):
+                await self._send(r.TimerFired(id=spec.id, tenant=spec.tenant, instance=spec.instance, ei=spec.ei,
+                                              timer=spec.id, due=spec.due))
+            await self.wait_until_idle()
+        if target > self.clock.now():
+            self.clock.advance(target - self.clock.now())
         await self.wait_until_idle()
 
     async def wait_until_idle(self, timeout: float | None = None) -> None:

@@ -22,12 +22,13 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from natsflow.engine import layout
@@ -36,6 +37,7 @@ from natsflow.engine.natsutil import PullLoop
 from natsflow.engine.runtime import records as r
 from natsflow.engine.runtime.definitions import DefinitionCache, get_latest
 from natsflow.engine.runtime.interpreter import APPLIED_MEMORY, StepResult, step
+from natsflow.engine.runtime.messaging import Messaging, StartIndex
 from natsflow.engine.runtime.setup import LayoutSettings, ensure_layout, open_buckets
 from natsflow.errors import NatsflowError, NotFoundError
 
@@ -64,6 +66,50 @@ class EngineSettings:
     """Seconds a pull request for commands stays open on the server."""
 
 
+class TimerService(Protocol):
+    """Where timer effects go: JetStream message schedules, or the test kit's virtual clock."""
+
+    async def schedule(self, spec: r.TimerSpec) -> None: ...
+
+    async def cancel(self, spec: r.TimerCancel) -> None: ...
+
+
+class JetStreamTimers:
+    """Timers as JetStream message schedules (``Nats-Schedule: @at``, nats-server >= 2.12).
+
+    The schedule message waits on ``nf.sched.<tenant>.<instance>.<timer>`` in the command
+    stream and, when due, the server publishes its body, a ``timer-fired`` command, to the
+    instance's command subject. Durable across restarts of every process, the server's too.
+    """
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+
+    async def schedule(self, spec: r.TimerSpec) -> None:
+        due = datetime.fromisoformat(spec.due.replace("Z", "+00:00"))
+        command = r.TimerFired(id=spec.id, tenant=spec.tenant, instance=spec.instance, ei=spec.ei,
+                               timer=spec.id, due=spec.due)
+        target = layout.command_subject(spec.tenant, spec.instance)
+        if due <= datetime.now(UTC) + timedelta(milliseconds=500):
+            await self.js.publish(target, r.encode(command), headers={"Nats-Msg-Id": spec.id})
+            return
+        at = (due + timedelta(seconds=1)).replace(microsecond=0) if due.microsecond else due
+        await self.js.publish(
+            layout.schedule_subject(spec.tenant, spec.instance, spec.id),
+            r.encode(command),
+            headers={
+                "Nats-Schedule": f"@at {at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}",
+                "Nats-Schedule-Target": target,
+                "Nats-Msg-Id": f"sched.{spec.id}",
+            },
+        )
+
+    async def cancel(self, spec: r.TimerCancel) -> None:
+        with contextlib.suppress(Exception):
+            await self.js.purge_stream(layout.STREAM_COMMANDS,
+                                       subject=layout.schedule_subject(spec.tenant, spec.instance, spec.id))
+
+
 class _Bounded(OrderedDict[str, Any]):
     def __init__(self, limit: int) -> None:
         super().__init__()
@@ -86,7 +132,7 @@ class Engine:
         *,
         layout_settings: LayoutSettings | None = None,
         clock: Clock = wall_clock,
-        publisher: Callable[[list[Any]], Any] | None = None,
+        timers: TimerService | None = None,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
@@ -98,7 +144,7 @@ class Engine:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._loop: PullLoop | None = None
         self._stopping = asyncio.Event()
-        self._extra_publisher = publisher
+        self.timers: TimerService = timers or JetStreamTimers(self.js)
         self.steps = 0
         self.conflicts = 0
 
@@ -111,6 +157,8 @@ class Engine:
         self.workflows = buckets[layout.BUCKET_WORKFLOWS]
         self.usertasks = buckets[layout.BUCKET_USERTASKS]
         self.definitions = DefinitionCache(self.workflows)
+        self.start_index = await StartIndex(self.workflows, self.definitions).start()
+        self.messaging = Messaging(self.js, buckets[layout.BUCKET_MESSAGES], self.start_index)
         self._stopping.clear()
         self._loop = await PullLoop(
             self.nc,
@@ -132,6 +180,7 @@ class Engine:
             await self._loop.stop_pulling()
             await self._loop.drain(timeout)
             self._loop = None
+        await self.start_index.stop()
         log.info("engine stopped after %d steps", self.steps)
 
     async def __aenter__(self) -> Engine:
@@ -362,8 +411,17 @@ class Engine:
                         headers={"Nats-Msg-Id": item.id},
                     )
                 )
-            elif self._extra_publisher is not None:
-                pending.append(self._extra_publisher([item]))
+            elif isinstance(item, r.TimerSpec):
+                pending.append(self.timers.schedule(item))
+            elif isinstance(item, r.TimerCancel):
+                pending.append(self.timers.cancel(item))
+            elif isinstance(item, r.Subscribe):
+                pending.append(self.messaging.subscribe(item, self.clock()))
+            elif isinstance(item, r.Unsubscribe):
+                pending.append(self.messaging.unsubscribe(item))
+            elif isinstance(item, r.SignalBroadcast):
+                pending.append(self.messaging.broadcast_signal(item.tenant, item.name, item.variables,
+                                                               signal_id=item.id))
             else:
                 log.warning("no publisher for effect %s", type(item).__name__)
         if pending:

@@ -17,6 +17,7 @@ until the incident is resolved.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -26,16 +27,25 @@ from typing import Any
 
 from natsflow.engine.bpmn.model import (
     Activity,
+    CallActivity,
+    CompensateTrigger,
     ErrorTrigger,
+    EscalationTrigger,
     Event,
     FlowNode,
     Gateway,
+    LinkTrigger,
     Process,
     ScriptTask,
+    SignalTrigger,
     SubProcess,
     TerminateTrigger,
 )
 from natsflow.engine.runtime import records as r
+from natsflow.engine.runtime.compensation import CompensationMixin
+from natsflow.engine.runtime.events import EventsMixin
+from natsflow.engine.runtime.joins import JoinsMixin
+from natsflow.engine.runtime.loops import LoopsMixin
 from natsflow.engine.runtime.scopes import ROOT, apply_mappings, context_of, propagate
 from natsflow.errors import NatsflowError
 
@@ -102,7 +112,7 @@ def step(process: Process | None, state: r.InstanceState | None, command: Any, n
     return runner.result()
 
 
-class _Step:
+class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
     def __init__(self, process: Process, state: r.InstanceState, now: datetime, command: Any) -> None:
         self.p = process
         self.s = state
@@ -132,9 +142,12 @@ class _Step:
             del self.s.applied[: len(self.s.applied) - APPLIED_MEMORY]
 
     def drain(self) -> None:
-        while self.queue:
-            fn, args = self.queue.popleft()
-            fn(*args)
+        while True:
+            while self.queue:
+                fn, args = self.queue.popleft()
+                fn(*args)
+            if not self.fire_inclusive_joins():
+                return
 
     def result(self) -> StepResult:
         history = r.HistoryRecord(
@@ -171,6 +184,7 @@ class _Step:
         if start is None:
             self.raise_incident(root, "no-flow", f"process '{self.p.id}' has no none start event to start at")
             return
+        self.arm_event_subprocesses(root, self.p.event_subprocesses)
         self.enqueue_enter(start, ROOT, None)
 
     def on_JobCompleted(self, cmd: r.JobCompleted) -> None:
@@ -247,6 +261,10 @@ class _Step:
             self.create_job(ei, self.p.nodes[ei.el])
         elif phase == "complete":
             self.complete_with(ei, {}, resume=True)
+        elif phase == "arm":
+            node = self.p.nodes[ei.el]
+            trigger = getattr(node, "trigger", None) or getattr(node, "message", None)
+            self.arm(ei, trigger, ei.parent)
         elif phase == "leave":
             del self.s.eis[ei.key]
             self.leave(self.p.nodes[ei.el], ei.parent)
@@ -348,7 +366,7 @@ class _Step:
         prefix = f"{scope}/"
         if any(k.startswith(prefix) for k in self.s.joins):
             return False
-        return not any(ei.parent == scope for ei in self.s.eis.values())
+        return not any(ei.parent == scope and not (ei.data or {}).get("listener") for ei in self.s.eis.values())
 
     def complete_scope(self, scope: int) -> None:
         ei = self.s.eis.get(scope)
@@ -365,6 +383,15 @@ class _Step:
     # --- gateways -----------------------------------------------------------------------------
 
     def enter_gateway(self, node: Gateway, scope: int, flow: str | None) -> None:
+        if node.kind == "eventBasedGateway":
+            self.enter_event_gateway(node, scope, flow)
+            return
+        if node.kind == "inclusiveGateway":
+            if len(node.incoming) > 1:
+                self.s.joins.setdefault(f"{scope}/{node.id}", []).append(flow or "")
+                return  # fired by fire_inclusive_joins once no other token can arrive
+            self.take_inclusive(node, scope, flow)
+            return
         if node.kind == "parallelGateway" and len(node.incoming) > 1:
             key = f"{scope}/{node.id}"
             arrived = self.s.joins.setdefault(key, [])
@@ -424,6 +451,29 @@ class _Step:
         if node.task is not None:  # message throw / end event implemented by a worker
             self.enter_activity(node, scope, flow)
             return
+        if node.kind == "intermediateCatchEvent":
+            self.enter_catch(node, scope, flow)
+            return
+        if isinstance(trig, LinkTrigger):
+            self.throw_link(node, scope)
+            return
+        if isinstance(trig, SignalTrigger) and not self.broadcast_signal(node, scope):
+            return
+        if isinstance(trig, EscalationTrigger):
+            key = self.new_key()
+            self.event("element-activated", node.id, key)
+            interrupted = self.throw_escalation(None, scope, trig.code or "")
+            self.event("element-completed", node.id, key)
+            if interrupted:
+                return
+            if node.kind == "endEvent":
+                self.token_ended(scope)
+            else:
+                self.leave(node, scope)
+            return
+        if isinstance(trig, CompensateTrigger):
+            self.throw_compensation(node, scope, flow)
+            return
         if node.kind == "endEvent":
             if isinstance(trig, ErrorTrigger):
                 key = self.new_key()
@@ -451,11 +501,22 @@ class _Step:
     # --- activities ---------------------------------------------------------------------------
 
     def enter_activity(self, node: Activity | Event, scope: int, flow: str | None) -> None:
+        if isinstance(node, Activity) and (node.multi_instance is not None or node.loop is not None):
+            self.enter_loop_body(node, scope, flow)
+            return
         ei = self.new_ei(node, scope, flow)
         self.event("element-activated", node.id, ei.key)
+        if not self.arm_boundaries(ei, node):
+            return
+        self.start_activity(ei, node)
+
+    def start_activity(self, ei: r.ElementInstance, node: Activity | Event) -> None:
+        """Input mappings, then the activity's own behaviour."""
         try:
             if node.inputs:
-                ei.vars = apply_mappings(node.inputs, context_of(self.s, scope), convert=_json_value)
+                local = apply_mappings(node.inputs, context_of(self.s, ei.parent if ei.vars is None else ei.key),
+                                       convert=_json_value)
+                ei.vars = {**(ei.vars or {}), **local}
         except NatsflowError as exc:
             self.raise_incident(ei, "expression", f"input mapping failed: {exc}")
             return
@@ -474,12 +535,17 @@ class _Step:
             self.complete_with(ei, {node.result_variable: value} if node.result_variable else {})
         elif kind == "userTask":
             self.create_user_task(ei, node)
+        elif kind == "receiveTask":
+            self.arm(ei, getattr(node, "message", None), ei.key)
+        elif isinstance(node, CallActivity):
+            self.call(ei, node)
         elif isinstance(node, SubProcess):
             if not node.start_events:
                 self.raise_incident(ei, "no-flow", f"sub-process '{node.id}' has no none start event")
                 return
             if ei.vars is None:
                 ei.vars = {}
+            self.arm_event_subprocesses(ei, node.event_subprocesses)
             self.enqueue_enter(node.start_events[0], ei.key, None)
         elif kind in _PASS_THROUGH or kind in ("intermediateThrowEvent", "endEvent"):
             self.complete_with(ei, {})
@@ -578,9 +644,17 @@ class _Step:
         except NatsflowError as exc:
             self.raise_incident(ei, "expression", f"output mapping failed: {exc}", phase="complete")
             return
-        self.terminate_children(ei.key)  # boundary/event leftovers of a scope (none in a clean finish)
+        self.close_listeners(ei.key)
+        self.terminate_children(ei.key)  # leftovers of a scope (none in a clean finish)
         del self.s.eis[ei.key]
         self.event("element-completed", node.id, ei.key)
+        self.record_compensable(node, ei)
+        if (ei.data or {}).get("iteration") is not None:
+            self.iteration_completed(ei)
+            return
+        if (ei.data or {}).get("comp_for"):
+            self.compensation_done(ei)
+            return
         self.leave(node, ei.parent, ei.parent)
 
     # --- errors, termination, incidents -------------------------------------------------------
@@ -594,30 +668,30 @@ class _Step:
         *,
         from_end: FlowNode | None = None,
     ) -> None:
-        """Find the innermost boundary that catches ``code``; raise an incident if none does."""
+        """Find the innermost catcher of ``code`` (boundary or error event sub-process, from the
+        source outwards); a called instance passes an uncaught error to its call activity;
+        otherwise the error becomes an incident."""
         self.event("error-thrown", source.el, source.key, code=code, message=message or None)
         current: r.ElementInstance | None = source
-        while current is not None and current.key != ROOT:
-            node = self.p.nodes[current.el]
-            boundary = self.find_error_boundary(node, code)
-            if boundary is not None:
-                scope = current.parent
-                self.terminate(current)
-                if variables:
-                    propagate(self.s, scope, variables)
-                self.pending[scope] = self.pending.get(scope, 0) + 1
-                self.queue.append((self.fire_boundary, (boundary, scope)))
+        while current is not None:
+            if self.catch_error(current, code, dict(variables)):
                 return
+            if current.key == ROOT:
+                break
             current = self.s.eis.get(current.parent)
-        target = source
-        msg = f"unhandled BPMN error '{code}'" + (f": {message}" if message else "")
-        if target.key == ROOT:
-            # an error end event directly in the process: park the incident on a marker element
-            assert from_end is not None
-            marker = self.new_ei(from_end, ROOT, None)
-            self.raise_incident(marker, "unhandled-error", msg, phase="done")
+        if self.s.parent is not None:
+            self.terminate_children(ROOT)
+            self.s.state = "cancelled"
+            self.s.ended = self.at
+            self.event("instance-cancelled", self.p.id, ROOT, reason=f"error {code} passed to the caller")
+            self.notify_parent("error", code=code, message=message)
             return
-        self.raise_incident(target, "unhandled-error", msg, phase="done")
+        msg = f"unhandled BPMN error '{code}'" + (f": {message}" if message else "")
+        if source.key == ROOT:
+            assert from_end is not None  # an error end event directly in the process
+            self.raise_incident(self.new_ei(from_end, ROOT, None), "unhandled-error", msg, phase="done")
+            return
+        self.raise_incident(source, "unhandled-error", msg, phase="done")
 
     def find_error_boundary(self, node: FlowNode, code: str) -> Event | None:
         catch_all = None
@@ -630,16 +704,19 @@ class _Step:
                     return b
         return catch_all
 
-    def fire_boundary(self, boundary: Event, scope: int) -> None:
+    def fire_boundary(self, boundary: Event, scope: int, variables: dict[str, Any]) -> None:
         self.pending[scope] -= 1
         if scope not in self.s.eis or self.s.state != "active":
             return
-        key = self.new_key()
-        self.event("element-activated", boundary.id, key)
-        self.event("element-completed", boundary.id, key)
-        self.leave(boundary, scope)
+        self.fire_catch(boundary, scope, variables)
 
     def terminate(self, ei: r.ElementInstance) -> None:
+        self.close_listeners(ei.key)
+        self.release(ei)
+        child = (ei.data or {}).get("child")
+        if child:
+            self.effects.append(r.Cancel(id=f"{self.s.id}.{ei.key}.cancel", tenant=self.s.tenant, instance=child,
+                                         reason=f"the calling instance {self.s.id} ended '{ei.el}'"))
         self.terminate_children(ei.key)
         self.s.joins = {k: v for k, v in self.s.joins.items() if not k.startswith(f"{ei.key}/")}
         if (ei.data or {}).get("user_task"):
@@ -679,7 +756,7 @@ class _Step:
             return None
         return ei
 
-    def notify_parent(self, outcome: str) -> None:
+    def notify_parent(self, outcome: str, *, code: str | None = None, message: str = "") -> None:
         parent = self.s.parent
         if parent is None:
             return
@@ -692,8 +769,56 @@ class _Step:
                 child=self.s.id,
                 state=outcome,
                 variables=dict(self.s.root_vars()) if outcome == "completed" else {},
+                error_code=code,
+                error_message=message,
             )
         )
+
+    # --- call activities ----------------------------------------------------------------------
+
+    def call(self, ei: r.ElementInstance, node: CallActivity) -> None:
+        ctx = context_of(self.s, ei.key)
+        try:
+            process_id = node.called_element.evaluate(ctx)
+            if not isinstance(process_id, str) or not process_id:
+                raise NatsflowError(f"called element expression gave {process_id!r}, not a process id")
+        except NatsflowError as exc:
+            self.raise_incident(ei, "expression", f"call activity failed: {exc}")
+            return
+        if node.propagate_all_parent_variables:
+            variables = dict(ctx)
+        else:
+            variables = dict(ei.vars or {})
+        child = "c" + hashlib.sha256(f"{self.s.id}/{ei.key}/{ei.attempt}".encode()).hexdigest()[:31]
+        data = ei.data or {}
+        data["child"] = child
+        ei.data = data
+        self.effects.append(
+            r.Launch(
+                id=f"launch.{child}",
+                tenant=self.s.tenant,
+                instance=child,
+                process_id=process_id,
+                variables=variables,
+                parent=r.ParentRef(tenant=self.s.tenant, instance=self.s.id, ei=ei.key, element_id=node.id),
+            )
+        )
+        self.event("child-launched", node.id, ei.key, child=child, process=process_id)
+
+    def on_ChildFinished(self, cmd: r.ChildFinished) -> None:
+        ei = self.s.eis.get(cmd.ei)
+        if ei is None or (ei.data or {}).get("child") != cmd.child:
+            return
+        node = self.p.nodes[ei.el]
+        ei.data.pop("child", None)  # type: ignore[union-attr]
+        if cmd.state == "completed":
+            keep_all = getattr(node, "propagate_all_child_variables", True)
+            self.complete_with(ei, cmd.variables if keep_all or getattr(node, "outputs", ()) else {})
+        elif cmd.state == "error":
+            self.throw_error(ei, cmd.error_code or "", cmd.error_message, {})
+        else:
+            self.raise_incident(ei, "child-cancelled", f"the called instance {cmd.child} was cancelled",
+                                phase="enter")
 
 
 def _condition(expr: Any, context: Mapping[str, Any]) -> bool:

@@ -37,6 +37,10 @@ __all__ = [
     "SignalReceived",
     "TimerFired",
     "TimerSpec",
+    "SignalBroadcast",
+    "Unsubscribe",
+    "Subscribe",
+    "TimerCancel",
     "UserTask",
     "UserTaskCompleted",
     "UserTaskDone",
@@ -138,6 +142,7 @@ class MessageCorrelated(Command, tag="message-correlated"):
     ei: int
     name: str
     message_id: str
+    key: str = ""
     variables: dict[str, Any] = {}
 
 
@@ -246,6 +251,44 @@ class TimerSpec(_Record, tag="timer"):
     due: str
 
 
+class TimerCancel(_Record, tag="timer-cancel"):
+    """Effect: a timer whose token has gone; its schedule can be dropped (firing it is harmless)."""
+
+    id: str
+    tenant: str
+    instance: str
+
+
+class Subscribe(_Record, tag="subscribe"):
+    """Effect: an element instance waits for a message (name, correlation key) or a signal."""
+
+    kind: str  # message | signal
+    tenant: str
+    instance: str
+    ei: int
+    element_id: str
+    name: str
+    key: str = ""
+
+
+class Unsubscribe(_Record, tag="unsubscribe"):
+    kind: str
+    tenant: str
+    instance: str
+    ei: int
+    name: str
+    key: str = ""
+
+
+class SignalBroadcast(_Record, tag="signal-broadcast"):
+    """Effect: a signal throw/end event; every waiting catch of the tenant receives it."""
+
+    id: str
+    tenant: str
+    name: str
+    variables: dict[str, Any] = {}
+
+
 # --- history: one record per step --------------------------------------------------------------
 
 
@@ -303,7 +346,18 @@ class Incident(msgspec.Struct, kw_only=True, omit_defaults=True):
     at: str
 
 
-Outbox = list[Job | HistoryRecord | UserTask | UserTaskDone | TimerSpec | AnyCommand]
+Outbox = list[
+    Job
+    | HistoryRecord
+    | UserTask
+    | UserTaskDone
+    | TimerSpec
+    | TimerCancel
+    | Subscribe
+    | Unsubscribe
+    | SignalBroadcast
+    | AnyCommand
+]
 
 
 class InstanceState(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -323,6 +377,7 @@ class InstanceState(msgspec.Struct, kw_only=True, omit_defaults=True):
     incidents: list[Incident] = []
     applied: list[str] = []
     parent: ParentRef | None = None
+    messages: list[str] = []  # ids of messages correlated lately (a message correlates once per instance)
     outbox: Outbox = []
     outbox_cmd: str | None = None
     outbox_at: str | None = None

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from natsflow.engine.bpmn.model import (
     Activity,
-    CallActivity,
     Definitions,
-    ErrorTrigger,
     Event,
     FlowNode,
     MessageTrigger,
     Process,
-    SubProcess,
-    TerminateTrigger,
+    TimerTrigger,
 )
 from natsflow.errors import BpmnValidationError, ValidationIssue
 
@@ -25,60 +22,28 @@ __all__ = ["check_executable", "unsupported_reason"]
 
 _ACTIVITIES = frozenset(
     {
-        "task",
-        "manualTask",
-        "serviceTask",
-        "sendTask",
-        "businessRuleTask",
-        "scriptTask",
-        "userTask",
-        "subProcess",
+        "task", "manualTask", "serviceTask", "sendTask", "businessRuleTask", "scriptTask", "userTask",
+        "receiveTask", "subProcess", "callActivity",
     }
-)
-_GATEWAYS = frozenset({"exclusiveGateway", "parallelGateway"})
+)  # fmt: skip
+_GATEWAYS = frozenset({"exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway"})
 
 
 def unsupported_reason(process: Process, node: FlowNode) -> str | None:
-    """Why ``node`` cannot run yet, or None when it can."""
+    """Why ``node`` cannot run, or None when it can."""
     kind = node.kind
-    if isinstance(node, CallActivity):
-        return "call activities are not supported yet"
     if isinstance(node, Activity):
-        if kind not in _ACTIVITIES:
-            return f"'{kind}' elements are not supported yet"
-        if node.multi_instance is not None:
-            return "multi-instance activities are not supported yet"
-        if node.loop is not None:
-            return "standard loops are not supported yet"
-        if isinstance(node, SubProcess) and node.triggered_by_event:
-            return "event sub-processes are not supported yet"
-        if node.is_for_compensation:
-            return "compensation handlers are not supported yet"
-        return None
+        return None if kind in _ACTIVITIES else f"'{kind}' elements are not supported"
     if isinstance(node, Event):
         trig = node.trigger
-        if kind == "startEvent":
-            return None if trig is None else f"{_name(trig)} start events are not supported yet"
-        if kind == "endEvent":
-            if trig is None or isinstance(trig, ErrorTrigger | TerminateTrigger):
-                return None
-            if isinstance(trig, MessageTrigger) and node.task is not None:
-                return None
-            return f"{_name(trig)} end events are not supported yet"
-        if kind == "intermediateThrowEvent":
-            if trig is None or (isinstance(trig, MessageTrigger) and node.task is not None):
-                return None
-            return f"{_name(trig)} intermediate throw events are not supported yet"
-        if kind == "boundaryEvent":
-            return (
-                None
-                if isinstance(trig, ErrorTrigger)
-                else f"{_name(trig)} boundary events are not supported yet"
-            )
-        return f"{_name(trig)} {kind} elements are not supported yet"
+        if kind == "startEvent" and node.parent == process.id and isinstance(trig, TimerTrigger):
+            return "timer start events are not supported yet (start the process from a trigger or the API)"
+        if kind in ("intermediateThrowEvent", "endEvent") and isinstance(trig, MessageTrigger) and node.task is None:
+            return "a message throw event needs a zeebe:taskDefinition (a worker sends the message)"
+        return None
     if kind in _GATEWAYS:
         return None
-    return f"'{kind}' elements are not supported yet"
+    return f"'{kind}' elements are not supported"
 
 
 def _name(trigger: object) -> str:

@@ -42,3 +42,55 @@ def service(
 def chain(*ids: str) -> str:
     """Sequence flows linking ``ids`` in order."""
     return "\n".join(flow(f"f_{a}_{b}", a, b) for a, b in pairwise(ids))
+
+
+def timer(kind: str, value: str) -> str:
+    """A timer event definition; kind is Duration, Date or Cycle."""
+    return (
+        f'<bpmn:timerEventDefinition><bpmn:time{kind} xsi:type="bpmn:tFormalExpression">{value}'
+        f"</bpmn:time{kind}></bpmn:timerEventDefinition>"
+    )
+
+
+def message_global(ref: str, name: str, key: str = "=orderId") -> str:
+    return (
+        f'<bpmn:message id="{ref}" name="{name}"><bpmn:extensionElements>'
+        f'<zeebe:subscription correlationKey="{key}" /></bpmn:extensionElements></bpmn:message>'
+    )
+
+
+def message_def(ref: str) -> str:
+    return f'<bpmn:messageEventDefinition messageRef="{ref}" />'
+
+
+def signal_global(ref: str, name: str) -> str:
+    return f'<bpmn:signal id="{ref}" name="{name}" />'
+
+
+def signal_def(ref: str) -> str:
+    return f'<bpmn:signalEventDefinition signalRef="{ref}" />'
+
+
+def escalation_global(ref: str, code: str) -> str:
+    return f'<bpmn:escalation id="{ref}" name="{code}" escalationCode="{code}" />'
+
+
+def escalation_def(ref: str | None = None) -> str:
+    return f'<bpmn:escalationEventDefinition escalationRef="{ref}" />' if ref else "<bpmn:escalationEventDefinition />"
+
+
+def error_global(ref: str, code: str) -> str:
+    return f'<bpmn:error id="{ref}" name="{code}" errorCode="{code}" />'
+
+
+def event(kind: str, eid: str, definition: str = "", attrs: str = "") -> str:
+    return f'<bpmn:{kind} id="{eid}" {attrs}>{definition}</bpmn:{kind}>'
+
+
+def boundary(bid: str, attached: str, definition: str, *, interrupting: bool = True) -> str:
+    flag = "" if interrupting else ' cancelActivity="false"'
+    return f'<bpmn:boundaryEvent id="{bid}" attachedToRef="{attached}"{flag}>{definition}</bpmn:boundaryEvent>'
+
+
+def user_task(tid: str) -> str:
+    return f'<bpmn:userTask id="{tid}"><bpmn:extensionElements><zeebe:userTask /></bpmn:extensionElements></bpmn:userTask>'

@@ -1,0 +1,250 @@
+"""Messages and signals: subscriptions in KV, correlation, buffering, start events.
+
+Layout in the ``nf_messages`` bucket (every name and key is a :func:`layout.token`)::
+
+    msub.<tenant>.<name>.<correlation key>.<instance>.<ei>   a waiting message catch
+    mbuf.<tenant>.<name>.<correlation key>                   messages buffered with a TTL
+    ssub.<tenant>.<signal>.<instance>.<ei>                   a waiting signal catch
+
+Publishing a message (Zeebe semantics): buffer it when its TTL is positive, then correlate it
+to every instance with a matching subscription (once per instance), and start an instance of
+each deployed process with a matching message start event. A catch that opens later finds a
+buffered message at subscription time. Both sides write before they read, so a message and a
+subscription that race still meet; the instance drops a message id it has seen already.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from natsflow.engine import layout
+from natsflow.engine.bpmn.model import Event, MessageTrigger, Process, SignalTrigger
+from natsflow.engine.natsutil import list_keys
+from natsflow.engine.runtime import records as r
+from natsflow.engine.runtime.definitions import DefinitionCache, LatestRecord
+
+__all__ = ["Messaging", "StartIndex"]
+
+log = logging.getLogger(__name__)
+
+_latest_decoder = msgspec.json.Decoder(LatestRecord)
+
+
+class Buffered(msgspec.Struct, kw_only=True):
+    id: str
+    expires: str
+    variables: dict[str, Any] = {}
+
+
+class BufferRecord(msgspec.Struct, kw_only=True):
+    v: int = 1
+    name: str
+    key: str
+    messages: list[Buffered] = []
+
+
+_buffer_decoder = msgspec.json.Decoder(BufferRecord)
+_sub_decoder = msgspec.json.Decoder(r.Subscribe)
+
+
+def _msub_prefix(tenant: str, name: str, key: str) -> str:
+    return f"msub.{tenant}.{layout.token(name)}.{layout.token(key)}"
+
+
+def _mbuf_key(tenant: str, name: str, key: str) -> str:
+    return f"mbuf.{tenant}.{layout.token(name)}.{layout.token(key)}"
+
+
+def _ssub_prefix(tenant: str, name: str) -> str:
+    return f"ssub.{tenant}.{layout.token(name)}"
+
+
+class StartIndex:
+    """The latest version of every deployed process, kept current by a KV watch, to find
+    message and signal start events without reading every definition on each publish."""
+
+    def __init__(self, workflows: KeyValue, definitions: DefinitionCache) -> None:
+        self.workflows = workflows
+        self.definitions = definitions
+        self.latest: dict[tuple[str, str], int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> StartIndex:
+        self._task = asyncio.create_task(self._watch(), name="natsflow-start-index")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), 10)
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _watch(self) -> None:
+        watcher = await self.workflows.watch("*.*.latest")
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    self._ready.set()
+                    continue
+                tenant = entry.key.split(".", 1)[0]
+                if entry.value:
+                    rec = _latest_decoder.decode(entry.value)
+                    self.latest[(tenant, rec.process_id)] = rec.version
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def starts(self, tenant: str, kind: type, name: str) -> list[tuple[Process, Event]]:
+        """(process, start event) pairs of the tenant's latest versions started by ``name``."""
+        found = []
+        for (t, pid), version in list(self.latest.items()):
+            if t != tenant:
+                continue
+            try:
+                process = await self.definitions.get(tenant, pid, version)
+            except Exception:
+                continue
+            for sid in process.all_start_events:
+                start = process.nodes[sid]
+                if isinstance(start, Event) and isinstance(start.trigger, kind) and start.parent == process.id:
+                    trigger_name = start.trigger.name.evaluate({})  # type: ignore[union-attr]
+                    if trigger_name == name:
+                        found.append((process, start))
+        return found
+
+
+class Messaging:
+    """Correlates messages and signals; used by the engine (effects) and the API."""
+
+    def __init__(self, js: JetStreamContext, messages: KeyValue, starts: StartIndex | None = None) -> None:
+        self.js = js
+        self.kv = messages
+        self.starts = starts
+
+    # --- subscriptions (engine effects) ---------------------------------------------------------
+
+    async def subscribe(self, sub: r.Subscribe, now: datetime) -> None:
+        if sub.kind == "signal":
+            await self.kv.put(f"{_ssub_prefix(sub.tenant, sub.name)}.{sub.instance}.{sub.ei}", r.encode(sub))
+            return
+        await self.kv.put(f"{_msub_prefix(sub.tenant, sub.name, sub.key)}.{sub.instance}.{sub.ei}", r.encode(sub))
+        try:
+            entry = await self.kv.get(_mbuf_key(sub.tenant, sub.name, sub.key))
+        except KeyNotFoundError:
+            return
+        record = _buffer_decoder.decode(entry.value or b"")
+        stamp = now.isoformat()
+        for message in record.messages:
+            if message.expires > stamp:
+                await self._correlate(sub.tenant, sub.instance, sub.ei, sub.name, sub.key, message.id,
+                                      message.variables)
+
+    async def unsubscribe(self, sub: r.Unsubscribe) -> None:
+        if sub.kind == "signal":
+            key = f"{_ssub_prefix(sub.tenant, sub.name)}.{sub.instance}.{sub.ei}"
+        else:
+            key = f"{_msub_prefix(sub.tenant, sub.name, sub.key)}.{sub.instance}.{sub.ei}"
+        with contextlib.suppress(KeyNotFoundError):
+            await self.kv.delete(key)
+
+    # --- publishing -----------------------------------------------------------------------------
+
+    async def publish_message(
+        self,
+        tenant: str,
+        name: str,
+        correlation_key: str,
+        variables: dict[str, Any],
+        *,
+        ttl: timedelta = timedelta(0),
+        message_id: str | None = None,
+        now: datetime | None = None,
+    ) -> int:
+        """Correlate (and buffer, with a TTL) a message; returns how many catches and starts it reached."""
+        now = now or datetime.now(UTC)
+        message_id = message_id or r.new_id()
+        if ttl > timedelta(0):
+            await self._buffer(tenant, name, correlation_key, Buffered(
+                id=message_id, expires=(now + ttl).isoformat(), variables=variables), now)
+        reached = 0
+        seen: set[str] = set()
+        for key in await list_keys(self.kv, f"{_msub_prefix(tenant, name, correlation_key)}.*.*"):
+            instance, ei = key.rsplit(".", 2)[1:]
+            if instance in seen:
+                continue  # one correlation per instance
+            seen.add(instance)
+            await self._correlate(tenant, instance, int(ei), name, correlation_key, message_id, variables)
+            reached += 1
+        if self.starts is not None:
+            for process, start in await self.starts.starts(tenant, MessageTrigger, name):
+                await self._launch(tenant, process, start, f"msg:{message_id}", variables)
+                reached += 1
+        return reached
+
+    async def broadcast_signal(self, tenant: str, name: str, variables: dict[str, Any], *,
+                               signal_id: str | None = None) -> int:
+        signal_id = signal_id or r.new_id()
+        reached = 0
+        for key in await list_keys(self.kv, f"{_ssub_prefix(tenant, name)}.*.*"):
+            instance, ei = key.rsplit(".", 2)[1:]
+            cmd = r.SignalReceived(id=f"sig.{signal_id}.{instance}.{ei}", tenant=tenant, instance=instance,
+                                   ei=int(ei), name=name, variables=variables)
+            await self._send(cmd)
+            reached += 1
+        if self.starts is not None:
+            for process, start in await self.starts.starts(tenant, SignalTrigger, name):
+                await self._launch(tenant, process, start, f"sig:{signal_id}", variables)
+                reached += 1
+        return reached
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    async def _buffer(self, tenant: str, name: str, key: str, message: Buffered, now: datetime) -> None:
+        kv_key = _mbuf_key(tenant, name, key)
+        for _ in range(20):
+            try:
+                entry = await self.kv.get(kv_key)
+                record = _buffer_decoder.decode(entry.value or b"")
+                revision: int | None = entry.revision
+            except KeyNotFoundError:
+                record, revision = BufferRecord(name=name, key=key), None
+            stamp = now.isoformat()
+            record.messages = [m for m in record.messages if m.expires > stamp and m.id != message.id]
+            record.messages.append(message)
+            data = msgspec.json.encode(record)
+            try:
+                if revision is None:
+                    await self.kv.create(kv_key, data)
+                else:
+                    await self.kv.update(kv_key, data, last=revision)
+                return
+            except KeyWrongLastSequenceError:
+                continue
+        log.warning("could not buffer message %s after 20 concurrent updates", message.id)
+
+    async def _correlate(self, tenant: str, instance: str, ei: int, name: str, key: str, message_id: str,
+                         variables: dict[str, Any]) -> None:
+        await self._send(r.MessageCorrelated(id=f"msg.{message_id}.{instance}", tenant=tenant, instance=instance,
+                                             ei=ei, name=name, key=key, message_id=message_id,
+                                             variables=variables))
+
+    async def _launch(self, tenant: str, process: Process, start: Event, key: str, variables: dict[str, Any]) -> None:
+        iid = layout.idempotent_instance_id(tenant, process.id, key)
+        await self._send(r.Launch(id=f"launch.{iid}", tenant=tenant, instance=iid, process_id=process.id,
+                                  variables=variables, start_event=start.id))
+
+    async def _send(self, cmd: r.Command) -> None:
+        await self.js.publish(layout.command_subject(cmd.tenant, cmd.instance), r.encode(cmd),
+                              headers={"Nats-Msg-Id": cmd.id})

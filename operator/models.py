@@ -1,0 +1,282 @@
+"""Custom resource models: the single source of the CRDs in ``crds/`` and of their reference doc.
+
+Three namespaced kinds in ``natsflow.io/v1alpha1`` (namespace = tenant):
+
+``Workflow``        a BPMN document, deployed to the workflows bucket
+``TaskDefinition``  a task type: its jobs consumer, its catalog entry and its worker Deployment
+``Trigger``         NATS messages on a subject that start instances of a process
+
+Field docstrings become the schema descriptions (``kubectl explain``). Validation that the
+OpenAPI schema cannot express goes into CEL rules (``x-kubernetes-validations``) and is repeated
+in pydantic validators, so ``natsflow apply`` (no API server) refuses the same manifests.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+__all__ = [
+    "API_VERSION",
+    "DURATION_PATTERN",
+    "GROUP",
+    "VERSION",
+    "Autoscaling",
+    "CamelModel",
+    "NatsRef",
+    "TaskDefinitionSpec",
+    "TriggerSpec",
+    "WorkflowSpec",
+    "describe_errors",
+    "parse_duration",
+]
+
+GROUP = "natsflow.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+CONFIG_KEY = r"^[-._a-zA-Z0-9]+$"
+SUBJECT_PATTERN = r"^([^\s.*>]+|\*)(\.([^\s.*>]+|\*))*(\.>)?$|^>$"
+LITERAL_SUBJECT = r"^[^\s.*>]+(\.[^\s.*>]+)*$"
+STREAM_NAME = r"^[^\s.*>/\\]+$"
+MODULE = r"^[A-Za-z_][A-Za-z0-9_.]*(:[A-Za-z_][A-Za-z0-9_.]*)?$"
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+DnsName = Annotated[str, Field(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)]
+Immutable: JsonDict = {
+    "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "field is immutable"}]
+}
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """A pydantic error as one line: ``field.path: problem; ...`` (condition messages, CLI)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration like ``1m30s``, ``200ms`` or ``0.5h``."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"invalid duration {text!r}: use numbers with ms, s, m or h, for example 1m30s")
+    return sum(float(num) * _UNITS[unit] for num, unit in _PART.findall(text))
+
+
+class CamelModel(BaseModel):
+    """Fields in snake_case, YAML in camelCase, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        extra="forbid",
+    )
+
+
+class NatsRef(CamelModel):
+    """Reference to a Secret in the same namespace with the key ``url`` and optionally ``creds``."""
+
+    name: DnsName
+    """Name of the Secret."""
+
+
+class ConfigMapKeyRef(CamelModel):
+    name: DnsName
+    """Name of the ConfigMap in the same namespace."""
+    key: str = Field(pattern=CONFIG_KEY, max_length=253)
+    """Key holding the BPMN XML."""
+
+
+class BpmnSource(CamelModel):
+    config_map_key_ref: ConfigMapKeyRef
+    """The ConfigMap key that holds the BPMN document."""
+
+
+DeletionPolicy = Literal["Delete", "Retain"]
+
+
+class _Common(CamelModel):
+    nats_ref: NatsRef | None = None
+    """NATS connection of this object; the operator's default (``--nats-url``) when absent."""
+    deletion_policy: DeletionPolicy = "Delete"
+    """``Delete`` removes the NATS objects with the resource; ``Retain`` leaves them in NATS."""
+
+
+class WorkflowSpec(_Common):
+    """A BPMN 2.0 document (Camunda 8 dialect). Every executable process in it is deployed."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.bpmn) != has(self.bpmnFrom)",
+                    "message": "set exactly one of bpmn and bpmnFrom",
+                }
+            ]
+        }
+    )
+    bpmn: str | None = Field(None, min_length=1, max_length=102_400)
+    """The BPMN XML, inline (at most 100 KiB)."""
+    bpmn_from: BpmnSource | None = None
+    """Where to read the BPMN XML from instead of ``bpmn``."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WorkflowSpec:
+        if (self.bpmn is None) == (self.bpmn_from is None):
+            raise ValueError("set exactly one of bpmn and bpmnFrom")
+        return self
+
+
+class Autoscaling(CamelModel):
+    """Replicas of the worker Deployment follow the consumer's backlog (pending + in flight)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.minReplicas <= self.maxReplicas",
+                    "message": "minReplicas must not exceed maxReplicas",
+                }
+            ]
+        }
+    )
+    enabled: bool = False
+    """Turn the autoscaler on; the operator then owns ``spec.replicas`` of the Deployment."""
+    min_replicas: int = Field(0, ge=0, le=1000)
+    """Fewest replicas; 0 allows scaling to zero after ``cooldownPeriod`` without jobs."""
+    max_replicas: int = Field(10, ge=1, le=1000)
+    """Most replicas."""
+    target_pending_per_replica: int | None = Field(None, ge=1, le=1_000_000)
+    """Backlog one replica should carry; defaults to ``concurrency``."""
+    activation_threshold: int = Field(0, ge=0)
+    """From zero replicas, scale up only when the backlog exceeds this."""
+    polling_interval: Duration = "15s"
+    """How often the backlog is read."""
+    cooldown_period: Duration = "5m"
+    """Time without backlog before scaling to zero (only with ``minReplicas: 0``)."""
+    scale_down_stabilization: Duration = "5m"
+    """Scale down to the highest recommendation seen within this window."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must not exceed maxReplicas")
+        return self
+
+
+class EnvVar(CamelModel):
+    name: str = Field(min_length=1)
+    value: str | None = None
+    value_from: dict[str, Any] | None = None
+    """As in a Pod spec (``secretKeyRef``, ``configMapKeyRef``, ``fieldRef``...)."""
+
+
+class TaskDefinitionSpec(_Common):
+    """A task type: the durable jobs consumer, its catalog entry and (optionally) the workers."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.backoff) || size(self.backoff) <= self.retries",
+                    "message": "backoff may list at most `retries` delays",
+                }
+            ]
+        }
+    )
+
+    task_type: str = Field(min_length=1, max_length=255, json_schema_extra=Immutable)
+    """The job type of the service tasks (``zeebe:taskDefinition type``). Immutable."""
+    module: str | None = Field(None, pattern=MODULE)
+    """Python object of the worker app, ``package.module:app``; the container runs ``worker <module>``."""
+    image: str | None = Field(None, min_length=1)
+    """Worker image. Without ``image`` and ``podTemplate`` no Deployment is created."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    command: list[str] | None = None
+    """Container entrypoint; the image's when absent."""
+    args: list[str] | None = None
+    """Container arguments; ``["worker", module]`` when absent."""
+    env: list[EnvVar] = Field(default_factory=list)
+    """Extra environment variables of the worker container."""
+    resources: dict[str, Any] | None = None
+    """Container resources (requests, limits), as in a Pod spec."""
+    service_account_name: DnsName | None = None
+    pod_template: dict[str, Any] | None = None
+    """A full PodTemplateSpec; the worker container is the first one (or the one named ``worker``)."""
+    replicas: int = Field(1, ge=0, le=1000)
+    """Replicas when autoscaling is off."""
+    concurrency: int = Field(32, ge=1, le=100_000)
+    """Jobs in flight across all workers (consumer ``max_ack_pending``)."""
+    timeout: Duration = "5m"
+    """Time a worker may hold a job before it is redelivered (consumer ``ack_wait``)."""
+    retries: int = Field(3, ge=0, le=1000)
+    """Deliveries after the first before the job becomes an incident (``max_deliver`` - 1)."""
+    backoff: list[Duration] = Field(default_factory=list, max_length=50)
+    """Delays between attempts; the last one repeats. Empty: redeliver after ``timeout``."""
+    autoscaling: Autoscaling | None = None
+
+    @model_validator(mode="after")
+    def _backoff_fits(self) -> TaskDefinitionSpec:
+        if len(self.backoff) > self.retries:  # JetStream requires max_deliver > len(backoff)
+            raise ValueError("backoff may list at most `retries` delays")
+        return self
+
+
+class WorkflowRef(CamelModel):
+    process_id: str = Field(min_length=1, max_length=255)
+    """Id of the process (``bpmn:process id``) to start."""
+    version: int | None = Field(None, ge=1)
+    """Pinned version; the latest deployed version when absent."""
+
+
+class IdempotencyKey(CamelModel):
+    """How to derive the launch's idempotency key from a message (one of the two)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.header) != has(self.expression)",
+                    "message": "set one of header and expression",
+                }
+            ]
+        }
+    )
+    header: str | None = Field(None, min_length=1, max_length=256)
+    """A message header, usually ``Nats-Msg-Id``."""
+    expression: str | None = Field(None, min_length=1, max_length=4096)
+    """A FEEL expression over ``payload``, ``headers`` and ``subject``."""
+
+    @model_validator(mode="after")
+    def _one(self) -> IdempotencyKey:
+        if (self.header is None) == (self.expression is None):
+            raise ValueError("set one of header and expression")
+        return self
+
+
+class TriggerSpec(_Common):
+    """Messages on ``subject`` start instances of a process."""
+
+    subject: str = Field(min_length=1, max_length=1024, pattern=SUBJECT_PATTERN)
+    """NATS subject (wildcards allowed) whose messages start instances."""
+    stream: str | None = Field(None, pattern=STREAM_NAME, max_length=255)
+    """Stream that stores the subject; found by subject, or a capture stream is created, when absent."""
+    workflow_ref: WorkflowRef
+    variables: dict[str, str] = Field(default_factory=dict)
+    """Instance variables: name -> FEEL expression over ``payload``, ``headers`` and ``subject``."""
+    idempotency_key: IdempotencyKey | None = None
+    suspend: bool = False
+    """Stop starting instances; messages wait in the stream."""
+    dead_letter_subject: str | None = Field(None, pattern=LITERAL_SUBJECT, max_length=1024)
+    """Where messages that cannot start an instance are published (dropped when absent)."""
+    max_deliver: int = Field(5, ge=1, le=1000)
+    """Attempts per message before it goes to ``deadLetterSubject``."""

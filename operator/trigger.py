@@ -1,0 +1,106 @@
+"""Kopf handlers of ``Trigger``: catalog entry for the trigger server and its durable consumer.
+
+The trigger server (engine side) reads ``nf_triggers`` and pulls from the consumer this
+operator creates on the stream that stores the subject. When no stream stores it, the operator
+creates a capture stream and deletes it again with its last trigger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from natsflow.operator.conditions import Cond
+from natsflow.operator.context import (
+    RETRYABLE,
+    UNAVAILABLE,
+    MissingReference,
+    OperatorContext,
+    write_status,
+)
+from natsflow.operator.models import GROUP, VERSION, TriggerSpec, describe_errors
+from natsflow.operator.reconcile import apply_trigger, delete_trigger
+
+__all__ = ["register"]
+
+RESOURCE = (GROUP, VERSION, "triggers")
+
+
+async def reconcile(
+    ctx: OperatorContext, *, body: kopf.Body, drift: bool, logger: kopf.Logger, patch: kopf.Patch
+) -> None:
+    status, namespace, name = body.status, str(body.metadata.namespace), str(body.metadata.name)
+    generation = body.metadata.get("generation")
+    now = ctx.now()
+
+    def report(*conds: Cond, **fields: Any) -> bool:
+        return write_status(patch, status, conds, generation=generation, now=now, fields=fields)
+
+    try:
+        spec = TriggerSpec.model_validate(dict(body.spec))
+    except ValidationError as exc:
+        report(Cond("Validated", False, "InvalidSpec", describe_errors(exc)))
+        return
+    try:
+        handle, _ = await ctx.nats_for(namespace, spec.nats_ref)
+        outcome = await apply_trigger(
+            handle, namespace, name, spec, previous_stream=status.get("stream"), generation=generation
+        )
+    except MissingReference as exc:
+        report(Cond("Synced", False, exc.reason, str(exc)))
+        raise kopf.TemporaryError(str(exc), delay=ctx.config.retry_delay) from exc
+    except RETRYABLE as exc:
+        report(
+            Cond("Synced", False, "NatsUnavailable", str(exc)), Cond("ConsumerReady", None, "NatsUnavailable")
+        )
+        raise kopf.TemporaryError(f"NATS unavailable: {exc}", delay=ctx.config.retry_delay) from exc
+    report(*outcome.conditions, **outcome.status)
+    if outcome.action == "failed":
+        raise kopf.TemporaryError(outcome.message, delay=ctx.config.retry_delay)
+    if outcome.action not in ("unchanged", "invalid"):
+        what = f"{outcome.status.get('stream')}/{outcome.status.get('consumer')} {outcome.action}"
+        if drift:
+            kopf.warn(body, reason="DriftCorrected", message=what)
+        else:
+            kopf.info(body, reason="Reconciled", message=what)
+
+
+def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
+    """Attach the Trigger handlers to ``registry``."""
+
+    @kopf.on.resume(*RESOURCE, id="trigger-resume", registry=registry)
+    @kopf.on.create(*RESOURCE, id="trigger-create", registry=registry)
+    @kopf.on.update(*RESOURCE, id="trigger-update", field="spec", registry=registry)
+    async def on_change(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
+        await reconcile(ctx, body=body, drift=False, logger=logger, patch=patch)
+
+    @kopf.timer(
+        *RESOURCE,
+        id="trigger-drift",
+        interval=ctx.config.drift_interval,
+        initial_delay=ctx.config.drift_interval,
+        registry=registry,
+    )
+    async def on_timer(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
+        await reconcile(ctx, body=body, drift=True, logger=logger, patch=patch)
+
+    @kopf.on.delete(*RESOURCE, id="trigger-delete", registry=registry)
+    async def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        namespace, name = str(body.metadata.namespace), str(body.metadata.name)
+        try:
+            spec = TriggerSpec.model_validate(dict(body.spec))
+        except ValidationError:
+            logger.warning("Trigger spec is invalid; nothing to remove from NATS")
+            return
+        if spec.deletion_policy == "Retain":
+            logger.info("deletionPolicy Retain: consumer and catalog entry stay in NATS")
+            return
+        try:
+            handle, _env = await ctx.nats_for(namespace, spec.nats_ref)
+            await delete_trigger(handle, namespace, name, body.status.get("stream"))
+        except UNAVAILABLE as exc:
+            raise kopf.TemporaryError(
+                f"cannot remove from NATS: {exc}", delay=ctx.config.retry_delay
+            ) from exc

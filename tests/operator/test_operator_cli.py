@@ -1,0 +1,136 @@
+"""``natsflow apply`` / ``natsflow delete``: the examples straight into a plain nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nats
+from click.testing import CliRunner
+from nats.js.errors import KeyNotFoundError, NotFoundError
+
+from natsflow.engine import catalog, layout
+from natsflow.engine.runtime.definitions import get_latest
+from natsflow.operator.cli import apply_cmd, delete_cmd
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "k8s"
+
+
+def _state(url: str, tenant: str) -> dict[str, object]:
+    """What the examples put into NATS, read with a fresh connection."""
+
+    async def read() -> dict[str, object]:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        found: dict[str, object] = {}
+        try:
+            kv = await js.key_value(layout.BUCKET_WORKFLOWS)
+            for pid in ("order-process", "refund-process"):
+                try:
+                    found[pid] = (await get_latest(kv, tenant, pid)).version
+                except Exception:
+                    found[pid] = None
+            for task_type in ("charge-card", "fraud-review", "ship-order"):
+                try:
+                    info = await js.consumer_info(layout.STREAM_JOBS, layout.job_consumer(tenant, task_type))
+                    found[task_type] = (info.config.max_ack_pending, info.config.max_deliver)
+                except NotFoundError:
+                    found[task_type] = None
+            try:
+                entry = await (await js.key_value(layout.BUCKET_TRIGGERS)).get(
+                    layout.trigger_key(tenant, "order-created")
+                )
+                found["order-created"] = catalog.decode_trigger(entry.value or b"").stream
+            except KeyNotFoundError:
+                found["order-created"] = None
+        finally:
+            await nc.close()
+        return found
+
+    return asyncio.run(read())
+
+
+def test_apply_examples_then_delete(nats_url: str, unique: str) -> None:
+    runner = CliRunner()
+    args = ["-f", str(EXAMPLES), "--nats-url", nats_url, "--tenant", unique]
+    result = runner.invoke(apply_cmd, args)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert f"{unique}/workflow.natsflow.io/order-process created (order-process v1)" in lines
+    assert (
+        f"{unique}/taskdefinition.natsflow.io/charge-card created (consumer job-{unique}-charge-card)"
+        in lines
+    )
+    assert any(line.startswith(f"{unique}/trigger.natsflow.io/order-created created") for line in lines)
+    assert f"{unique}/configmap/refund-bpmn skipped" in lines
+    assert len(lines) == 8  # one line per object: 2 workflows, 3 taskdefs, 1 trigger, configmap, secret
+    assert _state(nats_url, unique) == {
+        "order-process": 1,
+        "refund-process": 1,
+        "charge-card": (20, 4),
+        "fraud-review": (4, 1),
+        "ship-order": (32, 4),
+        "order-created": catalog.capture_stream("shop.orders.created"),
+    }
+
+    again = runner.invoke(apply_cmd, [*args, "-o", "json"])
+    assert again.exit_code == 0, again.output
+    items = json.loads(again.stdout)["items"]
+    assert {i["action"] for i in items if i["kind"] != "ConfigMap" and i["kind"] != "Secret"} == {"unchanged"}
+    assert all(i["ok"] for i in items)
+
+    gone = runner.invoke(delete_cmd, args)
+    assert gone.exit_code == 0, gone.output
+    assert f"{unique}/workflow.natsflow.io/refund-process retained" in gone.stdout.splitlines()
+    assert _state(nats_url, unique) == {
+        "order-process": None,
+        "refund-process": 1,  # deletionPolicy: Retain
+        "charge-card": None,
+        "fraud-review": (4, 1),  # deletionPolicy: Retain
+        "ship-order": None,
+        "order-created": None,
+    }
+
+
+def test_apply_refuses_invalid_manifests(nats_url: str, unique: str, tmp_path: Path) -> None:
+    bpmn = (
+        (EXAMPLES / "order-workflow.yaml")
+        .read_text()
+        .replace('targetRef="order-done"/>', 'targetRef="x"/>', 1)
+    )
+    (tmp_path / "wf.yaml").write_text(bpmn)
+    (tmp_path / "td.yaml").write_text(
+        "apiVersion: natsflow.io/v1alpha1\nkind: TaskDefinition\nmetadata: {name: t}\nspec: {taskType: t, timeout: soon}\n"
+    )
+    result = CliRunner().invoke(apply_cmd, ["-f", str(tmp_path), "--nats-url", nats_url, "--tenant", unique])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert any(
+        "workflow.natsflow.io/order-process invalid" in line and "line 18" in line for line in lines
+    ), lines
+    assert any("taskdefinition.natsflow.io/t invalid" in line and "timeout" in line for line in lines), lines
+    assert _state(nats_url, unique)["order-process"] is None
+
+
+def test_apply_does_not_import_kopf() -> None:
+    code = (
+        "import sys, natsflow.operator.cli, natsflow.operator.manifests, natsflow.operator.reconcile;"
+        "assert 'kopf' not in sys.modules, 'kopf imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_group_options_reach_apply(nats_url: str, unique: str) -> None:
+    """``natsflow --nats-url X --tenant T apply -f F`` uses the group's connection and tenant."""
+    from natsflow.cli import cli
+
+    wf = str(EXAMPLES / "order-workflow.yaml")
+    result = CliRunner().invoke(cli, ["--nats-url", nats_url, "--tenant", unique, "apply", "-f", wf])
+    assert result.exit_code == 0, result.output
+    assert (
+        result.stdout.strip().splitlines()[-1]
+        == f"{unique}/workflow.natsflow.io/order-process created (order-process v1)"
+    )
