@@ -23,7 +23,9 @@ async def list_keys(kv: KeyValue, pattern: str = ">") -> list[str]:
     """Keys matching a subject-style ``pattern`` (``*`` one token, ``>`` the rest), in the
     order they were last written. The server filters (nats-py's ``keys(filters=)`` matches
     substrings on the client after fetching every key)."""
-    watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
+    # a short inactive threshold: the server drops the watch's consumer a second after we stop
+    # (nats-py's default of five minutes piles consumers up under load)
+    watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True, inactive_threshold=1.0)
     keys: list[str] = []
     try:
         async for entry in watcher:

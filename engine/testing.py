@@ -327,7 +327,11 @@ class ProcessTestEngine:
             state=state.state,
             variables=dict(state.root_vars()),
             completed_elements=[e.element_id or "" for e in events if e.type == "element-completed"],
-            active_elements=[ei.el for ei in sorted(state.eis.values(), key=lambda e: e.key) if ei.key != 1]
+            active_elements=[
+                ei.el
+                for ei in sorted(state.eis.values(), key=lambda e: e.key)
+                if ei.key != 1 and not (ei.data or {}).get("listener")
+            ]
             if state.state == "active"
             else [],
             incidents=[IncidentView(i.id, i.element_id, i.kind, i.message) for i in state.incidents],

@@ -451,6 +451,9 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
         if node.task is not None:  # message throw / end event implemented by a worker
             self.enter_activity(node, scope, flow)
             return
+        if node.kind == "startEvent":
+            self.pass_through(node, scope)  # already triggered: a plain start, or one a launch named
+            return
         if node.kind == "intermediateCatchEvent":
             self.enter_catch(node, scope, flow)
             return

@@ -2,9 +2,11 @@
 
 Layout in the ``nf_messages`` bucket (every name and key is a :func:`layout.token`)::
 
-    msub.<tenant>.<name>.<correlation key>.<instance>.<ei>   a waiting message catch
-    mbuf.<tenant>.<name>.<correlation key>                   messages buffered with a TTL
-    ssub.<tenant>.<signal>.<instance>.<ei>                   a waiting signal catch
+    msub.<tenant>.<name>.<correlation key>   the catches waiting for that message
+    mbuf.<tenant>.<name>.<correlation key>   messages buffered with a TTL
+    ssub.<tenant>.<signal>                   the catches waiting for that signal
+
+Each key holds a small list updated with compare-and-set, so publishing reads one key.
 
 Publishing a message (Zeebe semantics): buffer it when its TTL is positive, then correlate it
 to every instance with a matching subscription (once per instance), and start an instance of
@@ -28,7 +30,6 @@ from nats.js.kv import KeyValue
 
 from natsflow.engine import layout
 from natsflow.engine.bpmn.model import Event, MessageTrigger, Process, SignalTrigger
-from natsflow.engine.natsutil import list_keys
 from natsflow.engine.runtime import records as r
 from natsflow.engine.runtime.definitions import DefinitionCache, LatestRecord
 
@@ -45,6 +46,14 @@ class Buffered(msgspec.Struct, kw_only=True):
     variables: dict[str, Any] = {}
 
 
+class SubsRecord(msgspec.Struct, kw_only=True):
+    v: int = 1
+    subs: list[tuple[str, int]] = []  # (instance, element instance), oldest first
+
+
+_subs_decoder = msgspec.json.Decoder(SubsRecord)
+
+
 class BufferRecord(msgspec.Struct, kw_only=True):
     v: int = 1
     name: str
@@ -53,10 +62,9 @@ class BufferRecord(msgspec.Struct, kw_only=True):
 
 
 _buffer_decoder = msgspec.json.Decoder(BufferRecord)
-_sub_decoder = msgspec.json.Decoder(r.Subscribe)
 
 
-def _msub_prefix(tenant: str, name: str, key: str) -> str:
+def _msub_key(tenant: str, name: str, key: str) -> str:
     return f"msub.{tenant}.{layout.token(name)}.{layout.token(key)}"
 
 
@@ -64,7 +72,7 @@ def _mbuf_key(tenant: str, name: str, key: str) -> str:
     return f"mbuf.{tenant}.{layout.token(name)}.{layout.token(key)}"
 
 
-def _ssub_prefix(tenant: str, name: str) -> str:
+def _ssub_key(tenant: str, name: str) -> str:
     return f"ssub.{tenant}.{layout.token(name)}"
 
 
@@ -136,10 +144,11 @@ class Messaging:
     # --- subscriptions (engine effects) ---------------------------------------------------------
 
     async def subscribe(self, sub: r.Subscribe, now: datetime) -> None:
+        entry_id = (sub.instance, sub.ei)
         if sub.kind == "signal":
-            await self.kv.put(f"{_ssub_prefix(sub.tenant, sub.name)}.{sub.instance}.{sub.ei}", r.encode(sub))
+            await self._change(_ssub_key(sub.tenant, sub.name), lambda subs: [*subs, entry_id])
             return
-        await self.kv.put(f"{_msub_prefix(sub.tenant, sub.name, sub.key)}.{sub.instance}.{sub.ei}", r.encode(sub))
+        await self._change(_msub_key(sub.tenant, sub.name, sub.key), lambda subs: [*subs, entry_id])
         try:
             entry = await self.kv.get(_mbuf_key(sub.tenant, sub.name, sub.key))
         except KeyNotFoundError:
@@ -152,12 +161,35 @@ class Messaging:
                                       message.variables)
 
     async def unsubscribe(self, sub: r.Unsubscribe) -> None:
-        if sub.kind == "signal":
-            key = f"{_ssub_prefix(sub.tenant, sub.name)}.{sub.instance}.{sub.ei}"
-        else:
-            key = f"{_msub_prefix(sub.tenant, sub.name, sub.key)}.{sub.instance}.{sub.ei}"
-        with contextlib.suppress(KeyNotFoundError):
-            await self.kv.delete(key)
+        entry_id = (sub.instance, sub.ei)
+        key = _ssub_key(sub.tenant, sub.name) if sub.kind == "signal" else _msub_key(sub.tenant, sub.name, sub.key)
+        await self._change(key, lambda subs: [s for s in subs if tuple(s) != entry_id])
+
+    async def _subscriptions(self, key: str) -> list[tuple[str, int]]:
+        try:
+            entry = await self.kv.get(key)
+        except KeyNotFoundError:
+            return []
+        return [(str(i), int(e)) for i, e in _subs_decoder.decode(entry.value or b"").subs]
+
+    async def _change(self, key: str, change: Any) -> None:
+        for _ in range(50):
+            try:
+                entry = await self.kv.get(key)
+                subs = [tuple(s) for s in _subs_decoder.decode(entry.value or b"").subs]
+                revision: int | None = entry.revision
+            except KeyNotFoundError:
+                subs, revision = [], None
+            data = msgspec.json.encode(SubsRecord(subs=change(subs)))
+            try:
+                if revision is None:
+                    await self.kv.create(key, data)
+                else:
+                    await self.kv.update(key, data, last=revision)
+                return
+            except KeyWrongLastSequenceError:
+                continue
+        log.warning("subscription list %s: too many concurrent changes", key)
 
     # --- publishing -----------------------------------------------------------------------------
 
@@ -180,12 +212,11 @@ class Messaging:
                 id=message_id, expires=(now + ttl).isoformat(), variables=variables), now)
         reached = 0
         seen: set[str] = set()
-        for key in await list_keys(self.kv, f"{_msub_prefix(tenant, name, correlation_key)}.*.*"):
-            instance, ei = key.rsplit(".", 2)[1:]
+        for instance, ei in await self._subscriptions(_msub_key(tenant, name, correlation_key)):
             if instance in seen:
                 continue  # one correlation per instance
             seen.add(instance)
-            await self._correlate(tenant, instance, int(ei), name, correlation_key, message_id, variables)
+            await self._correlate(tenant, instance, ei, name, correlation_key, message_id, variables)
             reached += 1
         if self.starts is not None:
             for process, start in await self.starts.starts(tenant, MessageTrigger, name):
@@ -197,10 +228,9 @@ class Messaging:
                                signal_id: str | None = None) -> int:
         signal_id = signal_id or r.new_id()
         reached = 0
-        for key in await list_keys(self.kv, f"{_ssub_prefix(tenant, name)}.*.*"):
-            instance, ei = key.rsplit(".", 2)[1:]
+        for instance, ei in await self._subscriptions(_ssub_key(tenant, name)):
             cmd = r.SignalReceived(id=f"sig.{signal_id}.{instance}.{ei}", tenant=tenant, instance=instance,
-                                   ei=int(ei), name=name, variables=variables)
+                                   ei=ei, name=name, variables=variables)
             await self._send(cmd)
             reached += 1
         if self.starts is not None:
