@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.api import DeliverPolicy
 from nats.js.kv import KeyValue
 
 __all__ = ["PullLoop", "list_keys"]
@@ -20,21 +21,44 @@ log = logging.getLogger(__name__)
 
 
 async def list_keys(kv: KeyValue, pattern: str = ">") -> list[str]:
-    """Keys matching a subject-style ``pattern`` (``*`` one token, ``>`` the rest), in the
-    order they were last written. The server filters (nats-py's ``keys(filters=)`` matches
-    substrings on the client after fetching every key)."""
-    # a short inactive threshold: the server drops the watch's consumer a second after we stop
-    # (nats-py's default of five minutes piles consumers up under load)
-    watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True, inactive_threshold=1.0)
-    keys: list[str] = []
+    """Keys matching a subject-style ``pattern`` (``*`` one token, ``>`` the rest), deleted keys
+    left out, in the order they were last written.
+
+    nats-py's ``keys(filters=)`` matches substrings after fetching every key, and its watch can
+    report "no more keys" before the last ones arrive. Here the server says first how many
+    subjects match (stream info with a subject filter), then exactly that many last-per-subject
+    headers are read from an ordered consumer.
+    """
+    stream = f"KV_{kv._name}"
+    prefix = f"$KV.{kv._name}."
+    js = kv._js
+    info = await js.stream_info(stream, subjects_filter=prefix + pattern)
+    expected = len(info.state.subjects or {})
+    if expected == 0:
+        return []
+    sub = await js.subscribe(
+        prefix + pattern,
+        stream=stream,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        headers_only=True,
+        inactive_threshold=1.0,
+    )
+    found: list[tuple[int, str]] = []
     try:
-        async for entry in watcher:
-            if entry is None:
+        for _ in range(expected):
+            try:
+                msg = await sub.next_msg(timeout=5.0)
+            except TimeoutError:
+                break  # a key was purged meanwhile
+            operation = (msg.headers or {}).get("KV-Operation")
+            if operation not in ("DEL", "PURGE"):
+                found.append((msg.metadata.sequence.stream, msg.subject[len(prefix):]))
+            if msg.metadata.num_pending == 0:
                 break
-            keys.append(entry.key)
     finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
-    return keys
+        await sub.unsubscribe()
+    return [key for _, key in sorted(found)]
 
 
 class PullLoop:

@@ -53,6 +53,10 @@ _history_decoder = msgspec.json.Decoder(r.HistoryRecord)
 _ids = itertools.count(1)
 
 
+async def _true(value: bool) -> bool:
+    return value
+
+
 class VirtualTimers:
     """Timers on the virtual clock: kept in memory, fired by :meth:`ProcessTestEngine.advance_time`."""
 
@@ -184,6 +188,9 @@ class ProcessTestEngine:
         if isinstance(source, str) and not source.lstrip().startswith("<"):
             source = Path(source)
         deployed = await deploy_definitions(self.workflows_kv, self.tenant, source, now=self.clock.now())
+        index = self.engine.start_index.latest
+        for d in deployed:  # the engine has seen the version (and scheduled its timer starts)
+            await self._wait_for(lambda d=d: _true(index.get((self.tenant, d.process_id), 0) >= d.version))
         return [d.process_id for d in deployed]
 
     def task(self, task_type: str, *, concurrency: int = 16) -> Callable[[Handler], Handler]:
@@ -205,7 +212,8 @@ class ProcessTestEngine:
         )
         from natsflow.engine.runtime.definitions import get_latest
 
-        await get_latest(self.workflows_kv, self.tenant, process_id)  # NotFoundError when not deployed
+        latest = await get_latest(self.workflows_kv, self.tenant, process_id)  # NotFoundError when not deployed
+        cmd = msgspec.structs.replace(cmd, version=latest.version)
         await self._send(cmd)
         await self._wait_for(lambda: self._exists(iid))
         return iid
@@ -248,8 +256,8 @@ class ProcessTestEngine:
             if nxt > self.clock.now():
                 self.clock.advance(nxt - self.clock.now())
             for spec in self.timers.due(self.clock.now()):
-                await self._send(r.TimerFired(id=spec.id, tenant=spec.tenant, instance=spec.instance, ei=spec.ei,
-                                              timer=spec.id, due=spec.due))
+                await self._send(spec.launch or r.TimerFired(id=spec.id, tenant=spec.tenant, instance=spec.instance,
+                                                             ei=spec.ei, timer=spec.id, due=spec.due))
             await self.wait_until_idle()
         if target > self.clock.now():
             self.clock.advance(target - self.clock.now())

@@ -39,6 +39,7 @@ from natsflow.engine.runtime.definitions import DefinitionCache, get_latest
 from natsflow.engine.runtime.interpreter import APPLIED_MEMORY, StepResult, step
 from natsflow.engine.runtime.messaging import Messaging, StartIndex
 from natsflow.engine.runtime.setup import LayoutSettings, ensure_layout, open_buckets
+from natsflow.engine.runtime.starts import first_timer_starts, is_timer_start
 from natsflow.errors import NatsflowError, NotFoundError
 
 __all__ = ["Engine", "EngineSettings"]
@@ -87,8 +88,9 @@ class JetStreamTimers:
 
     async def schedule(self, spec: r.TimerSpec) -> None:
         due = datetime.fromisoformat(spec.due.replace("Z", "+00:00"))
-        command = r.TimerFired(id=spec.id, tenant=spec.tenant, instance=spec.instance, ei=spec.ei,
-                               timer=spec.id, due=spec.due)
+        command: r.Command = spec.launch or r.TimerFired(
+            id=spec.id, tenant=spec.tenant, instance=spec.instance, ei=spec.ei, timer=spec.id, due=spec.due
+        )
         target = layout.command_subject(spec.tenant, spec.instance)
         if due <= datetime.now(UTC) + timedelta(milliseconds=500):
             await self.js.publish(target, r.encode(command), headers={"Nats-Msg-Id": spec.id})
@@ -157,7 +159,7 @@ class Engine:
         self.workflows = buckets[layout.BUCKET_WORKFLOWS]
         self.usertasks = buckets[layout.BUCKET_USERTASKS]
         self.definitions = DefinitionCache(self.workflows)
-        self.start_index = await StartIndex(self.workflows, self.definitions).start()
+        self.start_index = await StartIndex(self.workflows, self.definitions, self._version_deployed).start()
         self.messaging = Messaging(self.js, buckets[layout.BUCKET_MESSAGES], self.start_index)
         self._stopping.clear()
         self._loop = await PullLoop(
@@ -172,6 +174,31 @@ class Engine:
         ).start()
         log.info("engine started")
         return self
+
+    async def _version_deployed(self, tenant: str, process_id: str, version: int) -> None:
+        """A new latest version: schedule its timer start events, once across all replicas
+        (a compare-and-set marker in the workflows bucket elects the replica that does it)."""
+        process = await self.definitions.get(tenant, process_id, version)
+        specs = first_timer_starts(tenant, process, version, self.clock())
+        if not specs:
+            return
+        marker = f"{tenant}.{layout.token(process_id)}.timerstarts"
+        value = str(version).encode()
+        try:
+            entry = await self.workflows.get(marker)
+            if entry.value == value:
+                return  # scheduled already
+            await self.workflows.update(marker, value, last=entry.revision)
+        except KeyNotFoundError:
+            try:
+                await self.workflows.create(marker, value)
+            except KeyWrongLastSequenceError:
+                return
+        except KeyWrongLastSequenceError:
+            return  # another replica won
+        for spec in specs:
+            await self.timers.schedule(spec)
+        log.info("scheduled %d timer start event(s) of %s version %d", len(specs), process_id, version)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop pulling, let in-flight commands finish (bounded), then cancel the rest."""
@@ -305,11 +332,15 @@ class Engine:
         now = self.clock()
         try:
             if isinstance(cmd, r.Launch):
-                version = (
-                    cmd.version or (await get_latest(self.workflows, cmd.tenant, cmd.process_id)).version
-                )
-                cmd = msgspec.structs.replace(cmd, version=version)
+                version = cmd.version
+                if version is None:  # launchers that know the version pass it and save this read
+                    version = (await get_latest(self.workflows, cmd.tenant, cmd.process_id)).version
+                    cmd = msgspec.structs.replace(cmd, version=version)
                 process: Process | None = await self.definitions.get(cmd.tenant, cmd.process_id, version)
+                latest = self.start_index.latest.get((cmd.tenant, cmd.process_id), version)
+                if version < latest and is_timer_start(process, cmd.start_event):
+                    log.info("timer start of %s v%d replaced by v%d; not launched", cmd.process_id, version, latest)
+                    return None
             else:
                 assert state is not None
                 process = await self.definitions.get(state.tenant, state.process_id, state.version)

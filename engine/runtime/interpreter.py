@@ -47,6 +47,7 @@ from natsflow.engine.runtime.events import EventsMixin
 from natsflow.engine.runtime.joins import JoinsMixin
 from natsflow.engine.runtime.loops import LoopsMixin
 from natsflow.engine.runtime.scopes import ROOT, apply_mappings, context_of, propagate
+from natsflow.engine.runtime.starts import next_timer_start
 from natsflow.errors import NatsflowError
 
 __all__ = ["MAX_ACTIVATIONS", "StepResult", "step"]
@@ -185,6 +186,9 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
             self.raise_incident(root, "no-flow", f"process '{self.p.id}' has no none start event to start at")
             return
         self.arm_event_subprocesses(root, self.p.event_subprocesses)
+        following = next_timer_start(cmd, self.p, self.now)
+        if following is not None:
+            self.effects.append(following)
         self.enqueue_enter(start, ROOT, None)
 
     def on_JobCompleted(self, cmd: r.JobCompleted) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -80,9 +81,15 @@ class StartIndex:
     """The latest version of every deployed process, kept current by a KV watch, to find
     message and signal start events without reading every definition on each publish."""
 
-    def __init__(self, workflows: KeyValue, definitions: DefinitionCache) -> None:
+    def __init__(
+        self,
+        workflows: KeyValue,
+        definitions: DefinitionCache,
+        on_version: Callable[[str, str, int], Awaitable[None]] | None = None,
+    ) -> None:
         self.workflows = workflows
         self.definitions = definitions
+        self.on_version = on_version
         self.latest: dict[tuple[str, str], int] = {}
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -109,7 +116,12 @@ class StartIndex:
                 tenant = entry.key.split(".", 1)[0]
                 if entry.value:
                     rec = _latest_decoder.decode(entry.value)
-                    self.latest[(tenant, rec.process_id)] = rec.version
+                    if self.on_version is not None:
+                        try:
+                            await self.on_version(tenant, rec.process_id, rec.version)
+                        except Exception:
+                            log.exception("scheduling the start events of %s v%d failed", rec.process_id, rec.version)
+                    self.latest[(tenant, rec.process_id)] = rec.version  # after: "seen" means "scheduled"
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]

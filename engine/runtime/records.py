@@ -86,6 +86,7 @@ class Launch(Command, tag="launch"):
     business_key: str | None = None
     start_event: str | None = None  # a specific start event (message/timer/signal start)
     parent: ParentRef | None = None
+    timer_cycle: dict[str, Any] | None = None  # a timer start's cycle: the launch schedules the next one
 
 
 class JobCompleted(Command, tag="job-completed"):
@@ -249,6 +250,7 @@ class TimerSpec(_Record, tag="timer"):
     instance: str
     ei: int
     due: str
+    launch: Launch | None = None  # a timer start event: the command to send when due
 
 
 class TimerCancel(_Record, tag="timer-cancel"):

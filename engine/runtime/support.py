@@ -14,7 +14,6 @@ from natsflow.engine.bpmn.model import (
     FlowNode,
     MessageTrigger,
     Process,
-    TimerTrigger,
 )
 from natsflow.errors import BpmnValidationError, ValidationIssue
 
@@ -36,8 +35,6 @@ def unsupported_reason(process: Process, node: FlowNode) -> str | None:
         return None if kind in _ACTIVITIES else f"'{kind}' elements are not supported"
     if isinstance(node, Event):
         trig = node.trigger
-        if kind == "startEvent" and node.parent == process.id and isinstance(trig, TimerTrigger):
-            return "timer start events are not supported yet (start the process from a trigger or the API)"
         if kind in ("intermediateThrowEvent", "endEvent") and isinstance(trig, MessageTrigger) and node.task is None:
             return "a message throw event needs a zeebe:taskDefinition (a worker sends the message)"
         return None
