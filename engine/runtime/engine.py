@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -172,8 +173,34 @@ class Engine:
             expires=self.settings.fetch_timeout,
             name="engine",
         ).start()
+        self._advisories = await self.nc.subscribe(
+            f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{layout.STREAM_JOBS}.*",
+            queue="natsflow-engine",
+            cb=self._on_max_deliveries,
+        )
         log.info("engine started")
         return self
+
+    async def _on_max_deliveries(self, msg: Msg) -> None:
+        """A job was delivered as often as its consumer allows without an answer (its workers
+        crashed or timed out each time): raise an incident instead of leaving it stuck."""
+        try:
+            advisory = json.loads(msg.data)
+            seq = int(advisory["stream_seq"])
+            stored = await self.js.get_msg(layout.STREAM_JOBS, seq)
+            job = msgspec.json.decode(stored.data or b"", type=r.Job)
+        except Exception as exc:  # the job may have been answered meanwhile
+            log.info("max-deliveries advisory not actionable: %s", exc)
+            return
+        deliveries = advisory.get("deliveries", "?")
+        command = r.JobFailed(
+            id=f"{job.key}.maxdeliver", tenant=job.tenant, instance=job.instance, job=job.key, ei=job.ei,
+            message=f"job delivered {deliveries} times without an answer (its workers crashed or timed out)",
+        )
+        await self.js.publish(layout.command_subject(job.tenant, job.instance), r.encode(command),
+                              headers={"Nats-Msg-Id": command.id})
+        with contextlib.suppress(Exception):
+            await self.js.delete_msg(layout.STREAM_JOBS, seq)
 
     async def _version_deployed(self, tenant: str, process_id: str, version: int) -> None:
         """A new latest version: schedule its timer start events, once across all replicas
@@ -203,6 +230,10 @@ class Engine:
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop pulling, let in-flight commands finish (bounded), then cancel the rest."""
         self._stopping.set()
+        if getattr(self, "_advisories", None) is not None:
+            with contextlib.suppress(Exception):
+                await self._advisories.unsubscribe()
+            self._advisories = None
         if self._loop is not None:
             await self._loop.stop_pulling()
             await self._loop.drain(timeout)
