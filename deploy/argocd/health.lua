@@ -2,21 +2,24 @@
 --
 --   Healthy      the operator has observed the current spec (status.observedGeneration ==
 --                metadata.generation) and reports condition Ready=True.
---   Degraded     Ready=False with a terminal reason: the spec itself is wrong and retrying will not
---                help until someone changes it (a bad BPMN model, an invalid field, ...).
+--   Degraded     Ready=False with a terminal reason: the operator does not retry (only its periodic
+--                drift check looks again) and nothing improves until someone acts: fix the spec or
+--                the BPMN, use a valid tenant namespace, remove the foreign Deployment that blocks a
+--                TaskDefinition's workers.
 --   Progressing  everything else: no status yet, a spec not yet observed, Ready missing/Unknown,
---                or Ready=False for a transient reason (NATS unreachable, workers starting, ...).
+--                or Ready=False for a reason the operator retries (NATS unreachable, a missing
+--                ConfigMap, Secret or stream, a failed Deployment write, ...).
 --
 -- Install: the resource.customizations in argocd-cm.yaml (tests keep both in sync).
--- Reasons the operator gives (operator/conditions.py and the kind handlers) when the spec itself
--- is wrong; Ready carries the reason of the failing condition.
+-- The reasons below are the operator's terminal ones (operator/reconcile.py, workflow.py,
+-- taskdefinition.py, trigger.py: the handlers report them without raising a retry); Ready carries
+-- the reason of the failing condition. tests/delivery/test_delivery_argocd.py checks the list
+-- against the reasons in the operator's code.
 local TERMINAL_REASONS = {
-  ValidationFailed = true,
-  InvalidSpec = true,
-  InvalidBpmn = true,
-  InvalidTenant = true,
-  InvalidDefinition = true,
-  Unsupported = true,
+  InvalidSpec = true,         -- Validated: the spec does not match the CRD model
+  InvalidBpmn = true,         -- Validated: the Workflow's BPMN does not parse/validate or has no executable process
+  InvalidTenant = true,       -- Validated: the namespace is not a valid natsflow tenant
+  DeploymentConflict = true,  -- WorkloadReady: a Deployment of that name exists and is not owned by the TaskDefinition
 }
 
 local hs = { status = "Progressing", message = "Waiting for the natsflow operator to report status" }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +11,25 @@ import pytest
 import yaml
 from lupa import lua51 as lupa  # Argo CD runs gopher-lua, a Lua 5.1
 
-ARGOCD = Path(__file__).resolve().parents[2] / "deploy" / "argocd"
+ROOT = Path(__file__).resolve().parents[2]
+ARGOCD = ROOT / "deploy" / "argocd"
 HEALTH_LUA = (ARGOCD / "health.lua").read_text()
 KINDS = ("Workflow", "TaskDefinition", "Trigger")
+
+# The reasons the operator reports on a failing part of Ready, by what the handlers do next.
+# Terminal: reported without a retry (InvalidSpec/InvalidBpmn/InvalidTenant: the handler returns;
+# DeploymentConflict: WorkloadReady=False without TemporaryError). Argo CD shows them Degraded.
+TERMINAL = ("InvalidSpec", "InvalidBpmn", "InvalidTenant", "DeploymentConflict")
+# Retried (kopf.TemporaryError) until the cause is gone: Progressing.
+RETRIED = (
+    "NatsUnavailable",
+    "NatsSecretNotFound",
+    "NatsSecretInvalid",
+    "ConfigMapNotFound",
+    "ConfigMapKeyNotFound",
+    "StreamNotFound",
+    "DeploymentFailed",
+)
 
 
 def to_lua(lua: Any, value: Any) -> Any:
@@ -47,7 +65,7 @@ def ready(status: str, reason: str = "", message: str = "", observed: int | None
     return {
         "observedGeneration": observed,
         "conditions": [
-            {"type": "Validated", "status": "True", "reason": "Valid"},
+            {"type": "Validated", "status": "True", "reason": "ValidSpec"},
             {"type": "Ready", "status": status, "reason": reason, "message": message},
         ],
     }
@@ -62,7 +80,7 @@ def test_stale_generation_is_progressing_even_when_ready() -> None:
     status, message = health(resource(generation=4, status=ready("True", "Synced", "", observed=3)))
     assert status == "Progressing"
     assert message == "Waiting for the operator to observe generation 4 (observed 3)"
-    status, _ = health(resource(generation=4, status=ready("False", "ValidationFailed", "bad", observed=3)))
+    status, _ = health(resource(generation=4, status=ready("False", "InvalidBpmn", "bad", observed=3)))
     assert status == "Progressing", "a terminal error of an older spec says nothing about the new one"
     status, message = health(resource(status={"conditions": []}))
     assert (status, message) == (
@@ -78,13 +96,18 @@ def test_ready_true_and_current_is_healthy(kind: str) -> None:
     assert message == "Synced: consumer and KV up to date"
 
 
-@pytest.mark.parametrize(
-    "reason",
-    ["ValidationFailed", "InvalidSpec", "InvalidBpmn", "InvalidTenant", "InvalidDefinition", "Unsupported"],
-)
+@pytest.mark.parametrize("reason", TERMINAL)
 def test_ready_false_with_terminal_reason_is_degraded(reason: str) -> None:
     status, message = health(resource(status=ready("False", reason, "line 12: flow without target")))
     assert (status, message) == ("Degraded", f"{reason}: line 12: flow without target")
+
+
+@pytest.mark.parametrize("reason", RETRIED)
+def test_ready_false_with_a_retried_reason_is_progressing(reason: str) -> None:
+    status, message = health(
+        resource(status=ready("False", reason, "ConfigMap tenant-a/orders does not exist"))
+    )
+    assert (status, message) == ("Progressing", f"{reason}: ConfigMap tenant-a/orders does not exist")
 
 
 @pytest.mark.parametrize(
@@ -92,9 +115,9 @@ def test_ready_false_with_terminal_reason_is_degraded(reason: str) -> None:
     [
         ("NatsUnavailable", "connection refused", "NatsUnavailable: connection refused"),
         (
-            "BpmnSourceNotFound",
-            "ConfigMap orders not found",
-            "BpmnSourceNotFound: ConfigMap orders not found",
+            "ValidationFailed",
+            "not a reason of the operator",
+            "ValidationFailed: not a reason of the operator",
         ),
         ("", "waiting for workers", "waiting for workers"),
         ("Reconciling", "", "Reconciling"),
@@ -111,6 +134,71 @@ def test_ready_unknown_or_missing_is_progressing() -> None:
     assert health(resource(status=ready("Unknown", "Pending", "starting")))[0] == "Progressing"
     no_ready = {"observedGeneration": 3, "conditions": [{"type": "Validated", "status": "True"}]}
     assert health(resource(status=no_ready)) == ("Progressing", "Waiting for the Ready condition")
+
+
+def _const(node: ast.expr) -> object:
+    return node.value if isinstance(node, ast.Constant) else ...
+
+
+def operator_failure_reasons() -> set[str]:
+    """Every reason the operator's code can put on a failing part of ``Ready``.
+
+    Reads operator/*.py: ``Cond(<part of Ready>, False|None, "<reason>", ...)``, the
+    ``_invalid(kind, tenant, name, "<reason>", ...)`` helper and ``MissingReference("<reason>", ...)``
+    (reported as ``Cond(..., exc.reason, ...)``). A failing condition whose reason is anything else
+    fails the test, so a new reason cannot slip past the health check.
+    """
+    from natsflow.operator.conditions import READY_PARTS
+
+    reasons: set[str] = set()
+    files = sorted((ROOT / "operator").glob("*.py"))
+    assert files
+    for path in files:
+        if path.name in ("cli.py", "manifests.py"):
+            continue  # `natsflow apply`: prints outcomes, never writes a resource's status
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+                continue
+            args, name = node.args, node.func.id
+            if name == "Cond" and len(args) >= 3 and _const(args[0]) in READY_PARTS:
+                if _const(args[1]) is True:
+                    continue
+                reason = args[2]
+                if isinstance(reason, ast.Constant) and isinstance(reason.value, str):
+                    reasons.add(reason.value)
+                else:  # only the two pass-throughs collected below
+                    text = ast.unparse(reason)
+                    assert text in ("exc.reason", "reason"), f"{path.name}:{node.lineno}: reason {text}"
+            elif name == "_invalid" and len(args) >= 4:
+                assert isinstance(_const(args[3]), str), f"{path.name}:{node.lineno}"
+                reasons.add(str(_const(args[3])))
+            elif name == "MissingReference" and args:
+                assert isinstance(_const(args[0]), str), f"{path.name}:{node.lineno}"
+                reasons.add(str(_const(args[0])))
+    return reasons
+
+
+def test_every_reason_of_the_operator_is_classified() -> None:
+    reasons = operator_failure_reasons()
+    assert {"InvalidSpec", "ConfigMapNotFound", "DeploymentConflict"} <= reasons  # the scan finds them
+    assert reasons == set(TERMINAL) | set(RETRIED), (
+        f"unclassified: {sorted(reasons - set(TERMINAL) - set(RETRIED))}; "
+        f"no longer emitted: {sorted(set(TERMINAL) | set(RETRIED) - reasons)}"
+    )
+
+
+def test_the_script_lists_exactly_the_terminal_reasons() -> None:
+    table = re.search(r"local TERMINAL_REASONS = \{(.*?)\n\}", HEALTH_LUA, re.S)
+    assert table
+    assert set(re.findall(r"^\s*(\w+) = true", table.group(1), re.M)) == set(TERMINAL)
+
+
+def test_the_doc_lists_exactly_the_terminal_reasons() -> None:
+    page = (ROOT / "docs" / "argocd.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| **Degraded** |"))
+    assert set(re.findall(r"`(\w+)`", row)) - {"Ready"} == set(TERMINAL)
+    progressing = next(line for line in page.splitlines() if line.startswith("| **Progressing** |"))
+    assert set(RETRIED) <= set(re.findall(r"`(\w+)`", progressing))
 
 
 def test_deleting_is_progressing() -> None:

@@ -1,9 +1,19 @@
-"""The operator's RBAC is exactly the agreed least-privilege list, cluster-wide or per watched namespace."""
+"""The operator's RBAC in the chart is exactly ``operator/rbac.py:RULES``, cluster-wide or per watched namespace.
+
+``RULES`` is the single source: the operator tests check every API call the operator makes
+against it. The chart writes the same rules out by hand (Helm cannot import Python), so these
+tests compare the rendered ClusterRole/Role rules with ``RULES``, grant by grant, in both modes.
+"""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
+
+import pytest
+
+from natsflow.operator.rbac import RULES
 
 Manifest = dict[str, Any]
 Render = Callable[..., list[Manifest]]
@@ -13,26 +23,9 @@ FULLNAME = "flow-natsflow"
 NAMESPACE = "natsflow-system"
 SERVICE_ACCOUNT = {"kind": "ServiceAccount", "name": f"{FULLNAME}-operator", "namespace": NAMESPACE}
 
-
-def grants(group: str, resources: list[str], verbs: list[str]) -> set[Grant]:
-    return {(group, r, v) for r in resources for v in verbs}
-
-
-CRS = ["workflows", "taskdefinitions", "triggers"]
-NAMESPACED: set[Grant] = (
-    grants("natsflow.io", CRS, ["get", "list", "watch", "patch", "update"])
-    | grants("natsflow.io", [f"{r}/status" for r in CRS], ["patch", "update"])
-    | grants("apps", ["deployments"], ["get", "list", "watch", "create", "patch", "update", "delete"])
-    | grants("apps", ["deployments/scale"], ["get", "patch", "update"])
-    | grants("", ["events"], ["create", "patch"])
-    | grants("", ["configmaps"], ["get", "list", "watch"])
-    | grants("", ["secrets"], ["get"])
-    | grants("events.k8s.io", ["events"], ["create"])
-)
-CLUSTER_SCOPED: set[Grant] = grants("", ["namespaces"], ["list", "watch"]) | grants(
-    "apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"]
-)
-EXPECTED = NAMESPACED | CLUSTER_SCOPED
+# Resources without a namespace: a Role cannot grant them, so with watchNamespaces they stay in
+# the release's ClusterRole. Every other resource in RULES is namespaced.
+CLUSTER_SCOPED_RESOURCES = {("", "namespaces"), ("apiextensions.k8s.io", "customresourcedefinitions")}
 
 
 def flatten(rules: list[Manifest]) -> set[Grant]:
@@ -47,20 +40,74 @@ def flatten(rules: list[Manifest]) -> set[Grant]:
     return out
 
 
+def is_cluster_scoped(grant: Grant) -> bool:
+    return (grant[0], grant[1]) in CLUSTER_SCOPED_RESOURCES
+
+
+EXPECTED: set[Grant] = flatten(RULES)
+CLUSTER_SCOPED: set[Grant] = {g for g in EXPECTED if is_cluster_scoped(g)}
+NAMESPACED: set[Grant] = EXPECTED - CLUSTER_SCOPED
+
+
+def assert_same_grants(rendered: list[Manifest], expected: set[Grant], what: str) -> None:
+    """The rendered rules grant exactly ``expected``: nothing missing, nothing extra."""
+    actual = flatten(rendered)
+    missing, extra = sorted(expected - actual), sorted(actual - expected)
+    assert not missing and not extra, (
+        f"{what} differs from operator/rbac.py RULES (change charts/natsflow/templates/operator-rbac.yaml):"
+        f"\n  missing: {missing}\n  extra:   {extra}"
+    )
+
+
 def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
     return [m for m in manifests if m["kind"] == kind]
 
 
-def test_the_expected_list_is_what_the_issue_asks() -> None:
-    # Guards the constant itself: 10 rule lines of the issue, 42 single grants.
-    assert len(EXPECTED) == 15 + 6 + 7 + 3 + 2 + 3 + 1 + 1 + 2 + 2
-    assert ("", "secrets", "list") not in EXPECTED and ("", "secrets", "get") in EXPECTED
+def test_rules_split_cleanly_by_scope() -> None:
+    # The split used for watchNamespaces: each rule of RULES is wholly cluster-scoped or namespaced,
+    # both parts are non-empty, and the scope list names only resources RULES grants.
+    for rule in RULES:
+        scopes = {is_cluster_scoped(g) for g in flatten([rule])}
+        assert len(scopes) == 1, f"rule mixes cluster-scoped and namespaced resources: {rule}"
+    assert CLUSTER_SCOPED and NAMESPACED
+    assert {(g, r) for g, r, _ in CLUSTER_SCOPED} == CLUSTER_SCOPED_RESOURCES
+    # Least privilege the chart must not widen: Secrets are read one by one, never listed.
+    assert ("", "secrets", "get") in EXPECTED and ("", "secrets", "list") not in EXPECTED
 
 
-def test_cluster_wide_operator_gets_exactly_the_list(render: Render) -> None:
+def test_the_comparison_detects_a_difference(render: Render) -> None:
+    # Guards the check itself: the rendered chart passes, and any widening or narrowing fails.
+    (role,) = of_kind(render(), "ClusterRole")
+    assert_same_grants(role["rules"], EXPECTED, "ClusterRole")
+
+    extra_verb = copy.deepcopy(role["rules"])
+    extra_verb[0]["verbs"].append("update")
+    with pytest.raises(AssertionError, match="extra"):
+        assert_same_grants(extra_verb, EXPECTED, "ClusterRole")
+
+    extra_resource = copy.deepcopy(role["rules"])
+    next(r for r in extra_resource if "secrets" in r["resources"])["verbs"].append("list")
+    with pytest.raises(AssertionError, match=r"'secrets', 'list'"):
+        assert_same_grants(extra_resource, EXPECTED, "ClusterRole")
+
+    with pytest.raises(AssertionError, match="missing"):
+        assert_same_grants(role["rules"][1:], EXPECTED, "ClusterRole")
+
+    with pytest.raises(AssertionError, match="wildcard"):
+        assert_same_grants(
+            [*role["rules"], {"apiGroups": ["apps"], "resources": ["*"], "verbs": ["get"]}], EXPECTED, "x"
+        )
+
+    with pytest.raises(AssertionError, match="unexpected rule fields"):
+        named = copy.deepcopy(role["rules"])
+        named[0]["resourceNames"] = ["x"]
+        assert_same_grants(named, EXPECTED, "x")
+
+
+def test_cluster_wide_operator_gets_exactly_the_rules(render: Render) -> None:
     manifests = render()
     (role,) = of_kind(manifests, "ClusterRole")
-    assert flatten(role["rules"]) == EXPECTED
+    assert_same_grants(role["rules"], EXPECTED, "ClusterRole")
     (binding,) = of_kind(manifests, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -77,11 +124,11 @@ def test_namespaced_operator_gets_roles_per_tenant(render: Render) -> None:
     tenants = ["tenant-a", "tenant-b"]
     manifests = render({"operator": {"watchNamespaces": tenants}})
     (cluster_role,) = of_kind(manifests, "ClusterRole")
-    assert flatten(cluster_role["rules"]) == CLUSTER_SCOPED
+    assert_same_grants(cluster_role["rules"], CLUSTER_SCOPED, "ClusterRole (watchNamespaces)")
     roles = of_kind(manifests, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == tenants
     for role in roles:
-        assert flatten(role["rules"]) == NAMESPACED
+        assert_same_grants(role["rules"], NAMESPACED, f"Role in {role['metadata']['namespace']}")
     bindings = of_kind(manifests, "RoleBinding")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == tenants
     for b in bindings:

@@ -51,7 +51,8 @@ def cli(
     try:
         from natsflow.engine.observability import configure_logging
 
-        configure_logging(log_format, logging.DEBUG if debug else logging.INFO)  # type: ignore[arg-type]
+        # --debug wins; else level=None: configure_logging reads NATSFLOW_LOG_LEVEL (default INFO).
+        configure_logging(log_format, logging.DEBUG if debug else None)  # type: ignore[arg-type]
     except ImportError:  # pragma: no cover
         logging.basicConfig(level=logging.DEBUG if debug else logging.INFO)
     ctx.obj = CliContext(nats_url=nats_url, creds=creds, tenant=tenant, debug=debug)
