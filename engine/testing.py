@@ -24,6 +24,7 @@ worker runtime in the same process. Time is virtual: the engine reads it from
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,8 +54,8 @@ _history_decoder = msgspec.json.Decoder(r.HistoryRecord)
 _ids = itertools.count(1)
 
 
-async def _true(value: bool) -> bool:
-    return value
+async def _at_least(index: dict[tuple[str, str], int], key: tuple[str, str], version: int) -> bool:
+    return index.get(key, 0) >= version
 
 
 class VirtualTimers:
@@ -190,7 +191,8 @@ class ProcessTestEngine:
         deployed = await deploy_definitions(self.workflows_kv, self.tenant, source, now=self.clock.now())
         index = self.engine.start_index.latest
         for d in deployed:  # the engine has seen the version (and scheduled its timer starts)
-            await self._wait_for(lambda d=d: _true(index.get((self.tenant, d.process_id), 0) >= d.version))
+            key, version = (self.tenant, d.process_id), d.version
+            await self._wait_for(functools.partial(_at_least, index, key, version))
         return [d.process_id for d in deployed]
 
     def task(self, task_type: str, *, concurrency: int = 16) -> Callable[[Handler], Handler]:

@@ -341,6 +341,8 @@ class Handlers:
     # --- incidents ------------------------------------------------------------------------------
 
     async def incident_list(self, tenant: str, req: p.IncidentListRequest) -> p.IncidentListReply:
+        if not 1 <= req.limit <= 10_000:
+            raise InvalidRequestError(f"limit must be between 1 and 10000, not {req.limit}")
         if req.instance is not None:
             state, _ = await load_instance(self.instances, tenant, req.instance)
             return p.IncidentListReply(incidents=incidents_of(state)[: req.limit])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-import isodate  # type: ignore[import-untyped]
+import isodate
 from croniter import croniter
 
 __all__ = ["check_cycle", "check_date", "check_duration", "check_timer"]

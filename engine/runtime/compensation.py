@@ -1,3 +1,6 @@
+# mypy: disable-error-code="misc"
+# (mixins of the interpreter step annotate self as _Step, the class they are mixed into;
+# mypy wants a self type to be a supertype of the mixin, which a mixin cannot offer)
 """Compensation: undo completed work by running its compensation handlers, newest first.
 
 An activity with a compensation boundary event is recorded in its scope when it completes.

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
@@ -146,6 +147,7 @@ class Engine:
         self._flushed: _Bounded = _Bounded(self.settings.cache_size)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._loop: PullLoop | None = None
+        self._advisories: Subscription | None = None
         self._stopping = asyncio.Event()
         self.timers: TimerService = timers or JetStreamTimers(self.js)
         self.steps = 0
@@ -230,10 +232,10 @@ class Engine:
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop pulling, let in-flight commands finish (bounded), then cancel the rest."""
         self._stopping.set()
-        if getattr(self, "_advisories", None) is not None:
+        advisories, self._advisories = self._advisories, None
+        if advisories is not None:
             with contextlib.suppress(Exception):
-                await self._advisories.unsubscribe()
-            self._advisories = None
+                await advisories.unsubscribe()
         if self._loop is not None:
             await self._loop.stop_pulling()
             await self._loop.drain(timeout)
@@ -369,7 +371,7 @@ class Engine:
                     cmd = msgspec.structs.replace(cmd, version=version)
                 process: Process | None = await self.definitions.get(cmd.tenant, cmd.process_id, version)
                 latest = self.start_index.latest.get((cmd.tenant, cmd.process_id), version)
-                if version < latest and is_timer_start(process, cmd.start_event):
+                if version < latest and process is not None and is_timer_start(process, cmd.start_event):
                     log.info("timer start of %s v%d replaced by v%d; not launched", cmd.process_id, version, latest)
                     return None
             else:

@@ -1,3 +1,6 @@
+# mypy: disable-error-code="misc"
+# (mixins of the interpreter step annotate self as _Step, the class they are mixed into;
+# mypy wants a self type to be a supertype of the mixin, which a mixin cannot offer)
 """Catching and throwing events: timers, messages, signals, escalations, links; boundary
 events, event sub-processes and event-based gateways. A mixin of the interpreter's step.
 

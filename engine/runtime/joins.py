@@ -1,3 +1,6 @@
+# mypy: disable-error-code="misc"
+# (mixins of the interpreter step annotate self as _Step, the class they are mixed into;
+# mypy wants a self type to be a supertype of the mixin, which a mixin cannot offer)
 """Inclusive gateways: split on every true condition, join once no other token can arrive.
 
 The join does not count tokens. It fires when, for every incoming flow that has no token yet,

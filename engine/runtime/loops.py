@@ -1,3 +1,6 @@
+# mypy: disable-error-code="misc"
+# (mixins of the interpreter step annotate self as _Step, the class they are mixed into;
+# mypy wants a self type to be a supertype of the mixin, which a mixin cannot offer)
 """Multi-instance activities and standard loops. A mixin of the interpreter's step.
 
 A looped activity runs as a *body* element instance (it carries the activity's boundary

@@ -8,6 +8,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
 
-from conftest_engine import checkpoint, kit  # noqa: E402
+from conftest_engine import checkpoint, kit
 
 __all__ = ["checkpoint", "kit"]
