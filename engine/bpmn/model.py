@@ -298,6 +298,9 @@ class Process:
     flows: Mapping[str, SequenceFlow] = field(default_factory=dict)
     # start events of the process itself, by trigger (message/timer/signal starts included)
     all_start_events: tuple[str, ...] = ()
+    # message flows of a collaboration leaving this process: throwing node id -> the message
+    # catches they lead to (in this or another process deployed with it)
+    message_flows: Mapping[str, tuple[MessageTrigger, ...]] = field(default_factory=dict)
     version_tag: str | None = None
 
     def node(self, node_id: str) -> FlowNode:

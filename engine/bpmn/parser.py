@@ -7,12 +7,15 @@ process (:class:`ProcessBuilder`), checks the graph rules (:mod:`.validate`) and
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from lxml import etree
 
 from natsflow.engine.bpmn import zeebe
 from natsflow.engine.bpmn.common import (
@@ -439,6 +442,59 @@ def _duplicate_ids(root: Element, issues: Issues) -> None:
             seen[el_id] = line_of(el)
 
 
+_GLOBAL_TASKS = {
+    "globalTask": "task",
+    "globalUserTask": "userTask",
+    "globalScriptTask": "scriptTask",
+    "globalManualTask": "manualTask",
+    "globalBusinessRuleTask": "businessRuleTask",
+}
+
+
+def _global_tasks(root: Element) -> list[tuple[str, Element]]:
+    return [(kind, el) for name, kind in _GLOBAL_TASKS.items() for el in bpmn_children(root, name)]
+
+
+def _process_around(task: Element, gid: str, kind: str) -> Element:
+    """A global task is callable like a process: wrap it as start -> task -> end, so a call
+    activity whose calledElement names it runs it."""
+    ns = f"{{{BPMN_NS}}}"
+    process = etree.Element(f"{ns}process", id=gid, isExecutable="true")
+    process.sourceline = task.sourceline
+    etree.SubElement(process, f"{ns}startEvent", id=f"{gid}__start")
+    body = etree.SubElement(process, f"{ns}{kind}", id=f"{gid}__task", name=task.get("name") or gid)
+    for child in task:
+        body.append(copy.deepcopy(child))
+    body.sourceline = task.sourceline
+    etree.SubElement(process, f"{ns}endEvent", id=f"{gid}__end")
+    etree.SubElement(process, f"{ns}sequenceFlow", id=f"{gid}__f1", sourceRef=f"{gid}__start", targetRef=f"{gid}__task")
+    etree.SubElement(process, f"{ns}sequenceFlow", id=f"{gid}__f2", sourceRef=f"{gid}__task", targetRef=f"{gid}__end")
+    return process
+
+
+def _attach_message_flows(root: Element, processes: dict[str, Process], issues: Any) -> None:
+    """Message flows between participants deployed together: a throwing message event sends
+    the message its flow's target waits for (name and correlation key of the target's message,
+    the key evaluated in the sender). Flows to or from a black-box pool carry nothing."""
+    owner = {node_id: pid for pid, p in processes.items() for node_id in p.nodes}
+    flows: dict[str, dict[str, list[MessageTrigger]]] = {}
+    for collab in bpmn_children(root, "collaboration"):
+        for mf in bpmn_children(collab, "messageFlow"):
+            src, dst = (mf.get("sourceRef") or "").strip(), (mf.get("targetRef") or "").strip()
+            if src not in owner or dst not in owner:
+                continue
+            target = processes[owner[dst]].nodes[dst]
+            trigger = getattr(target, "trigger", None) or getattr(target, "message", None)
+            if not isinstance(trigger, MessageTrigger):
+                issues.add(mf, f"message flow '{mf.get('id')}' leads to '{dst}', which does not wait for a message")
+                continue
+            flows.setdefault(owner[src], {}).setdefault(src, []).append(trigger)
+    for pid, by_source in flows.items():
+        processes[pid] = dataclasses.replace(
+            processes[pid], message_flows={k: tuple(v) for k, v in by_source.items()}
+        )
+
+
 def parse_bpmn(
     source: bytes | str | Path, *, name: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> Definitions:
@@ -468,6 +524,10 @@ def parse_bpmn(
         finally:
             issues.muted = False
         processes[pid] = process
+    for kind, el in _global_tasks(root):
+        gid = (el.get("id") or "").strip()
+        if gid and gid not in processes:
+            processes[gid] = ProcessBuilder(ctx, g, _process_around(el, gid, kind), gid).build()
     for collab in bpmn_children(root, "collaboration"):
         for participant in bpmn_children(collab, "participant"):
             ref = (participant.get("processRef") or "").strip()
@@ -476,6 +536,7 @@ def parse_bpmn(
                     participant,
                     f"participant '{participant.get('id')}' refers to process '{ref}', which is not defined",
                 )
+    _attach_message_flows(root, processes, issues)
     if not any(p.executable for p in processes.values()):
         issues.add(root, "the document has no executable process (a <process> with isExecutable='true')")
     if issues:

@@ -483,6 +483,11 @@ class Engine:
                 pending.append(self.messaging.subscribe(item, self.clock()))
             elif isinstance(item, r.Unsubscribe):
                 pending.append(self.messaging.unsubscribe(item))
+            elif isinstance(item, r.MessagePublish):
+                pending.append(self.messaging.publish_message(
+                    item.tenant, item.name, item.key, item.variables, ttl=timedelta(seconds=item.ttl),
+                    message_id=item.id, now=self.clock(),
+                ))
             elif isinstance(item, r.SignalBroadcast):
                 pending.append(self.messaging.broadcast_signal(item.tenant, item.name, item.variables,
                                                                signal_id=item.id))

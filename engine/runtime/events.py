@@ -323,6 +323,25 @@ class EventsMixin:
         self.effects.append(r.SignalBroadcast(id=self.effect_id(), tenant=self.s.tenant, name=str(name)))
         return True
 
+    def send_message_flows(self: _Step, node: Event, scope: int) -> bool:
+        """A throwing message event without a worker: send the message each of its message
+        flows leads to; the payload is what the event's input mappings produce."""
+        from natsflow.engine.runtime.scopes import apply_mappings
+
+        ctx = context_of(self.s, scope)
+        try:
+            payload = apply_mappings(node.inputs, ctx, convert=_json) if node.inputs else {}
+            for target in self.p.message_flows.get(node.id, ()):
+                name = target.name.evaluate(ctx)
+                key = target.correlation_key.evaluate(ctx) if target.correlation_key is not None else ""
+                key = key if isinstance(key, str) else str(_json(key))
+                self.effects.append(r.MessagePublish(id=self.effect_id(), tenant=self.s.tenant, name=str(name),
+                                                     key=key, variables=payload))
+        except NatsflowError as exc:
+            self.raise_incident(self.new_ei(node, scope, None), "expression", f"sending the message failed: {exc}")
+            return False
+        return True
+
     def throw_escalation(self: _Step, source: r.ElementInstance | None, scope: int, code: str) -> bool:
         """Find a catcher (boundary or event sub-process) from ``scope`` outwards.
 

@@ -35,6 +35,7 @@ from natsflow.engine.bpmn.model import (
     FlowNode,
     Gateway,
     LinkTrigger,
+    MessageTrigger,
     Process,
     ScriptTask,
     SignalTrigger,
@@ -465,6 +466,8 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
             self.throw_link(node, scope)
             return
         if isinstance(trig, SignalTrigger) and not self.broadcast_signal(node, scope):
+            return
+        if isinstance(trig, MessageTrigger) and not self.send_message_flows(node, scope):
             return
         if isinstance(trig, EscalationTrigger):
             key = self.new_key()

@@ -29,6 +29,7 @@ __all__ = [
     "JobError",
     "JobFailed",
     "Launch",
+    "MessagePublish",
     "MessageCorrelated",
     "Outbox",
     "ParentRef",
@@ -282,6 +283,17 @@ class Unsubscribe(_Record, tag="unsubscribe"):
     key: str = ""
 
 
+class MessagePublish(_Record, tag="message-publish"):
+    """Effect: a throwing message event with a message flow to a participant deployed with it."""
+
+    id: str
+    tenant: str
+    name: str
+    key: str = ""
+    variables: dict[str, Any] = {}
+    ttl: float = 3600.0  # seconds the message waits for a receiver that is not there yet
+
+
 class SignalBroadcast(_Record, tag="signal-broadcast"):
     """Effect: a signal throw/end event; every waiting catch of the tenant receives it."""
 
@@ -358,6 +370,7 @@ Outbox = list[
     | Subscribe
     | Unsubscribe
     | SignalBroadcast
+    | MessagePublish
     | AnyCommand
 ]
 

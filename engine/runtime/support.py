@@ -35,8 +35,13 @@ def unsupported_reason(process: Process, node: FlowNode) -> str | None:
         return None if kind in _ACTIVITIES else f"'{kind}' elements are not supported"
     if isinstance(node, Event):
         trig = node.trigger
-        if kind in ("intermediateThrowEvent", "endEvent") and isinstance(trig, MessageTrigger) and node.task is None:
-            return "a message throw event needs a zeebe:taskDefinition (a worker sends the message)"
+        if (
+            kind in ("intermediateThrowEvent", "endEvent")
+            and isinstance(trig, MessageTrigger)
+            and node.task is None
+            and node.id not in process.message_flows
+        ):
+            return "a message throw event needs a zeebe:taskDefinition (a worker sends it) or a message flow"
         return None
     if kind in _GATEWAYS:
         return None
