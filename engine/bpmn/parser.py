@@ -404,7 +404,9 @@ class ProcessBuilder:
                 c for c in self.scopes[self.pid].children if self.nodes[c].kind == "startEvent"
             ),
             version_tag=zeebe.version_tag(self.el),
-            **root,
+            children=root["children"],
+            start_events=root["start_events"],
+            event_subprocesses=root["event_subprocesses"],
         )
 
     def _scope_lists(self, scope: _Scope) -> dict[str, tuple[str, ...]]:
