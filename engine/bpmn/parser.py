@@ -474,7 +474,7 @@ def _process_around(task: Element, gid: str, kind: str) -> Element:
     return process
 
 
-def _attach_message_flows(root: Element, processes: dict[str, Process], issues: Any) -> None:
+def _attach_message_flows(root: Element, processes: dict[str, Process]) -> None:
     """Message flows between participants deployed together: a throwing message event sends
     the message its flow's target waits for (name and correlation key of the target's message,
     the key evaluated in the sender). Flows to or from a black-box pool carry nothing."""
@@ -487,9 +487,8 @@ def _attach_message_flows(root: Element, processes: dict[str, Process], issues: 
                 continue
             target = processes[owner[dst]].nodes[dst]
             trigger = getattr(target, "trigger", None) or getattr(target, "message", None)
-            if not isinstance(trigger, MessageTrigger):
-                issues.add(mf, f"message flow '{mf.get('id')}' leads to '{dst}', which does not wait for a message")
-                continue
+            if not isinstance(trigger, MessageTrigger) or not processes[owner[src]].executable:
+                continue  # documentation only: nothing waits for a message there
             flows.setdefault(owner[src], {}).setdefault(src, []).append(trigger)
     for pid, by_source in flows.items():
         processes[pid] = dataclasses.replace(
@@ -538,7 +537,7 @@ def parse_bpmn(
                     participant,
                     f"participant '{participant.get('id')}' refers to process '{ref}', which is not defined",
                 )
-    _attach_message_flows(root, processes, issues)
+    _attach_message_flows(root, processes)
     if not any(p.executable for p in processes.values()):
         issues.add(root, "the document has no executable process (a <process> with isExecutable='true')")
     if issues:
