@@ -289,7 +289,7 @@ class Engine:
             try:
                 state, rev = await self._load(key)
             except msgspec.DecodeError as exc:
-                log.error("instance record %s is corrupt (%s); command %s left unapplied", key, exc, cmd.id)
+                await self._corrupt_record(cmd, str(exc))
                 await msg.term()
                 return
             if state is not None and state.outbox and state.outbox_cmd not in self._flushed:
@@ -346,6 +346,33 @@ class Engine:
             "command %s: %d revision conflicts in a row; left for redelivery",
             cmd.id,
             self.settings.max_conflicts,
+        )
+
+    async def _corrupt_record(self, cmd: Any, error: str) -> None:
+        """The record does not decode: raise an incident in the instance's history, keep the
+        record as it is for an operator to inspect or repair, and leave the command unapplied."""
+        log.error("instance record %s.%s is corrupt (%s); command %s not applied", cmd.tenant, cmd.instance, error,
+                  cmd.id)
+        record = r.HistoryRecord(
+            tenant=cmd.tenant,
+            instance=cmd.instance,
+            process_id="",
+            step=0,
+            at=self.clock().isoformat(),
+            command=type(cmd).__name__,
+            state="unknown",
+            events=[
+                r.HistoryEvent(
+                    type="incident-raised",
+                    data={"kind": "corrupt-record", "command": cmd.id,
+                          "message": f"the instance record cannot be read: {error}"},
+                )
+            ],
+        )
+        await self.js.publish(
+            layout.history_subject(cmd.tenant, cmd.instance),
+            r.encode(record),
+            headers={"Nats-Msg-Id": f"{cmd.instance}.corrupt.{cmd.id}"},
         )
 
     async def _load(self, key: str) -> tuple[r.InstanceState | None, int | None]:
