@@ -22,7 +22,11 @@ _DELETED = ("DEL", "PURGE")
 async def list_kv_keys(
     js: JetStreamContext, bucket: str, pattern: str = ">", *, batch: int = 1000
 ) -> list[str]:
-    """Live keys of ``bucket`` matching the subject-style ``pattern``, in stream order."""
+    """Live keys of ``bucket`` matching the subject-style ``pattern``, each once.
+
+    A key rewritten while the listing runs is still listed (KV keeps one revision per key, so
+    its old message is gone and its new one arrives after the initial set: the listing reads
+    until nothing is pending, within a budget)."""
     stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
     info = await js.add_consumer(
         stream,
@@ -37,24 +41,27 @@ async def list_kv_keys(
         ),
     )
     assert info.name is not None
-    keys: list[str] = []
+    live: dict[str, None] = {}
     try:
         remaining = info.num_pending or 0
         if remaining == 0:
-            return keys
+            return []
+        budget = 2 * remaining + 10 * batch  # a bound when keys are written faster than we read
         psub = await js.pull_subscribe_bind(durable=info.name, stream=stream)
         try:
-            while remaining > 0:
+            while remaining > 0 and budget > 0:
                 for msg in await psub.fetch(min(batch, remaining), timeout=5.0):
-                    remaining = msg.metadata.num_pending
+                    remaining, budget = msg.metadata.num_pending, budget - 1
+                    key = msg.subject[len(prefix) :]
                     headers = msg.headers or {}
                     if headers.get("KV-Operation") in _DELETED or "Nats-Marker-Reason" in headers:
-                        continue
-                    keys.append(msg.subject[len(prefix) :])
+                        live.pop(key, None)
+                    else:
+                        live[key] = None
         finally:
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
     finally:
         with contextlib.suppress(Exception):
             await js.delete_consumer(stream, info.name)
-    return keys
+    return list(live)

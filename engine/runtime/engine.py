@@ -163,7 +163,7 @@ class Engine:
         self.usertasks = buckets[layout.BUCKET_USERTASKS]
         self.definitions = DefinitionCache(self.workflows)
         self.start_index = await StartIndex(self.workflows, self.definitions, self._version_deployed).start()
-        self.messaging = Messaging(self.js, buckets[layout.BUCKET_MESSAGES], self.start_index)
+        self.messaging = Messaging(self.js, buckets[layout.BUCKET_MESSAGES], self.start_index, self.kv)
         self._stopping.clear()
         self._loop = await PullLoop(
             self.nc,

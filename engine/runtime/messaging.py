@@ -148,10 +148,17 @@ class StartIndex:
 class Messaging:
     """Correlates messages and signals; used by the engine (effects) and the API."""
 
-    def __init__(self, js: JetStreamContext, messages: KeyValue, starts: StartIndex | None = None) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        messages: KeyValue,
+        starts: StartIndex | None = None,
+        instances: KeyValue | None = None,
+    ) -> None:
         self.js = js
         self.kv = messages
         self.starts = starts
+        self.instances = instances
 
     # --- subscriptions (engine effects) ---------------------------------------------------------
 
@@ -232,9 +239,42 @@ class Messaging:
             reached += 1
         if self.starts is not None:
             for process, start in await self.starts.starts(tenant, MessageTrigger, name):
+                iid = layout.idempotent_instance_id(tenant, process.id, f"msg:{message_id}")
+                if correlation_key and not await self._claim_key(tenant, process.id, correlation_key, iid):
+                    continue  # Zeebe: one active instance per correlation key of a message start
                 await self._launch(tenant, process, start, f"msg:{message_id}", variables)
                 reached += 1
         return reached
+
+    async def _claim_key(self, tenant: str, process_id: str, key: str, iid: str) -> bool:
+        """Claim ``key`` for a new instance unless an active instance of the process holds it."""
+        lock = f"mkey.{tenant}.{layout.token(process_id)}.{layout.token(key)}"
+        for _ in range(10):
+            try:
+                entry = await self.kv.get(lock)
+            except KeyNotFoundError:
+                try:
+                    await self.kv.create(lock, iid.encode())
+                    return True
+                except KeyWrongLastSequenceError:
+                    continue
+            holder = (entry.value or b"").decode()
+            if holder == iid:
+                return True  # the same message again: its launch is idempotent
+            if self.instances is not None:
+                try:
+                    state = r.decode_state((await self.instances.get(layout.instance_key(tenant, holder))).value or b"")
+                    if state.state == "active":
+                        return False
+                except KeyNotFoundError:
+                    pass  # launched a moment ago and not applied yet: treat as active
+                    return False
+            try:
+                await self.kv.update(lock, iid.encode(), last=entry.revision)
+                return True
+            except KeyWrongLastSequenceError:
+                continue
+        return False
 
     async def broadcast_signal(self, tenant: str, name: str, variables: dict[str, Any], *,
                                signal_id: str | None = None) -> int:

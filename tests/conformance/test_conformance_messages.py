@@ -175,3 +175,18 @@ async def test_signal_throw_and_end_events_and_signal_start(kit, checkpoint):
     await kit.wait_until_idle()
     assert (await kit.instance(t)).completed_elements == ["s", "throw", "end"]
     assert len(await kit.instances("listener")) == 2  # the throw and the end event each started one
+
+
+async def test_message_start_with_correlation_key_allows_one_active_instance_per_key(kit, checkpoint):
+    order = message_global("Msg_order", "order-placed", key="=orderId")
+    body = event("startEvent", "s", message_def("Msg_order")) + user_task("handle") + '<bpmn:endEvent id="e" />'
+    await kit.deploy(model("p", body + chain("s", "handle", "e"), globals_=order))
+    assert await kit.publish_message("order-placed", correlation_key="X", variables={"n": 1}) == 1
+    await checkpoint()
+    assert await kit.publish_message("order-placed", correlation_key="X", variables={"n": 2}) == 0
+    assert await kit.publish_message("order-placed", correlation_key="Y", variables={"n": 3}) == 1
+    [first] = [i for i in await kit.instances("p") if (await kit.instance(i)).variables["n"] == 1]
+    [task] = await kit.user_tasks(first)
+    await kit.complete_user_task(task.id)
+    assert await kit.publish_message("order-placed", correlation_key="X", variables={"n": 4}) == 1
+    assert len(await kit.instances("p")) == 3
