@@ -22,6 +22,7 @@ from natsflow.operator.context import (
     OperatorContext,
     write_status,
 )
+from natsflow.operator.handlers import register_reconcile
 from natsflow.operator.kube import KubeError, paths
 from natsflow.operator.models import GROUP, VERSION, TaskDefinitionSpec, describe_errors
 from natsflow.operator.reconcile import apply_taskdefinition, delete_taskdefinition
@@ -144,21 +145,7 @@ async def reconcile(
 def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     """Attach the TaskDefinition handlers to ``registry``."""
 
-    @kopf.on.resume(*RESOURCE, id="taskdefinition-resume", registry=registry)
-    @kopf.on.create(*RESOURCE, id="taskdefinition-create", registry=registry)
-    @kopf.on.update(*RESOURCE, id="taskdefinition-update", field="spec", registry=registry)
-    async def on_change(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
-        await reconcile(ctx, body=body, drift=False, logger=logger, patch=patch)
-
-    @kopf.timer(
-        *RESOURCE,
-        id="taskdefinition-drift",
-        interval=ctx.config.drift_interval,
-        initial_delay=ctx.config.drift_interval,
-        registry=registry,
-    )
-    async def on_timer(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
-        await reconcile(ctx, body=body, drift=True, logger=logger, patch=patch)
+    register_reconcile(registry, ctx, RESOURCE, "taskdefinition", reconcile)
 
     def autoscaling_enabled(spec: kopf.Spec, **_: Any) -> bool:
         return bool((spec.get("autoscaling") or {}).get("enabled"))

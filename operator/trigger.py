@@ -20,6 +20,7 @@ from natsflow.operator.context import (
     OperatorContext,
     write_status,
 )
+from natsflow.operator.handlers import register_reconcile
 from natsflow.operator.models import GROUP, VERSION, TriggerSpec, describe_errors
 from natsflow.operator.reconcile import apply_trigger, delete_trigger
 
@@ -70,21 +71,7 @@ async def reconcile(
 def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     """Attach the Trigger handlers to ``registry``."""
 
-    @kopf.on.resume(*RESOURCE, id="trigger-resume", registry=registry)
-    @kopf.on.create(*RESOURCE, id="trigger-create", registry=registry)
-    @kopf.on.update(*RESOURCE, id="trigger-update", field="spec", registry=registry)
-    async def on_change(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
-        await reconcile(ctx, body=body, drift=False, logger=logger, patch=patch)
-
-    @kopf.timer(
-        *RESOURCE,
-        id="trigger-drift",
-        interval=ctx.config.drift_interval,
-        initial_delay=ctx.config.drift_interval,
-        registry=registry,
-    )
-    async def on_timer(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
-        await reconcile(ctx, body=body, drift=True, logger=logger, patch=patch)
+    register_reconcile(registry, ctx, RESOURCE, "trigger", reconcile)
 
     @kopf.on.delete(*RESOURCE, id="trigger-delete", registry=registry)
     async def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
