@@ -12,53 +12,75 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import DeliverPolicy
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
-__all__ = ["PullLoop", "list_keys"]
+__all__ = ["PullLoop", "list_keys", "list_kv_keys"]
 
 log = logging.getLogger(__name__)
 
 
-async def list_keys(kv: KeyValue, pattern: str = ">") -> list[str]:
-    """Keys matching a subject-style ``pattern`` (``*`` one token, ``>`` the rest), deleted keys
-    left out, in the order they were last written.
+_DELETED = ("DEL", "PURGE")
 
-    nats-py's ``keys(filters=)`` matches substrings after fetching every key, and its watch can
-    report "no more keys" before the last ones arrive. Here the server says first how many
-    subjects match (stream info with a subject filter), then exactly that many last-per-subject
-    headers are read from an ordered consumer.
-    """
-    stream = f"KV_{kv._name}"
-    prefix = f"$KV.{kv._name}."
-    js = kv._js
-    info = await js.stream_info(stream, subjects_filter=prefix + pattern)
-    expected = len(info.state.subjects or {})
-    if expected == 0:
-        return []
-    sub = await js.subscribe(
-        prefix + pattern,
-        stream=stream,
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-        headers_only=True,
-        inactive_threshold=1.0,
+
+async def list_kv_keys(
+    js: JetStreamContext, bucket: str, pattern: str = ">", *, batch: int = 1000
+) -> list[str]:
+    """Live keys of ``bucket`` matching the subject-style ``pattern``, each once.
+
+    nats-py's ``kv.keys(filters=)`` matches substrings after fetching every key, and its
+    ``watch`` decides "no more keys" from a counter that races with pushed messages (seen under
+    load: 0 keys of 700). An ephemeral *pull* consumer (last message per subject, headers only)
+    delivers nothing before it is asked and every message carries the exact number still
+    pending, so the end is known without a race.
+
+    A key rewritten while the listing runs is still listed (KV keeps one revision per key, so
+    its old message is gone and its new one arrives after the initial set: the listing reads
+    until nothing is pending, within a budget)."""
+    stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
+    info = await js.add_consumer(
+        stream,
+        ConsumerConfig(
+            filter_subject=prefix + pattern,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            ack_policy=AckPolicy.NONE,
+            headers_only=True,
+            inactive_threshold=30.0,
+            mem_storage=True,
+            num_replicas=1,
+        ),
     )
-    found: list[tuple[int, str]] = []
+    assert info.name is not None
+    live: dict[str, None] = {}
     try:
-        for _ in range(expected):
-            try:
-                msg = await sub.next_msg(timeout=5.0)
-            except TimeoutError:
-                break  # a key was purged meanwhile
-            operation = (msg.headers or {}).get("KV-Operation")
-            if operation not in ("DEL", "PURGE"):
-                found.append((msg.metadata.sequence.stream, msg.subject[len(prefix):]))
-            if msg.metadata.num_pending == 0:
-                break
+        remaining = info.num_pending or 0
+        if remaining == 0:
+            return []
+        budget = 2 * remaining + 10 * batch  # a bound when keys are written faster than we read
+        psub = await js.pull_subscribe_bind(durable=info.name, stream=stream)
+        try:
+            while remaining > 0 and budget > 0:
+                for msg in await psub.fetch(min(batch, remaining), timeout=5.0):
+                    remaining, budget = msg.metadata.num_pending, budget - 1
+                    key = msg.subject[len(prefix) :]
+                    headers = msg.headers or {}
+                    if headers.get("KV-Operation") in _DELETED or "Nats-Marker-Reason" in headers:
+                        live.pop(key, None)
+                    else:
+                        live[key] = None
+        finally:
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
     finally:
-        await sub.unsubscribe()
-    return [key for _, key in sorted(found)]
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(stream, info.name)
+    return list(live)
+
+
+async def list_keys(kv: KeyValue, pattern: str = ">") -> list[str]:
+    """Live keys of a bucket handle matching ``pattern`` (see :func:`list_kv_keys`)."""
+    return await list_kv_keys(kv._js, kv._name, pattern)
 
 
 class PullLoop:

@@ -133,9 +133,13 @@ class ApiClient:
         wait: bool = False,
     ) -> p.StartReply:
         request = p.StartRequest(
-            process_id=process_id, variables=dict(variables or {}), key=key, business_key=business_key,
-            version=version, wait=wait,
-        )  # fmt: skip
+            process_id=process_id,
+            variables=dict(variables or {}),
+            key=key,
+            business_key=business_key,
+            version=version,
+            wait=wait,
+        )
         return await self.call("instance-start", request, p.StartReply)
 
     async def cancel(self, instance: str, reason: str = "") -> p.Accepted:

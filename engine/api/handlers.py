@@ -8,7 +8,6 @@ natsflow errors; :mod:`.server` turns them into typed error replies.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import re
 from datetime import timedelta
@@ -16,13 +15,11 @@ from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.errors import NotFoundError as JsNotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from natsflow.engine import catalog, layout
+from natsflow.engine import layout
 from natsflow.engine.api import protocol as p
-from natsflow.engine.api.kvkeys import list_kv_keys
 from natsflow.engine.api.views import (
     incidents_of,
     instance_summary,
@@ -31,14 +28,15 @@ from natsflow.engine.api.views import (
     read_history,
     scan_instances,
     task_view,
+    trigger_views,
 )
+from natsflow.engine.natsutil import list_kv_keys
 from natsflow.engine.runtime import definitions as defs
 from natsflow.engine.runtime import records as r
 from natsflow.engine.triggers.ledger import LaunchLedger
-from natsflow.engine.triggers.stats import BUCKET_TRIGGER_STATS, TriggerStats, decode_stats
 from natsflow.errors import ConflictError, NatsflowError, NotFoundError, PayloadTooLargeError
 
-__all__ = ["Handlers", "InvalidRequestError", "UnsupportedError", "open_messaging"]
+__all__ = ["Handlers", "InvalidRequestError", "UnsupportedError"]
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +52,6 @@ class InvalidRequestError(NatsflowError):
 
 class UnsupportedError(NatsflowError):
     """This build cannot do what was asked (error code ``unsupported``)."""
-
-
-async def open_messaging(js: JetStreamContext, buckets: dict[str, KeyValue]) -> tuple[Any | None, Any | None]:
-    """(messaging, start index) of the engine's messaging module, or (None, None) without one.
-
-    Imported lazily: the API serves everything else when message correlation is missing."""
-    try:
-        mod = importlib.import_module("natsflow.engine.runtime.messaging")
-        messaging_cls, index_cls = mod.Messaging, mod.StartIndex
-    except (ImportError, AttributeError) as exc:
-        log.warning("messages and signals unavailable: %s", exc)
-        return None, None
-    workflows = buckets[layout.BUCKET_WORKFLOWS]
-    index = await index_cls(workflows, defs.DefinitionCache(workflows)).start()
-    return messaging_cls(js, buckets[layout.BUCKET_MESSAGES], index), index
 
 
 def _plain(text: str | None, what: str) -> str | None:
@@ -258,9 +241,13 @@ class Handlers:
         if req.ttl < 0:
             raise InvalidRequestError("ttl must not be negative")
         reached = await self._messages().publish_message(
-            tenant, req.name, req.correlation_key, req.variables, ttl=timedelta(seconds=req.ttl),
+            tenant,
+            req.name,
+            req.correlation_key,
+            req.variables,
+            ttl=timedelta(seconds=req.ttl),
             message_id=req.message_id,
-        )  # fmt: skip
+        )
         return p.PublishedReply(accepted=True, detail={"reached": _builtins(reached)})
 
     async def signal_broadcast(self, tenant: str, req: p.SignalBroadcastRequest) -> p.PublishedReply:
@@ -280,6 +267,9 @@ class Handlers:
         except KeyNotFoundError:
             raise NotFoundError(f"user task {task_id!r} is not open in tenant {tenant!r}") from None
         return _task_decoder.decode(entry.value or b""), entry.revision or 0
+
+    async def trigger_list(self, tenant: str, req: p.Empty) -> p.TriggerListReply:
+        return p.TriggerListReply(triggers=await trigger_views(self.js, self.triggers, tenant))
 
     async def task_list(self, tenant: str, req: p.TaskListRequest) -> p.TaskListReply:
         _plain(req.instance, "instance")
@@ -376,55 +366,6 @@ class Handlers:
             )
         )
         return p.Accepted(id=req.incident, instance=instance)
-
-    # --- triggers -------------------------------------------------------------------------------
-
-    async def trigger_list(self, tenant: str, req: p.Empty) -> p.TriggerListReply:
-        keys = sorted(await list_kv_keys(self.js, layout.BUCKET_TRIGGERS, f"{tenant}.*"))
-        try:
-            stats_kv: KeyValue | None = await self.js.key_value(BUCKET_TRIGGER_STATS)
-        except BucketNotFoundError:
-            stats_kv = None
-        views = []
-        for key in keys:
-            value = await self._value(self.triggers, key)
-            if value is None:
-                continue
-            try:
-                rec = catalog.decode_trigger(value)
-            except msgspec.DecodeError:
-                continue
-            stats = decode_stats(await self._value(stats_kv, key)) if stats_kv is not None else TriggerStats()
-            views.append(
-                p.TriggerView(
-                    name=rec.name,
-                    subject=rec.subject,
-                    process_id=rec.process_id,
-                    stream=rec.stream,
-                    consumer=rec.consumer,
-                    version=rec.version,
-                    suspended=rec.suspended,
-                    received=stats.received,
-                    launched=stats.launched,
-                    duplicates=stats.duplicates,
-                    rejected=stats.rejected,
-                    redelivered=stats.redelivered,
-                    last_error=stats.last_error,
-                    last_error_at=stats.last_error_at,
-                    pending=await self._pending(rec),
-                )
-            )
-        return p.TriggerListReply(triggers=views)
-
-    async def _pending(self, rec: catalog.TriggerRecord) -> int | None:
-        if not rec.stream or not rec.consumer:
-            return None
-        try:
-            info = await self.js.consumer_info(rec.stream, rec.consumer)
-        except JsNotFoundError:
-            return None
-        pending: int | None = info.num_pending
-        return pending
 
 
 def _builtins(value: Any) -> Any:

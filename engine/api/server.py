@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -23,14 +24,17 @@ from typing import Any
 
 import msgspec
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service, ServiceConfig
 
 from natsflow.engine import layout
 from natsflow.engine.api import protocol as p
-from natsflow.engine.api.handlers import Handlers, InvalidRequestError, UnsupportedError, open_messaging
+from natsflow.engine.api.handlers import Handlers, InvalidRequestError, UnsupportedError
+from natsflow.engine.runtime.definitions import DefinitionCache
 from natsflow.engine.runtime.setup import LayoutSettings, ensure_layout, open_buckets
 from natsflow.engine.triggers.ledger import LaunchLedger
 from natsflow.errors import (
@@ -70,6 +74,21 @@ class ApiSettings:
 
 class _Forbidden(NatsflowError):
     pass
+
+
+async def open_messaging(js: JetStreamContext, buckets: dict[str, KeyValue]) -> tuple[Any | None, Any | None]:
+    """(messaging, start index) of the engine's messaging module, or (None, None) without one.
+
+    Imported lazily: the API serves everything else when message correlation is missing."""
+    try:
+        mod = importlib.import_module("natsflow.engine.runtime.messaging")
+        messaging_cls, index_cls = mod.Messaging, mod.StartIndex
+    except (ImportError, AttributeError) as exc:
+        log.warning("messages and signals unavailable: %s", exc)
+        return None, None
+    workflows = buckets[layout.BUCKET_WORKFLOWS]
+    index = await index_cls(workflows, DefinitionCache(workflows)).start()
+    return messaging_cls(js, buckets[layout.BUCKET_MESSAGES], index), index
 
 
 _CODES: tuple[tuple[type[BaseException], str], ...] = (

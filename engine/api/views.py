@@ -12,14 +12,15 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.errors import NotFoundError as JsNotFoundError
 from nats.js.kv import KeyValue
 
-from natsflow.engine import layout
+from natsflow.engine import catalog, layout
 from natsflow.engine.api import protocol as p
-from natsflow.engine.api.kvkeys import list_kv_keys
+from natsflow.engine.natsutil import list_kv_keys
 from natsflow.engine.runtime import records as r
+from natsflow.engine.triggers.stats import BUCKET_TRIGGER_STATS, TriggerStats, decode_stats
 from natsflow.errors import NotFoundError
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "read_history",
     "scan_instances",
     "task_view",
+    "trigger_views",
 ]
 
 _history_decoder = msgspec.json.Decoder(r.HistoryRecord)
@@ -138,7 +140,9 @@ async def scan_instances(
                 yield state
 
 
-async def _get(kv: KeyValue, key: str) -> bytes | None:
+async def _get(kv: KeyValue | None, key: str) -> bytes | None:
+    if kv is None:
+        return None
     try:
         entry = await kv.get(key)
     except KeyNotFoundError:
@@ -190,3 +194,53 @@ def task_view(task: r.UserTask) -> p.TaskView:
         created=task.created,
         variables=task.variables,
     )
+
+
+async def trigger_views(js: JetStreamContext, triggers: KeyValue, tenant: str) -> list[p.TriggerView]:
+    """Every trigger of a tenant with its counters (``nf_trigger_stats``) and pending messages."""
+    keys = sorted(await list_kv_keys(js, layout.BUCKET_TRIGGERS, f"{tenant}.*"))
+    try:
+        stats_kv: KeyValue | None = await js.key_value(BUCKET_TRIGGER_STATS)
+    except BucketNotFoundError:
+        stats_kv = None
+    views = []
+    for key in keys:
+        value = await _get(triggers, key)
+        if value is None:
+            continue
+        try:
+            rec = catalog.decode_trigger(value)
+        except msgspec.DecodeError:
+            continue
+        stats = decode_stats(await _get(stats_kv, key)) if stats_kv is not None else TriggerStats()
+        views.append(
+            p.TriggerView(
+                name=rec.name,
+                subject=rec.subject,
+                process_id=rec.process_id,
+                stream=rec.stream,
+                consumer=rec.consumer,
+                version=rec.version,
+                suspended=rec.suspended,
+                received=stats.received,
+                launched=stats.launched,
+                duplicates=stats.duplicates,
+                rejected=stats.rejected,
+                redelivered=stats.redelivered,
+                last_error=stats.last_error,
+                last_error_at=stats.last_error_at,
+                pending=await _pending(js, rec),
+            )
+        )
+    return views
+
+
+async def _pending(js: JetStreamContext, rec: catalog.TriggerRecord) -> int | None:
+    if not rec.stream or not rec.consumer:
+        return None
+    try:
+        info = await js.consumer_info(rec.stream, rec.consumer)
+    except JsNotFoundError:
+        return None
+    pending: int | None = info.num_pending
+    return pending

@@ -221,9 +221,15 @@ class TriggerRunner:
             self.log.info("created consumer %s on stream %s", self.consumer, self.stream)
         s = self.settings
         self._pull = await PullLoop(
-            self.nc, self.stream, self.consumer, lambda msg: self._handle(mapping, msg),
-            max_inflight=s.max_inflight, batch=s.batch, expires=s.pull_expires, name=f"trigger-{self.key}",
-        ).start()  # fmt: skip
+            self.nc,
+            self.stream,
+            self.consumer,
+            lambda msg: self._handle(mapping, msg),
+            max_inflight=s.max_inflight,
+            batch=s.batch,
+            expires=s.pull_expires,
+            name=f"trigger-{self.key}",
+        ).start()
         self.ready.set()
         self.log.info("trigger %s consuming %s from %s", self.record.name, self.record.subject, self.stream)
 

@@ -1,0 +1,385 @@
+"""Client commands: talk to a running natsflow through its NATS request-reply API only.
+
+``deploy``, ``workflows``, ``start``, ``instances``, ``show``, ``watch``, ``cancel``, ``tasks``,
+``complete-task``, ``claim-task``, ``incidents``, ``resolve``, ``publish-message``,
+``broadcast-signal``, ``triggers`` -- and ``trigger-server``, which runs the trigger server.
+
+Listing and showing commands take ``-o json``: exactly one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from natsflow.cli.common import CliContext, emit_json, run
+from natsflow.engine.api import render
+from natsflow.engine.api.cli_support import all_instances, live_instances, parse_duration, parse_variables
+from natsflow.engine.api.client import ApiClient
+
+__all__ = ["COMMANDS"]
+
+T = TypeVar("T")
+
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON document on stdout.",
+)
+vars_option = click.option(
+    "--vars", "variables", default=None, metavar="JSON", help="Variables as a JSON object, or @FILE with one."
+)
+
+
+def _call(obj: CliContext, work: Callable[[ApiClient], Awaitable[T]]) -> T:
+    """Connect, run ``work`` with an ApiClient for the tenant, disconnect."""
+
+    async def main() -> T:
+        nc = await obj.connect()
+        try:
+            return await work(ApiClient(nc, obj.tenant))
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+    return run(main())
+
+
+def _emit(output: str, document: Any, text: str) -> None:
+    if output == "json":
+        emit_json(msgspec.to_builtins(document))
+    else:
+        click.echo(text)
+
+
+# --- workflows --------------------------------------------------------------------------------
+
+
+@click.command("deploy")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@output_option
+@click.pass_obj
+def deploy_cmd(obj: CliContext, files: tuple[Path, ...], output: str) -> None:
+    """Deploy BPMN files (a new version only where the content changed)."""
+
+    async def work(api: ApiClient) -> list[dict[str, Any]]:
+        done = []
+        for file in files:
+            for d in await api.deploy(file.read_bytes().decode("utf-8-sig"), name=file.name):
+                done.append({"file": str(file), **msgspec.to_builtins(d)})
+        return done
+
+    deployed = _call(obj, work)
+    lines = [
+        f"{d['process_id']} version {d['version']}"
+        + ("" if d["created"] else " (unchanged)")
+        + f"  <- {d['file']}"
+        for d in deployed
+    ]
+    _emit(output, deployed, "\n".join(lines) or "nothing executable to deploy")
+
+
+@click.command("workflows")
+@output_option
+@click.pass_obj
+def workflows_cmd(obj: CliContext, output: str) -> None:
+    """List deployed workflows (latest version of each process)."""
+    workflows = _call(obj, lambda api: api.workflows())
+    _emit(output, workflows, render.workflows_table(workflows))
+
+
+# --- instances --------------------------------------------------------------------------------
+
+
+@click.command("start")
+@click.argument("process_id", metavar="PROCESS")
+@vars_option
+@click.option("--key", default=None, help="Idempotency key: the same key never starts a second instance.")
+@click.option(
+    "--business-key", default=None, help="Business key, searchable with `instances --business-key`."
+)
+@click.option("--version", type=int, default=None, help="Process version (default: the latest).")
+@output_option
+@click.pass_obj
+def start_cmd(
+    obj: CliContext,
+    process_id: str,
+    variables: str | None,
+    key: str | None,
+    business_key: str | None,
+    version: int | None,
+    output: str,
+) -> None:
+    """Start an instance of PROCESS."""
+    values = parse_variables(variables)
+    reply = _call(
+        obj,
+        lambda api: api.start(
+            process_id, values, key=key, business_key=business_key, version=version, wait=True
+        ),
+    )
+    _emit(
+        output,
+        reply,
+        reply.instance + ("  (duplicate: started before with this key)" if reply.duplicate else ""),
+    )
+
+
+@click.command("instances")
+@click.option("--process", "process_id", default=None, help="Only instances of this process.")
+@click.option("--state", type=click.Choice(["active", "completed", "cancelled", "failed"]), default=None)
+@click.option("--business-key", default=None)
+@click.option("--limit", type=int, default=200, show_default=True, help="At most this many instances.")
+@click.option("--watch", "live", is_flag=True, help="Keep the table up to date as instances move.")
+@click.option(
+    "--duration", type=float, default=0.0, help="With --watch: stop after this many seconds (0: never)."
+)
+@output_option
+@click.pass_obj
+def instances_cmd(
+    obj: CliContext,
+    process_id: str | None,
+    state: str | None,
+    business_key: str | None,
+    limit: int,
+    live: bool,
+    duration: float,
+    output: str,
+) -> None:
+    """List instances, oldest first."""
+    filters = {"process_id": process_id, "state": state, "business_key": business_key}
+    if live and output == "json":
+        raise click.UsageError("--watch draws a live table; it cannot be combined with -o json")
+    if not live:
+        found = _call(obj, lambda api: all_instances(api, limit, **filters))
+        _emit(output, found, render.instances_table(found))
+        return
+    _call(obj, lambda api: live_instances(api, limit, duration, filters, click.echo))
+
+
+@click.command("show")
+@click.argument("instance")
+@click.option("--no-history", is_flag=True, help="Leave out the history.")
+@output_option
+@click.pass_obj
+def show_cmd(obj: CliContext, instance: str, no_history: bool, output: str) -> None:
+    """Show an instance: state, variables, active elements, incidents, history."""
+
+    async def work(api: ApiClient) -> tuple[Any, list[Any]]:
+        view = await api.instance(instance)
+        return view, [] if no_history else (await api.history(instance)).records
+
+    view, history = _call(obj, work)
+    document = {**msgspec.to_builtins(view), "history": msgspec.to_builtins(history)}
+    _emit(output, document, render.instance_detail(view, history))
+
+
+@click.command("watch")
+@click.argument("instance")
+@click.pass_obj
+def watch_cmd(obj: CliContext, instance: str) -> None:
+    """Print the history of an instance as it happens, until the instance ends."""
+
+    async def work(api: ApiClient) -> str:
+        state = "active"
+        async for record in api.watch(instance):
+            for line in render.history_lines(record):
+                click.echo(line)
+            state = record.state
+        return state
+
+    click.echo(f"instance {instance} {_call(obj, work)}")
+
+
+@click.command("cancel")
+@click.argument("instance")
+@click.option("--reason", default="", help="Recorded in the history.")
+@click.pass_obj
+def cancel_cmd(obj: CliContext, instance: str, reason: str) -> None:
+    """Cancel an active instance."""
+    _call(obj, lambda api: api.cancel(instance, reason))
+    click.echo(f"cancelling {instance}")
+
+
+# --- user tasks and incidents -----------------------------------------------------------------
+
+
+@click.command("tasks")
+@click.argument("instance", required=False)
+@click.option("--assignee", default=None, help="Only tasks assigned to this user.")
+@output_option
+@click.pass_obj
+def tasks_cmd(obj: CliContext, instance: str | None, assignee: str | None, output: str) -> None:
+    """List open user tasks (of one INSTANCE, or of every instance)."""
+    tasks = _call(obj, lambda api: api.tasks(instance, assignee=assignee))
+    _emit(output, tasks, render.tasks_table(tasks))
+
+
+@click.command("complete-task")
+@click.argument("task_id", metavar="ID")
+@vars_option
+@click.pass_obj
+def complete_task_cmd(obj: CliContext, task_id: str, variables: str | None) -> None:
+    """Complete a user task, optionally setting variables."""
+    values = parse_variables(variables)
+    reply = _call(obj, lambda api: api.complete_task(task_id, values))
+    click.echo(f"completed {reply.id} (instance {reply.instance})")
+
+
+@click.command("claim-task")
+@click.argument("task_id", metavar="ID")
+@click.argument("assignee")
+@click.option("--force", is_flag=True, help="Take the task over from its current assignee.")
+@output_option
+@click.pass_obj
+def claim_task_cmd(obj: CliContext, task_id: str, assignee: str, force: bool, output: str) -> None:
+    """Assign a user task to ASSIGNEE (refused when someone else holds it, unless --force)."""
+    task = _call(obj, lambda api: api.claim_task(task_id, assignee, force=force))
+    _emit(output, task, f"{task.id} assigned to {task.assignee}")
+
+
+@click.command("incidents")
+@click.option("--instance", default=None, help="Only incidents of this instance.")
+@click.option("--process", "process_id", default=None, help="Only incidents of this process.")
+@output_option
+@click.pass_obj
+def incidents_cmd(obj: CliContext, instance: str | None, process_id: str | None, output: str) -> None:
+    """List open incidents."""
+    incidents = _call(obj, lambda api: api.incidents(instance, process_id=process_id))
+    _emit(output, incidents, render.incidents_table(incidents))
+
+
+@click.command("resolve")
+@click.argument("incident")
+@vars_option
+@click.pass_obj
+def resolve_cmd(obj: CliContext, incident: str, variables: str | None) -> None:
+    """Resolve an incident: retry the failed step (optionally with corrected variables)."""
+    values = parse_variables(variables)
+    reply = _call(obj, lambda api: api.resolve_incident(incident, values))
+    click.echo(f"resolving {reply.id} (instance {reply.instance})")
+
+
+# --- messages, signals, triggers --------------------------------------------------------------
+
+
+@click.command("publish-message")
+@click.argument("name")
+@click.option("--key", "correlation_key", default="", help="Correlation key.")
+@vars_option
+@click.option("--ttl", default="0s", show_default=True, help="Buffer the message this long (10s, 5m, ...).")
+@click.option("--id", "message_id", default=None, help="Message id: republishing the same id has no effect.")
+@click.pass_obj
+def publish_message_cmd(
+    obj: CliContext, name: str, correlation_key: str, variables: str | None, ttl: str, message_id: str | None
+) -> None:
+    """Publish a message to the instance waiting for NAME with the correlation key."""
+    values, seconds = parse_variables(variables), parse_duration(ttl)
+    reply = _call(
+        obj,
+        lambda api: api.publish_message(
+            name, correlation_key=correlation_key, variables=values, ttl=seconds, message_id=message_id
+        ),
+    )
+    click.echo(f"published message {name}{_reached(reply.detail)}")
+
+
+@click.command("broadcast-signal")
+@click.argument("name")
+@vars_option
+@click.pass_obj
+def broadcast_signal_cmd(obj: CliContext, name: str, variables: str | None) -> None:
+    """Broadcast signal NAME to every instance waiting for it."""
+    values = parse_variables(variables)
+    reply = _call(obj, lambda api: api.broadcast_signal(name, values))
+    click.echo(f"broadcast signal {name}{_reached(reply.detail)}")
+
+
+def _reached(detail: Any) -> str:
+    reached = detail.get("reached") if isinstance(detail, dict) else None
+    return "" if reached is None else f" (reached {reached} waiting catch(es) or start(s))"
+
+
+@click.command("triggers")
+@output_option
+@click.pass_obj
+def triggers_cmd(obj: CliContext, output: str) -> None:
+    """List triggers with their counters (merged across trigger-server replicas)."""
+    triggers = _call(obj, lambda api: api.triggers())
+    _emit(output, triggers, render.triggers_table(triggers))
+
+
+@click.command("trigger-server")
+@click.option(
+    "--health-port",
+    type=int,
+    default=8080,
+    show_default=True,
+    envvar="NATSFLOW_HEALTH_PORT",
+    help="Port of /healthz, /readyz and /metrics (0: off).",
+)
+@click.pass_obj
+def trigger_server_cmd(obj: CliContext, health_port: int) -> None:
+    """Run a trigger server: NATS messages start workflow instances (run as many as you like)."""
+    from natsflow.engine.triggers.server import TriggerServer
+
+    async def main() -> None:
+        nc = await obj.connect(max_reconnect_attempts=-1)
+        server = await TriggerServer(nc).start()
+        health = None
+        if health_port:
+            from natsflow.engine.observability import HealthServer
+
+            health = HealthServer("0.0.0.0", health_port)
+
+            async def ready() -> bool:
+                return bool(nc.is_connected) and server.running
+
+            health.add_check("triggers", ready)
+            await health.start()
+        click.echo(f"trigger server running against {obj.nats_url}", err=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            if health is not None:
+                await health.stop()
+            await server.stop()
+            await nc.close()
+
+    run(main())
+
+
+COMMANDS: list[click.Command] = [
+    deploy_cmd,
+    workflows_cmd,
+    start_cmd,
+    instances_cmd,
+    show_cmd,
+    watch_cmd,
+    cancel_cmd,
+    tasks_cmd,
+    complete_task_cmd,
+    claim_task_cmd,
+    incidents_cmd,
+    resolve_cmd,
+    publish_message_cmd,
+    broadcast_signal_cmd,
+    triggers_cmd,
+    trigger_server_cmd,
+]

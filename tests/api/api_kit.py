@@ -1,0 +1,64 @@
+"""Models and types shared by the API tests (not a test module)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+
+from natsflow.engine.api.client import ApiClient
+from natsflow.engine.api.server import ApiServer
+from natsflow.engine.runtime.engine import Engine
+
+REVIEW = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">
+  <bpmn:process id="review" name="Review" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="check" />
+    <bpmn:userTask id="check" name="Check it" />
+    <bpmn:sequenceFlow id="f2" sourceRef="check" targetRef="gw" />
+    <bpmn:exclusiveGateway id="gw" />
+    <bpmn:sequenceFlow id="f_big" sourceRef="gw" targetRef="end_big">
+      <bpmn:conditionExpression>=x &gt; 10</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="f_small" sourceRef="gw" targetRef="end_small">
+      <bpmn:conditionExpression>=x &lt;= 10</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    <bpmn:endEvent id="end_big" />
+    <bpmn:endEvent id="end_small" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+INVALID = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">
+  <bpmn:process id="broken" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="nowhere" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+@dataclass
+class Api:
+    client: ApiClient
+    server: ApiServer
+    engine: Engine
+    nc: Client
+    tenant: str
+
+
+async def bounded_stop(stopping: Awaitable[None], what: str, limit: float = 20.0) -> None:
+    """Await a stop; if it hangs, print every task's stack (diagnosis) and fail."""
+    try:
+        async with asyncio.timeout(limit):
+            await stopping
+    except TimeoutError:
+        for task in asyncio.all_tasks():
+            print(f"--- {task.get_name()}", file=sys.stderr)
+            task.print_stack(limit=8, file=sys.stderr)
+        raise AssertionError(f"{what} did not stop within {limit}s") from None

@@ -1,0 +1,170 @@
+"""The client commands against a running engine and API: text output and ``-o json``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cli_kit import Stack
+
+from natsflow.engine import catalog, layout
+
+REVIEW = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">
+  <bpmn:process id="review" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="check" />
+    <bpmn:userTask id="check" name="Check it" />
+    <bpmn:sequenceFlow id="f2" sourceRef="check" targetRef="gw" />
+    <bpmn:exclusiveGateway id="gw" />
+    <bpmn:sequenceFlow id="f_big" sourceRef="gw" targetRef="end_big">
+      <bpmn:conditionExpression>=x &gt; 10</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="f_small" sourceRef="gw" targetRef="end_small">
+      <bpmn:conditionExpression>=x &lt;= 10</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    <bpmn:endEvent id="end_big" />
+    <bpmn:endEvent id="end_small" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def doc(text: str) -> object:
+    """The output must be exactly one JSON document."""
+    return json.loads(text)
+
+
+async def until_state(stack: Stack, iid: str, state: str) -> None:
+    async with asyncio.timeout(10):
+        while (await stack.api.instance(iid)).state != state:
+            await asyncio.sleep(0.02)
+
+
+async def test_workflow_lifecycle_through_the_cli(stack: Stack, tmp_path: Path) -> None:
+    model = tmp_path / "review.bpmn"
+    model.write_text(REVIEW)
+    result = await stack.invoke("deploy", str(model))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("review version 1")
+    deployed = doc((await stack.invoke("deploy", str(model), "-o", "json")).stdout)
+    assert deployed == [{"file": str(model), "process_id": "review", "version": 1, "created": False}]
+    assert "review" in (await stack.invoke("workflows")).stdout
+    assert doc((await stack.invoke("workflows", "-o", "json")).stdout)[0]["version"] == 1  # type: ignore[index]
+
+    started = doc(
+        (
+            await stack.invoke(
+                "start", "review", "--vars", '{"x": 1}', "--key", "k1", "--business-key", "B1", "-o", "json"
+            )
+        ).stdout
+    )
+    assert isinstance(started, dict) and started["duplicate"] is False
+    iid = started["instance"]
+    again = await stack.invoke("start", "review", "--vars", "{}", "--key", "k1")
+    assert "duplicate" in again.stdout
+    listed = doc((await stack.invoke("instances", "--process", "review", "-o", "json")).stdout)
+    assert [i["id"] for i in listed] == [iid]  # type: ignore[union-attr, index]
+    assert iid in (await stack.invoke("instances", "--state", "active")).stdout
+
+    async with asyncio.timeout(10):
+        while not await stack.api.tasks(iid):
+            await asyncio.sleep(0.02)
+    tasks = doc((await stack.invoke("tasks", iid, "-o", "json")).stdout)
+    assert isinstance(tasks, list) and len(tasks) == 1
+    task = tasks[0]["id"]
+    assert "Check it" in (await stack.invoke("tasks")).stdout
+    claimed = doc((await stack.invoke("claim-task", task, "ann", "-o", "json")).stdout)
+    assert claimed["assignee"] == "ann"  # type: ignore[index]
+    refused = await stack.invoke("claim-task", task, "bob")
+    assert refused.exit_code == 1 and "claimed by 'ann'" in str(refused.exception)
+
+    shown = doc((await stack.invoke("show", iid, "-o", "json")).stdout)
+    assert isinstance(shown, dict)
+    assert (shown["state"], shown["variables"], shown["business_key"]) == ("active", {"x": 1}, "B1")
+    assert shown["active_elements"][0]["element_id"] == "check"
+    assert shown["history"][0]["events"][0]["type"] == "instance-started"
+    text = (await stack.invoke("show", iid)).stdout
+    assert "state      active" in text and "x = 1" in text and "instance-started" in text
+
+    done = await stack.invoke("complete-task", task, "--vars", "{}")  # x stays 1 ... then the gateway works
+    assert done.exit_code == 0 and "completed" in done.stdout
+    await until_state(stack, iid, "completed")
+    watched = await stack.invoke("watch", iid)
+    assert watched.exit_code == 0 and watched.stdout.rstrip().endswith(f"instance {iid} completed")
+    assert "user-task-completed check" in watched.stdout
+
+
+async def test_incidents_and_resolve_through_the_cli(stack: Stack, tmp_path: Path) -> None:
+    await stack.api.deploy(REVIEW)
+    iid = (await stack.api.start("review", wait=True)).instance
+    async with asyncio.timeout(10):
+        while not (tasks := await stack.api.tasks(iid)):
+            await asyncio.sleep(0.02)
+    await stack.api.complete_task(tasks[0].id)  # no x -> incident at the gateway
+    async with asyncio.timeout(10):
+        while not await stack.api.incidents(iid):
+            await asyncio.sleep(0.02)
+    incidents = doc((await stack.invoke("incidents", "-o", "json")).stdout)
+    assert isinstance(incidents, list) and incidents[0]["element_id"] == "gw"
+    assert "expression" in (await stack.invoke("incidents", "--instance", iid)).stdout
+    vars_file = tmp_path / "fix.json"
+    vars_file.write_text('{"x": 99}')
+    resolved = await stack.invoke("resolve", incidents[0]["id"], "--vars", f"@{vars_file}")
+    assert resolved.exit_code == 0, resolved.output
+    await until_state(stack, iid, "completed")
+    assert doc((await stack.invoke("incidents", "-o", "json")).stdout) == []
+
+
+async def test_cancel_instances_watch_and_triggers(stack: Stack) -> None:
+    await stack.api.deploy(REVIEW)
+    iid = (await stack.api.start("review", wait=True)).instance
+    live = asyncio.create_task(stack.invoke("instances", "--watch", "--duration", "1.5"))
+    await asyncio.sleep(0.5)
+    await stack.api.cancel(iid)  # not through the CLI: CliRunner swaps sys.stdout, one at a time
+    await until_state(stack, iid, "cancelled")
+    drawn = (await live).stdout
+    assert "active" in drawn and drawn.rstrip().splitlines()[-1].split()[3] == "cancelled"
+    other = (await stack.api.start("review", wait=True)).instance
+    assert (await stack.invoke("cancel", other, "--reason", "test")).exit_code == 0
+    await until_state(stack, other, "cancelled")
+    refused = await stack.invoke("instances", "--watch", "-o", "json")
+    assert refused.exit_code == 2
+
+    kv = await stack.nc.jetstream().key_value(layout.BUCKET_TRIGGERS)
+    record = catalog.TriggerRecord(
+        tenant=stack.tenant,
+        name="in",
+        subject=f"x.{stack.tenant}",
+        stream="",
+        consumer="c",
+        process_id="review",
+        suspended=True,
+    )
+    await kv.put(layout.trigger_key(stack.tenant, "in"), catalog.encode_record(record))
+    triggers = doc((await stack.invoke("triggers", "-o", "json")).stdout)
+    assert isinstance(triggers, list) and triggers[0]["name"] == "in" and triggers[0]["suspended"] is True
+    assert "suspended" in (await stack.invoke("triggers")).stdout
+
+
+async def test_bad_input_gives_one_clear_line_and_a_non_zero_exit(stack: Stack) -> None:
+    bad = await stack.invoke("start", "review", "--vars", "[1]")
+    assert bad.exit_code == 1 and "--vars must be a JSON object" in str(bad.exception)
+    bad_ttl = await stack.invoke("publish-message", "m", "--ttl", "soon")
+    assert "invalid duration" in str(bad_ttl.exception)
+    env = {**os.environ, "NATS_URL": stack.url, "NATSFLOW_TENANT": stack.tenant}
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", "from natsflow.cli import main; main()", "show", "nothere"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 1 and proc.stdout == "", proc.stderr
+    expected = "error: instance 'nothere' not found in tenant " + repr(stack.tenant)
+    assert proc.stderr.strip().splitlines() == [expected], proc.stderr
