@@ -285,9 +285,14 @@ class Engine:
             await msg.term()
             return
         key = layout.instance_key(cmd.tenant, cmd.instance)
-        for _ in range(self.settings.max_conflicts):
+        for attempt in range(self.settings.max_conflicts):
             try:
-                state, rev = await self._load(key)
+                if attempt == 0 and isinstance(cmd, r.Launch) and key not in self._cache:
+                    # a launch almost always names a new instance: skip the read, and let the
+                    # create-if-absent below tell a repeated launch (conflict, then a real read)
+                    state, rev = None, None
+                else:
+                    state, rev = await self._load(key)
             except msgspec.DecodeError as exc:
                 await self._corrupt_record(cmd, str(exc))
                 await msg.term()
@@ -376,7 +381,9 @@ class Engine:
         )
 
     async def _load(self, key: str) -> tuple[r.InstanceState | None, int | None]:
-        cached = self._cache.get(key)
+        # Taken out of the cache: the interpreter changes the state in place, and only a write
+        # that succeeded may put it back (a failed write must not leave a state ahead of KV).
+        cached = self._cache.pop(key, None)
         if cached is not None:
             return cached  # type: ignore[no-any-return]
         try:

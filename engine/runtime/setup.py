@@ -20,7 +20,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from natsflow.engine import layout
@@ -107,7 +107,7 @@ def _streams(settings: LayoutSettings) -> list[StreamConfig]:
     ]
 
 
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig, update: bool) -> None:
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     assert config.name is not None
     try:
         await js.stream_info(config.name)
@@ -118,9 +118,23 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig, update: boo
         except BadRequestError as exc:  # another process created it first
             if "already in use" not in str(exc):
                 raise
-        return
-    if update:
-        await js.update_stream(config)
+
+
+async def _ensure_bucket(js: JetStreamContext, name: str, settings: LayoutSettings) -> None:
+    try:
+        await js.key_value(name)
+        return  # exists: keep its configuration (replicas chosen by whoever created it)
+    except BucketNotFoundError:
+        pass
+    await js.create_key_value(
+        KeyValueConfig(
+            bucket=name,
+            history=1,
+            storage=settings.storage,
+            replicas=settings.replicas,
+            max_value_size=settings.max_payload,
+        )
+    )
 
 
 async def ensure_layout(
@@ -128,25 +142,13 @@ async def ensure_layout(
 ) -> None:
     """Create every stream, bucket and the engine consumer that is missing.
 
-    With ``update`` existing ones are reconfigured to ``settings`` too; only the engine passes
-    it, so a worker or a CLI call with default settings never undoes an operator's choices.
+    Existing streams and buckets keep their configuration (replicas, limits are an operator's
+    choice, changed deliberately, never by whichever process starts first). With ``update`` the
+    engine consumer is reconfigured to ``settings``; only the engine passes it.
     """
     settings = settings or LayoutSettings()
-    await asyncio.gather(*(_ensure_stream(js, cfg, update) for cfg in _streams(settings)))
-    await asyncio.gather(
-        *(
-            js.create_key_value(
-                KeyValueConfig(
-                    bucket=name,
-                    history=1,
-                    storage=settings.storage,
-                    replicas=settings.replicas,
-                    max_value_size=settings.max_payload,
-                )
-            )
-            for name in _buckets
-        )
-    )
+    await asyncio.gather(*(_ensure_stream(js, cfg) for cfg in _streams(settings)))
+    await asyncio.gather(*(_ensure_bucket(js, name, settings) for name in _buckets))
     if not update:
         try:
             await js.consumer_info(layout.STREAM_COMMANDS, layout.ENGINE_CONSUMER)

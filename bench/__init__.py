@@ -1,0 +1,1 @@
+"""Benchmarks of natsflow: ``python bench/run.py`` (see README.md)."""

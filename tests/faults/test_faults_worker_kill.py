@@ -1,0 +1,61 @@
+"""A worker killed (SIGKILL) in the middle of jobs: the jobs it held are redelivered after the
+consumer's ack wait (JobConsumerSettings.timeout) to another worker and complete; each job's
+completion is applied once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bench.procs import NodeProcess
+from natsflow.engine.runtime.setup import LayoutSettings
+from natsflow.engine.server import EmbeddedNatsServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+COUNT = 300
+ACK_WAIT = 2.0
+
+
+def read_log(path: Path) -> list[tuple[str, str, int]]:
+    if not path.exists():
+        return []
+    lines = [line.split() for line in path.read_text().splitlines()]
+    return [(what, key, int(attempt)) for what, key, attempt in lines if what in ("start", "done")]
+
+
+async def test_worker_killed_mid_job(server: EmbeddedNatsServer, harness_factory, tmp_path: Path):
+    h = await harness_factory(server.url, LayoutSettings(command_ack_wait=5.0))
+    await h.start_engine("engine")
+
+    def worker_args(log: Path) -> list[str]:
+        return [
+            "--url", server.url, "--roles", "worker", "--concurrency", "16",
+            "--job-timeout", str(ACK_WAIT), "--job-delay", "0.2", "--job-log", str(log),
+        ]  # fmt: skip
+
+    log1, log2 = tmp_path / "jobs-1.log", tmp_path / "jobs-2.log"
+    first = await NodeProcess("worker-1", worker_args(log1), log_dir=tmp_path).start()
+    h.nodes.append(first)
+    await h.launch(COUNT)
+    for _ in range(300):  # until the first worker has finished some jobs and holds others
+        if sum(1 for what, _, _ in read_log(log1) if what == "done") >= 40:
+            break
+        await asyncio.sleep(0.05)
+    await first.kill()
+    held = {key for what, key, _ in read_log(log1) if what == "start"} - {
+        key for what, key, _ in read_log(log1) if what == "done"
+    }
+    assert held, "the worker was killed while holding no job"
+    h.nodes.append(await NodeProcess("worker-2", worker_args(log2), log_dir=tmp_path).start())
+    await h.wait_history(2 * COUNT, timeout=90)
+    second = read_log(log2)
+    redelivered = {key: attempt for what, key, attempt in second if what == "start" and key in held}
+    assert set(redelivered) == held, f"held jobs never redelivered: {sorted(held - set(redelivered))[:5]}"
+    assert all(attempt >= 2 for attempt in redelivered.values()), redelivered
+    assert held <= {key for what, key, _ in second if what == "done"}
+    h.runs = Counter((key, attempt) for what, key, attempt in read_log(log1) + second if what == "start")
+    await h.verify()
