@@ -472,14 +472,16 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
         if isinstance(trig, EscalationTrigger):
             key = self.new_key()
             self.event("element-activated", node.id, key)
-            interrupted = self.throw_escalation(None, scope, trig.code or "")
-            self.event("element-completed", node.id, key)
-            if interrupted:
+            if node.kind == "endEvent":  # an end event is done whatever catches the escalation
+                self.event("element-completed", node.id, key)
+                if not self.throw_escalation(None, scope, trig.code or ""):
+                    self.token_ended(scope)
                 return
-            if node.kind == "endEvent":
-                self.token_ended(scope)
-            else:
-                self.leave(node, scope)
+            if self.throw_escalation(None, scope, trig.code or ""):
+                self.event("element-terminated", node.id, key)  # its own scope was interrupted
+                return
+            self.event("element-completed", node.id, key)
+            self.leave(node, scope)
             return
         if isinstance(trig, CompensateTrigger):
             self.throw_compensation(node, scope, flow)

@@ -248,3 +248,77 @@ async def test_compensation_runs_handlers_in_reverse_order(kit, checkpoint):
     assert snap.state == "completed"
     assert calls == ["book_hotel", "book_flight", "cancel_flight", "cancel_hotel"]
     assert snap.completed_elements[-3:] == ["cancel_hotel", "undo", "e"]
+
+
+async def test_escalation_event_subprocess_and_interrupting_boundary(kit, checkpoint):
+    late = escalation_global("Esc_late", "LATE")
+    esp = (
+        '<bpmn:subProcess id="on_late" triggeredByEvent="true">'
+        + event("startEvent", "es", escalation_def("Esc_late"))
+        + '<bpmn:endEvent id="ee" />' + chain("es", "ee") + "</bpmn:subProcess>"
+    )
+    body = (
+        '<bpmn:startEvent id="s" /><bpmn:parallelGateway id="fork" />' + user_task("other")
+        + event("intermediateThrowEvent", "warn", escalation_def("Esc_late")) + '<bpmn:endEvent id="e" />'
+        + flow("f0", "s", "fork") + flow("f1", "fork", "other") + flow("f2", "fork", "warn") + flow("f3", "warn", "e")
+        + esp
+    )
+    await kit.deploy(model("esp", body, globals_=late))
+    sub = (
+        '<bpmn:subProcess id="sub"><bpmn:startEvent id="ss" />'
+        + event("endEvent", "raise", escalation_def("Esc_late")) + chain("ss", "raise") + "</bpmn:subProcess>"
+    )
+    bnd = (
+        '<bpmn:startEvent id="s" />' + sub + boundary("caught", "sub", escalation_def("Esc_late"))
+        + '<bpmn:endEvent id="e" /><bpmn:endEvent id="e_esc" />' + chain("s", "sub", "e") + flow("fx", "caught", "e_esc")
+    )
+    await kit.deploy(model("bnd", bnd, globals_=late))
+    a = await kit.start_instance("esp")
+    b = await kit.start_instance("bnd")
+    await checkpoint()
+    snap = await kit.instance(a)
+    assert snap.state == "completed"  # the interrupting escalation sub-process ended 'other' too
+    assert snap.completed_elements == ["s", "fork", "es", "ee", "on_late"]  # 'warn' was interrupted too
+    assert await kit.user_tasks(a) == []
+    assert (await kit.instance(b)).completed_elements == ["s", "ss", "raise", "caught", "e_esc"]
+
+
+async def test_signal_event_subprocess_and_compensation_end_event_with_activity_ref(kit, checkpoint):
+    from modelkit import signal_def, signal_global
+
+    esp = (
+        '<bpmn:subProcess id="on_sig" triggeredByEvent="true">'
+        + event("startEvent", "ss", signal_def("Sig_audit"), 'isInterrupting="false"')
+        + '<bpmn:endEvent id="se" />' + chain("ss", "se") + "</bpmn:subProcess>"
+    )
+    undo = service("undo_a", "undo").replace('id="undo_a"', 'id="undo_a" isForCompensation="true"')
+    body = (
+        '<bpmn:startEvent id="s" />' + service("a", "work") + service("b", "work")
+        + boundary("cb_a", "a", "<bpmn:compensateEventDefinition />") + undo
+        + '<bpmn:association id="as_a" associationDirection="One" sourceRef="cb_a" targetRef="undo_a" />'
+        + user_task("hold")
+        + event("endEvent", "rollback", '<bpmn:compensateEventDefinition activityRef="a" />')
+        + chain("s", "a", "b", "hold", "rollback") + esp
+    )
+    await kit.deploy(model("p", body, globals_=signal_global("Sig_audit", "audit")))
+    undone = []
+
+    @kit.task("work")
+    async def work(job):
+        return None
+
+    @kit.task("undo")
+    async def undo_handler(job):
+        undone.append(job.element_id)
+
+    iid = await kit.start_instance("p")
+    await kit.wait_until_idle()
+    await checkpoint()
+    assert await kit.broadcast_signal("audit") == 1
+    snap = await kit.instance(iid)
+    assert snap.active_elements == ["hold"] and snap.completed_elements[-3:] == ["ss", "se", "on_sig"]
+    [task] = await kit.user_tasks(iid)
+    await kit.complete_user_task(task.id)
+    snap = await kit.instance(iid)
+    assert undone == ["undo_a"] and snap.state == "completed"
+    assert snap.completed_elements[-2:] == ["undo_a", "rollback"]
