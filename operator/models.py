@@ -277,6 +277,7 @@ class TriggerSpec(_Common):
     suspend: bool = False
     """Stop starting instances; messages wait in the stream."""
     dead_letter_subject: str | None = Field(None, pattern=LITERAL_SUBJECT, max_length=1024)
-    """Where messages that cannot start an instance are published (dropped when absent)."""
+    """Where messages that cannot start an instance are published (default ``nf.dlq.<tenant>.<trigger>``,
+    kept seven days in the ``NF_DLQ`` stream)."""
     max_deliver: int = Field(5, ge=1, le=1000)
     """Attempts per message before it goes to ``deadLetterSubject``."""
