@@ -17,12 +17,11 @@ from pydantic import ValidationError
 from natsflow.operator.conditions import Cond
 from natsflow.operator.context import (
     RETRYABLE,
-    UNAVAILABLE,
     MissingReference,
     OperatorContext,
     write_status,
 )
-from natsflow.operator.handlers import register_reconcile
+from natsflow.operator.handlers import register_delete, register_reconcile
 from natsflow.operator.kube import KubeError, paths
 from natsflow.operator.models import GROUP, VERSION, TaskDefinitionSpec, describe_errors
 from natsflow.operator.reconcile import apply_taskdefinition, delete_taskdefinition
@@ -160,21 +159,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     async def autoscaler(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
         await run_autoscaler(ctx, body, stopped, logger)
 
-    @kopf.on.delete(*RESOURCE, id="taskdefinition-delete", registry=registry)
-    async def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        namespace, name = str(body.metadata.namespace), str(body.metadata.name)
-        try:
-            spec = TaskDefinitionSpec.model_validate(dict(body.spec))
-        except ValidationError:
-            logger.warning("TaskDefinition spec is invalid; nothing to remove from NATS")
-            return
-        if spec.deletion_policy == "Retain":
-            logger.info("deletionPolicy Retain: consumer and catalog entry stay in NATS")
-            return
-        try:
-            handle, _env = await ctx.nats_for(namespace, spec.nats_ref)
-            await delete_taskdefinition(handle, namespace, name, spec.task_type)
-        except UNAVAILABLE as exc:
-            raise kopf.TemporaryError(
-                f"cannot remove from NATS: {exc}", delay=ctx.config.retry_delay
-            ) from exc
+    async def remove(handle: Any, namespace: str, name: str, spec: Any, body: kopf.Body) -> None:
+        await delete_taskdefinition(handle, namespace, name, spec.task_type)
+
+    register_delete(registry, ctx, RESOURCE, "taskdefinition", TaskDefinitionSpec, remove, "consumer and catalog entry")

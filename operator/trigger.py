@@ -15,12 +15,11 @@ from pydantic import ValidationError
 from natsflow.operator.conditions import Cond
 from natsflow.operator.context import (
     RETRYABLE,
-    UNAVAILABLE,
     MissingReference,
     OperatorContext,
     write_status,
 )
-from natsflow.operator.handlers import register_reconcile
+from natsflow.operator.handlers import register_delete, register_reconcile
 from natsflow.operator.models import GROUP, VERSION, TriggerSpec, describe_errors
 from natsflow.operator.reconcile import apply_trigger, delete_trigger
 
@@ -73,21 +72,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
 
     register_reconcile(registry, ctx, RESOURCE, "trigger", reconcile)
 
-    @kopf.on.delete(*RESOURCE, id="trigger-delete", registry=registry)
-    async def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        namespace, name = str(body.metadata.namespace), str(body.metadata.name)
-        try:
-            spec = TriggerSpec.model_validate(dict(body.spec))
-        except ValidationError:
-            logger.warning("Trigger spec is invalid; nothing to remove from NATS")
-            return
-        if spec.deletion_policy == "Retain":
-            logger.info("deletionPolicy Retain: consumer and catalog entry stay in NATS")
-            return
-        try:
-            handle, _env = await ctx.nats_for(namespace, spec.nats_ref)
-            await delete_trigger(handle, namespace, name, body.status.get("stream"))
-        except UNAVAILABLE as exc:
-            raise kopf.TemporaryError(
-                f"cannot remove from NATS: {exc}", delay=ctx.config.retry_delay
-            ) from exc
+    async def remove(handle: Any, namespace: str, name: str, spec: Any, body: kopf.Body) -> None:
+        await delete_trigger(handle, namespace, name, body.status.get("stream"))
+
+    register_delete(registry, ctx, RESOURCE, "trigger", TriggerSpec, remove, "consumer and catalog entry")

@@ -15,12 +15,11 @@ from pydantic import ValidationError
 from natsflow.operator.conditions import Cond
 from natsflow.operator.context import (
     RETRYABLE,
-    UNAVAILABLE,
     MissingReference,
     OperatorContext,
     write_status,
 )
-from natsflow.operator.handlers import register_reconcile
+from natsflow.operator.handlers import register_delete, register_reconcile
 from natsflow.operator.models import GROUP, VERSION, WorkflowSpec, describe_errors
 from natsflow.operator.reconcile import apply_workflow, delete_workflow
 
@@ -86,21 +85,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
 
     register_reconcile(registry, ctx, RESOURCE, "workflow", reconcile)
 
-    @kopf.on.delete(*RESOURCE, id="workflow-delete", registry=registry)
-    async def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        namespace, name = str(body.metadata.namespace), str(body.metadata.name)
-        try:
-            spec = WorkflowSpec.model_validate(dict(body.spec))
-        except ValidationError:
-            logger.warning("Workflow spec is invalid; nothing to remove from NATS")
-            return
-        if spec.deletion_policy == "Retain":
-            logger.info("deletionPolicy Retain: processes stay deployed in NATS")
-            return
-        try:
-            handle, _env = await ctx.nats_for(namespace, spec.nats_ref)
-            await delete_workflow(handle, namespace, name, list(body.status.get("processIds") or []))
-        except UNAVAILABLE as exc:
-            raise kopf.TemporaryError(
-                f"cannot remove from NATS: {exc}", delay=ctx.config.retry_delay
-            ) from exc
+    async def remove(handle: Any, namespace: str, name: str, spec: Any, body: kopf.Body) -> None:
+        await delete_workflow(handle, namespace, name, list(body.status.get("processIds") or []))
+
+    register_delete(registry, ctx, RESOURCE, "workflow", WorkflowSpec, remove, "processes")
