@@ -400,8 +400,12 @@ class Engine:
         try:
             if isinstance(cmd, r.Launch):
                 version = cmd.version
-                if version is None:  # launchers that know the version pass it and save this read
-                    version = (await get_latest(self.workflows, cmd.tenant, cmd.process_id)).version
+                if version is None:
+                    # the watched index of latest versions saves a KV read; a version deployed a
+                    # moment ago may not be in it yet (launchers that must have it pass it)
+                    version = self.start_index.latest.get((cmd.tenant, cmd.process_id))
+                    if version is None:
+                        version = (await get_latest(self.workflows, cmd.tenant, cmd.process_id)).version
                     cmd = msgspec.structs.replace(cmd, version=version)
                 process: Process | None = await self.definitions.get(cmd.tenant, cmd.process_id, version)
                 latest = self.start_index.latest.get((cmd.tenant, cmd.process_id), version)
