@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from natsflow.engine.bpmn.model import (
-    Activity,
     ErrorTrigger,
     EscalationTrigger,
     Event,
@@ -64,7 +63,7 @@ class EventsMixin:
         ctx = context_of(self.s, ctx_key)
         try:
             if isinstance(trigger, TimerTrigger):
-                due, cycle = due_at(trigger.kind, _json_time(trigger.value.evaluate(ctx)), self.now)
+                due, cycle = due_at(trigger.kind, trigger.value.evaluate(ctx), self.now)
                 self.schedule(ei, due, cycle)
             elif isinstance(trigger, MessageTrigger):
                 name = trigger.name.evaluate(ctx)
@@ -75,19 +74,38 @@ class EventsMixin:
                     raise NatsflowError(f"correlation key '{_src(trigger.correlation_key)}' gave {key!r}")
                 key = str(_json(key)) if not isinstance(key, str) else key
                 data["msg"], data["key"] = name, key
-                self.effects.append(r.Subscribe(kind="message", tenant=self.s.tenant, instance=self.s.id,
-                                                ei=ei.key, element_id=ei.el, name=name, key=key))
+                self.effects.append(
+                    r.Subscribe(
+                        kind="message",
+                        tenant=self.s.tenant,
+                        instance=self.s.id,
+                        ei=ei.key,
+                        element_id=ei.el,
+                        name=name,
+                        key=key,
+                    )
+                )
             elif isinstance(trigger, SignalTrigger):
                 name = trigger.name.evaluate(ctx)
                 if not isinstance(name, str) or not name:
                     raise NatsflowError(f"signal name expression gave {name!r}, not a string")
                 data["sig"] = name
-                self.effects.append(r.Subscribe(kind="signal", tenant=self.s.tenant, instance=self.s.id,
-                                                ei=ei.key, element_id=ei.el, name=name))
+                self.effects.append(
+                    r.Subscribe(
+                        kind="signal",
+                        tenant=self.s.tenant,
+                        instance=self.s.id,
+                        ei=ei.key,
+                        element_id=ei.el,
+                        name=name,
+                    )
+                )
             else:
                 return True  # error / escalation / compensation catches wait for a throw, not a subscription
         except NatsflowError as exc:
-            self.raise_incident(ei, "expression", f"cannot wait for the event of '{ei.el}': {exc}", phase="arm")
+            self.raise_incident(
+                ei, "expression", f"cannot wait for the event of '{ei.el}': {exc}", phase="arm"
+            )
             return False
         return True
 
@@ -109,11 +127,22 @@ class EventsMixin:
         if "timer" in data:
             self.effects.append(r.TimerCancel(id=data["timer"], tenant=self.s.tenant, instance=self.s.id))
         if "msg" in data:
-            self.effects.append(r.Unsubscribe(kind="message", tenant=self.s.tenant, instance=self.s.id, ei=ei.key,
-                                              name=data["msg"], key=data.get("key", "")))
+            self.effects.append(
+                r.Unsubscribe(
+                    kind="message",
+                    tenant=self.s.tenant,
+                    instance=self.s.id,
+                    ei=ei.key,
+                    name=data["msg"],
+                    key=data.get("key", ""),
+                )
+            )
         if "sig" in data:
-            self.effects.append(r.Unsubscribe(kind="signal", tenant=self.s.tenant, instance=self.s.id, ei=ei.key,
-                                              name=data["sig"]))
+            self.effects.append(
+                r.Unsubscribe(
+                    kind="signal", tenant=self.s.tenant, instance=self.s.id, ei=ei.key, name=data["sig"]
+                )
+            )
         for key in _WAIT_KEYS:
             data.pop(key, None)
 
@@ -157,8 +186,11 @@ class EventsMixin:
         ei = self.s.eis.get(cmd.ei)
         if ei is None or (ei.data or {}).get("msg") != cmd.name or (ei.data or {}).get("key", "") != cmd.key:
             ei = next(
-                (e for e in sorted(self.s.eis.values(), key=lambda e: e.key)
-                 if (e.data or {}).get("msg") == cmd.name and (e.data or {}).get("key", "") == cmd.key),
+                (
+                    e
+                    for e in sorted(self.s.eis.values(), key=lambda e: e.key)
+                    if (e.data or {}).get("msg") == cmd.name and (e.data or {}).get("key", "") == cmd.key
+                ),
                 None,
             )
         if ei is None:
@@ -174,7 +206,9 @@ class EventsMixin:
         self.event("signal-received", ei.el, ei.key, name=cmd.name)
         self.trigger(ei, cmd.variables)
 
-    def trigger(self: _Step, ei: r.ElementInstance, variables: dict[str, Any], fired: str | None = None) -> None:
+    def trigger(
+        self: _Step, ei: r.ElementInstance, variables: dict[str, Any], fired: str | None = None
+    ) -> None:
         """The event ``ei`` waits for has happened."""
         data = ei.data or {}
         role = data.get("listener")
@@ -335,10 +369,15 @@ class EventsMixin:
                 name = target.name.evaluate(ctx)
                 key = target.correlation_key.evaluate(ctx) if target.correlation_key is not None else ""
                 key = key if isinstance(key, str) else str(_json(key))
-                self.effects.append(r.MessagePublish(id=self.effect_id(), tenant=self.s.tenant, name=str(name),
-                                                     key=key, variables=payload))
+                self.effects.append(
+                    r.MessagePublish(
+                        id=self.effect_id(), tenant=self.s.tenant, name=str(name), key=key, variables=payload
+                    )
+                )
         except NatsflowError as exc:
-            self.raise_incident(self.new_ei(node, scope, None), "expression", f"sending the message failed: {exc}")
+            self.raise_incident(
+                self.new_ei(node, scope, None), "expression", f"sending the message failed: {exc}"
+            )
             return False
         return True
 
@@ -348,9 +387,10 @@ class EventsMixin:
         Returns True when an interrupting catcher took over (the thrower's token is gone).
         An escalation nobody catches is no incident (BPMN / Zeebe semantics).
         """
-        self.event("escalation-thrown", source.el if source else None, source.key if source else None, code=code)
+        self.event(
+            "escalation-thrown", source.el if source else None, source.key if source else None, code=code
+        )
         current: int | None = scope
-        child_key = source.key if source else None
         while current:
             scope_ei = self.s.eis.get(current)
             if scope_ei is None:
@@ -371,9 +411,7 @@ class EventsMixin:
                         self.terminate(scope_ei)
                     self.fire_catch(boundary, scope_ei.parent, {})
                     return boundary.cancel_activity
-            child_key = current
             current = scope_ei.parent
-        _ = child_key
         return False
 
     def find_boundary(self: _Step, node: FlowNode, kind: type, code: str) -> Event | None:
@@ -432,12 +470,5 @@ def _is_scope(node: FlowNode | None, ei: r.ElementInstance) -> bool:
     return ei.key == 1 or isinstance(node, SubProcess)
 
 
-def _json_time(value: Any) -> Any:
-    return value
-
-
 def _src(expr: Any) -> str:
     return str(getattr(expr, "source", expr))
-
-
-_ = Activity

@@ -71,15 +71,6 @@ def _json_value(value: Any) -> Any:
     return to_json_value(value)
 
 
-class _Incident(Exception):
-    """Raised inside the step to park a token with an incident."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-
-
 @dataclass
 class StepResult:
     state: r.InstanceState
@@ -265,7 +256,7 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
             ei.retries = None
             self.create_job(ei, self.p.nodes[ei.el])
         elif phase == "complete":
-            self.complete_with(ei, {}, resume=True)
+            self.complete_with(ei, {})
         elif phase == "arm":
             node = self.p.nodes[ei.el]
             trigger = getattr(node, "trigger", None) or getattr(node, "message", None)
@@ -371,7 +362,9 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
         prefix = f"{scope}/"
         if any(k.startswith(prefix) for k in self.s.joins):
             return False
-        return not any(ei.parent == scope and not (ei.data or {}).get("listener") for ei in self.s.eis.values())
+        return not any(
+            ei.parent == scope and not (ei.data or {}).get("listener") for ei in self.s.eis.values()
+        )
 
     def complete_scope(self, scope: int) -> None:
         ei = self.s.eis.get(scope)
@@ -526,8 +519,11 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
         """Input mappings, then the activity's own behaviour."""
         try:
             if node.inputs:
-                local = apply_mappings(node.inputs, context_of(self.s, ei.parent if ei.vars is None else ei.key),
-                                       convert=_json_value)
+                local = apply_mappings(
+                    node.inputs,
+                    context_of(self.s, ei.parent if ei.vars is None else ei.key),
+                    convert=_json_value,
+                )
                 ei.vars = {**(ei.vars or {}), **local}
         except NatsflowError as exc:
             self.raise_incident(ei, "expression", f"input mapping failed: {exc}")
@@ -637,9 +633,7 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
         self.effects.append(task)
         self.event("user-task-created", node.id, ei.key, task=task_id, assignee=task.assignee)
 
-    def complete_with(
-        self, ei: r.ElementInstance, variables: Mapping[str, Any], *, resume: bool = False
-    ) -> None:
+    def complete_with(self, ei: r.ElementInstance, variables: Mapping[str, Any]) -> None:
         """Complete an element instance: merge result variables, apply output mappings, leave."""
         node = self.p.nodes[ei.el] if ei.key != ROOT else None
         if node is None:
@@ -727,8 +721,14 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
         self.release(ei)
         child = (ei.data or {}).get("child")
         if child:
-            self.effects.append(r.Cancel(id=f"{self.s.id}.{ei.key}.cancel", tenant=self.s.tenant, instance=child,
-                                         reason=f"the calling instance {self.s.id} ended '{ei.el}'"))
+            self.effects.append(
+                r.Cancel(
+                    id=f"{self.s.id}.{ei.key}.cancel",
+                    tenant=self.s.tenant,
+                    instance=child,
+                    reason=f"the calling instance {self.s.id} ended '{ei.el}'",
+                )
+            )
         self.terminate_children(ei.key)
         self.s.joins = {k: v for k, v in self.s.joins.items() if not k.startswith(f"{ei.key}/")}
         if (ei.data or {}).get("user_task"):
@@ -829,8 +829,9 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
         elif cmd.state == "error":
             self.throw_error(ei, cmd.error_code or "", cmd.error_message, {})
         else:
-            self.raise_incident(ei, "child-cancelled", f"the called instance {cmd.child} was cancelled",
-                                phase="enter")
+            self.raise_incident(
+                ei, "child-cancelled", f"the called instance {cmd.child} was cancelled", phase="enter"
+            )
 
 
 def _condition(expr: Any, context: Mapping[str, Any]) -> bool:
