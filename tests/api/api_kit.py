@@ -6,6 +6,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from pathlib import Path
 
 from nats.aio.client import Client
 
@@ -13,25 +14,8 @@ from natsflow.engine.api.client import ApiClient
 from natsflow.engine.api.server import ApiServer
 from natsflow.engine.runtime.engine import Engine
 
-REVIEW = """<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">
-  <bpmn:process id="review" name="Review" isExecutable="true">
-    <bpmn:startEvent id="start" />
-    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="check" />
-    <bpmn:userTask id="check" name="Check it" />
-    <bpmn:sequenceFlow id="f2" sourceRef="check" targetRef="gw" />
-    <bpmn:exclusiveGateway id="gw" />
-    <bpmn:sequenceFlow id="f_big" sourceRef="gw" targetRef="end_big">
-      <bpmn:conditionExpression>=x &gt; 10</bpmn:conditionExpression>
-    </bpmn:sequenceFlow>
-    <bpmn:sequenceFlow id="f_small" sourceRef="gw" targetRef="end_small">
-      <bpmn:conditionExpression>=x &lt;= 10</bpmn:conditionExpression>
-    </bpmn:sequenceFlow>
-    <bpmn:endEvent id="end_big" />
-    <bpmn:endEvent id="end_small" />
-  </bpmn:process>
-</bpmn:definitions>
-"""
+REVIEW = (Path(__file__).parents[1] / "models" / "review.bpmn").read_text()
+"""The review process both the API and CLI tests use: user task, then a gateway on x."""
 
 INVALID = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">

@@ -13,25 +13,7 @@ from cli_kit import Stack
 
 from natsflow.engine import catalog, layout
 
-REVIEW = """<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">
-  <bpmn:process id="review" isExecutable="true">
-    <bpmn:startEvent id="start" />
-    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="check" />
-    <bpmn:userTask id="check" name="Check it" />
-    <bpmn:sequenceFlow id="f2" sourceRef="check" targetRef="gw" />
-    <bpmn:exclusiveGateway id="gw" />
-    <bpmn:sequenceFlow id="f_big" sourceRef="gw" targetRef="end_big">
-      <bpmn:conditionExpression>=x &gt; 10</bpmn:conditionExpression>
-    </bpmn:sequenceFlow>
-    <bpmn:sequenceFlow id="f_small" sourceRef="gw" targetRef="end_small">
-      <bpmn:conditionExpression>=x &lt;= 10</bpmn:conditionExpression>
-    </bpmn:sequenceFlow>
-    <bpmn:endEvent id="end_big" />
-    <bpmn:endEvent id="end_small" />
-  </bpmn:process>
-</bpmn:definitions>
-"""
+REVIEW = (Path(__file__).parents[1] / "models" / "review.bpmn").read_text()
 
 
 def doc(text: str) -> object:
