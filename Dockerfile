@@ -12,7 +12,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# Only what the package is built from (pyproject's package-dir: src/natsflow, engine/, operator/).
+# Only what the package is built from (pyproject's package roots: src/, engine/, operator/).
 # README.m[d] is optional (pyproject's readme): a pattern that matches nothing is not an error
 # as long as another source of the same COPY exists.
 COPY pyproject.toml README.m[d] ./

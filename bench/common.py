@@ -25,8 +25,7 @@ from typing import Any
 
 import nats
 from nats.js.api import StorageType, StreamConfig
-
-from natsflow.engine.server import EmbeddedNatsServer
+from natsflow_engine.server import EmbeddedNatsServer
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_BPMN = ROOT / "tests" / "engine" / "models" / "reference.bpmn"

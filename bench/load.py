@@ -19,11 +19,11 @@ from typing import Any
 import msgspec
 import nats
 from nats.aio.client import Client
+from natsflow_engine import layout
+from natsflow_engine.runtime import records as r
 
 from bench.common import TENANT, Reservoir
 from bench.workload import Workload
-from natsflow.engine import layout
-from natsflow.engine.runtime import records as r
 
 
 class _Hist(msgspec.Struct):

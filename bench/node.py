@@ -31,14 +31,14 @@ if __package__ in (None, ""):  # pragma: no cover - run as a file
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from natsflow_engine.runtime.engine import Engine, EngineSettings
+from natsflow_engine.runtime.setup import JobConsumerSettings, LayoutSettings
+from natsflow_engine.worker import Worker
 
 from bench import common
 from bench.common import Reservoir
 from bench.load import LoadGenerator
 from bench.workload import WORKLOADS, JobLog, register
-from natsflow.engine.runtime.engine import Engine, EngineSettings
-from natsflow.engine.runtime.setup import JobConsumerSettings, LayoutSettings
-from natsflow.engine.worker import Worker
 
 log = logging.getLogger("bench.node")
 
@@ -61,8 +61,8 @@ def _worker_layout_shim(settings: LayoutSettings) -> None:
     engine is fixed the bench's workers pass the deployment's settings."""
     import functools
 
-    from natsflow.engine import worker as worker_module
-    from natsflow.engine.runtime.setup import ensure_layout
+    from natsflow_engine import worker as worker_module
+    from natsflow_engine.runtime.setup import ensure_layout
 
     worker_module.ensure_layout = functools.partial(ensure_layout, settings=settings)  # type: ignore[assignment]
 

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from natsflow_engine import layout
+from natsflow_engine.runtime.definitions import deploy_definitions
+from natsflow_engine.runtime.setup import LayoutSettings, ensure_layout, open_buckets
 
 from bench.common import ROOT, TENANT, NatsCluster, monitored_server, percentile, varz, wait_jetstream
 from bench.procs import NodeProcess, Sampler
 from bench.workload import WORKLOADS
-from natsflow.engine import layout
-from natsflow.engine.runtime.definitions import deploy_definitions
-from natsflow.engine.runtime.setup import LayoutSettings, ensure_layout, open_buckets
 
 MODES = {
     "one-process": [("all", "engine,worker,load")],

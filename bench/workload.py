@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from natsflow_engine.runtime.setup import JobConsumerSettings
+from natsflow_engine.worker import Handler, Job, Worker
+
 from bench.common import ORDER_BPMN, ORDER_WORKERS, REFERENCE_BPMN
-from natsflow.engine.runtime.setup import JobConsumerSettings
-from natsflow.engine.worker import Handler, Job, Worker
 
 
 @dataclass(frozen=True)

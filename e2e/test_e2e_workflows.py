@@ -33,9 +33,8 @@ from e2e_kit import (
     wait_for,
 )
 from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
-
-from natsflow.engine import layout
-from natsflow.engine.runtime.records import decode_state
+from natsflow_engine import layout
+from natsflow_engine.runtime.records import decode_state
 
 EXAMPLES = Path(os.environ.get("NATSFLOW_E2E_EXAMPLES", ROOT / "examples" / "k8s"))
 MESSAGES = 20

@@ -16,7 +16,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from natsflow.engine.runtime.definitions import parse_and_check
+from natsflow_engine.runtime.definitions import parse_and_check
+
 from natsflow.errors import BpmnValidationError
 
 

@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import nats
 import pytest
 from nats.aio.client import Client
-
-from natsflow.engine.server import EmbeddedNatsServer
+from natsflow_engine.server import EmbeddedNatsServer
 
 _counter = itertools.count()
 

@@ -1,6 +1,5 @@
 import nats
-
-from natsflow.engine.server import EmbeddedNatsServer
+from natsflow_engine.server import EmbeddedNatsServer
 
 
 async def test_session_server_has_jetstream(nc):

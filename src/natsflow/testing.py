@@ -1,7 +1,7 @@
-"""The process test kit (public). See :mod:`natsflow.engine.testing` for the details."""
+"""The process test kit (public). See :mod:`natsflow_engine.testing` for the details."""
 
-from natsflow.engine.server import EmbeddedNatsServer
-from natsflow.engine.testing import (
+from natsflow_engine.server import EmbeddedNatsServer
+from natsflow_engine.testing import (
     IncidentView,
     InstanceSnapshot,
     ProcessTestEngine,

@@ -1,6 +1,6 @@
-"""The worker SDK (public). See :mod:`natsflow.engine.worker` for the details."""
+"""The worker SDK (public). See :mod:`natsflow_engine.worker` for the details."""
 
-from natsflow.engine.runtime.setup import JobConsumerSettings
-from natsflow.engine.worker import BpmnError, Job, Worker
+from natsflow_engine.runtime.setup import JobConsumerSettings
+from natsflow_engine.worker import BpmnError, Job, Worker
 
 __all__ = ["BpmnError", "Job", "JobConsumerSettings", "Worker"]

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nats.aio.client import Client
-
-from natsflow.engine.api.client import ApiClient
-from natsflow.engine.api.server import ApiServer
-from natsflow.engine.runtime.engine import Engine
+from natsflow_engine.api.client import ApiClient
+from natsflow_engine.api.server import ApiServer
+from natsflow_engine.runtime.engine import Engine
 
 REVIEW = (Path(__file__).parents[1] / "models" / "review.bpmn").read_text()
 """The review process both the API and CLI tests use: user task, then a gateway on x."""

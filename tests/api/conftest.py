@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 from api_kit import Api, bounded_stop
 from nats.aio.client import Client
-
-from natsflow.engine.api.client import ApiClient
-from natsflow.engine.api.server import ApiServer, ApiSettings
-from natsflow.engine.runtime.engine import Engine, EngineSettings
+from natsflow_engine.api.client import ApiClient
+from natsflow_engine.api.server import ApiServer, ApiSettings
+from natsflow_engine.runtime.engine import Engine, EngineSettings
 
 
 @pytest.fixture

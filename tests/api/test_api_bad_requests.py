@@ -12,9 +12,8 @@ import msgspec
 import pytest
 from api_kit import REVIEW, Api
 from nats.aio.client import Client
-
-from natsflow.engine.api.client import ApiClient
-from natsflow.engine.api.server import ApiServer, ApiSettings
+from natsflow_engine.api.client import ApiClient
+from natsflow_engine.api.server import ApiServer, ApiSettings
 
 
 async def raw(nc: Client, subject: str, data: bytes) -> tuple[dict[str, object], Mapping[str, str]]:
@@ -127,7 +126,7 @@ async def test_watch_delivers_each_step_within_100ms(api: Api) -> None:
 
 
 def test_reply_envelope_decodes_with_msgspec() -> None:
-    from natsflow.engine.api import protocol as p
+    from natsflow_engine.api import protocol as p
 
     reply = msgspec.json.decode(p.encode_error("conflict", "no"), type=p.Reply)
     assert reply.error is not None and reply.error.code == "conflict" and not len(reply.result)

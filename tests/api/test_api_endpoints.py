@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 
 import pytest
 from api_kit import INVALID, REVIEW, Api
+from natsflow_engine import catalog, layout
+from natsflow_engine.api import protocol as p
+from natsflow_engine.api.client import ApiError
 
-from natsflow.engine import catalog, layout
-from natsflow.engine.api import protocol as p
-from natsflow.engine.api.client import ApiError
 from natsflow.errors import BpmnValidationError, ConflictError, NotFoundError, PayloadTooLargeError
 
 T = TypeVar("T")

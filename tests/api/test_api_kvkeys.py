@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from nats.aio.client import Client
-
-from natsflow.engine.natsutil import list_kv_keys
+from natsflow_engine.natsutil import list_kv_keys
 
 
 async def test_listing_is_exact_while_keys_are_written(nc: Client, unique: str) -> None:

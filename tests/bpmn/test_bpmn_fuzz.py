@@ -8,8 +8,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from natsflow_engine.bpmn import parse_bpmn
 
-from natsflow.engine.bpmn import parse_bpmn
 from natsflow.errors import BpmnValidationError
 
 MODELS = Path(__file__).parent / "models"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+from natsflow_engine.bpmn import parse_bpmn
+from natsflow_engine.bpmn.xmlsafe import _parser
 
-from natsflow.engine.bpmn import parse_bpmn
-from natsflow.engine.bpmn.xmlsafe import _parser
 from natsflow.errors import BpmnValidationError
 
 MODELS = Path(__file__).parent / "models"

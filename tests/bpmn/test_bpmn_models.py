@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-
-from natsflow.engine.bpmn import parse_bpmn
-from natsflow.engine.bpmn.expr import StaticExpr
-from natsflow.engine.bpmn.model import (
+from natsflow_engine.bpmn import parse_bpmn
+from natsflow_engine.bpmn.expr import StaticExpr
+from natsflow_engine.bpmn.model import (
     Activity,
     CallActivity,
     CompensateTrigger,

@@ -6,9 +6,8 @@ import codecs
 from pathlib import Path
 
 import pytest
-
-from natsflow.engine.bpmn import parse_bpmn
-from natsflow.engine.bpmn.model import Activity, CallActivity, Definitions, Event, Gateway, MessageTrigger
+from natsflow_engine.bpmn import parse_bpmn
+from natsflow_engine.bpmn.model import Activity, CallActivity, Definitions, Event, Gateway, MessageTrigger
 
 MODELS = Path(__file__).parent / "models"
 ORDER = MODELS / "order_fulfilment.bpmn"

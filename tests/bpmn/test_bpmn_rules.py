@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from natsflow_engine.bpmn import parse_bpmn
 
-from natsflow.engine.bpmn import parse_bpmn
 from natsflow.errors import BpmnValidationError, ValidationIssue
 
 HEAD = """<?xml version="1.0" encoding="UTF-8"?>

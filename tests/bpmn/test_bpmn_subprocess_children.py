@@ -3,8 +3,8 @@ element, next to its contents; they describe the sub-process, not flow nodes ins
 
 from pathlib import Path
 
-from natsflow.engine.bpmn import parse_bpmn
-from natsflow.engine.bpmn.model import SubProcess
+from natsflow_engine.bpmn import parse_bpmn
+from natsflow_engine.bpmn.model import SubProcess
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "order-fulfilment" / "order-fulfilment.bpmn"
 

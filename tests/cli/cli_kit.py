@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 from click.testing import Result
 from nats.aio.client import Client
-
-from natsflow.engine.api.client import ApiClient
+from natsflow_engine.api.client import ApiClient
 
 Invoke = Callable[..., Awaitable[Result]]
 

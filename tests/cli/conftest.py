@@ -10,11 +10,11 @@ import pytest
 from cli_kit import Stack, bounded_stop
 from click.testing import CliRunner, Result
 from nats.aio.client import Client
+from natsflow_engine.api.client import ApiClient
+from natsflow_engine.api.server import ApiServer
+from natsflow_engine.runtime.engine import Engine, EngineSettings
 
 from natsflow.cli import cli
-from natsflow.engine.api.client import ApiClient
-from natsflow.engine.api.server import ApiServer
-from natsflow.engine.runtime.engine import Engine, EngineSettings
 
 
 @pytest.fixture
@@ -39,6 +39,6 @@ async def stack(nc: Client, nats_url: str, unique: str) -> AsyncIterator[Stack]:
 
 def _restore_logging() -> None:
     """The CLI installs a log handler on the stream CliRunner captured; point it back at stderr."""
-    from natsflow.engine.observability import configure_logging
+    from natsflow_engine.observability import configure_logging
 
     configure_logging("text", "WARNING", stream=sys.stderr)

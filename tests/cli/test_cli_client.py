@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 from cli_kit import Stack
-
-from natsflow.engine import catalog, layout
+from natsflow_engine import catalog, layout
 
 REVIEW = (Path(__file__).parents[1] / "models" / "review.bpmn").read_text()
 

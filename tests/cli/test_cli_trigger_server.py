@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 from cli_kit import Stack
-
-from natsflow.engine import layout
-from natsflow.engine.worker import Worker
+from natsflow_engine import layout
+from natsflow_engine.worker import Worker
 
 MANIFESTS = """apiVersion: natsflow.io/v1alpha1
 kind: Workflow

@@ -148,10 +148,10 @@ def operator_failure_reasons() -> set[str]:
     (reported as ``Cond(..., exc.reason, ...)``). A failing condition whose reason is anything else
     fails the test, so a new reason cannot slip past the health check.
     """
-    from natsflow.operator.conditions import READY_PARTS
+    from natsflow_operator.conditions import READY_PARTS
 
     reasons: set[str] = set()
-    files = sorted((ROOT / "operator").glob("*.py"))
+    files = sorted((ROOT / "operator" / "natsflow_operator").glob("*.py"))
     assert files
     for path in files:
         if path.name in ("cli.py", "manifests.py"):

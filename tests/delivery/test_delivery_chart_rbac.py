@@ -1,4 +1,4 @@
-"""The operator's RBAC in the chart is exactly ``operator/rbac.py:RULES``, cluster-wide or per watched namespace.
+"""The operator's RBAC in the chart is exactly ``operator/natsflow_operator/rbac.py:RULES``, cluster-wide or per watched namespace.
 
 ``RULES`` is the single source: the operator tests check every API call the operator makes
 against it. The chart writes the same rules out by hand (Helm cannot import Python), so these
@@ -12,8 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-from natsflow.operator.rbac import RULES
+from natsflow_operator.rbac import RULES
 
 Manifest = dict[str, Any]
 Render = Callable[..., list[Manifest]]
@@ -54,7 +53,7 @@ def assert_same_grants(rendered: list[Manifest], expected: set[Grant], what: str
     actual = flatten(rendered)
     missing, extra = sorted(expected - actual), sorted(actual - expected)
     assert not missing and not extra, (
-        f"{what} differs from operator/rbac.py RULES (change charts/natsflow/templates/operator-rbac.yaml):"
+        f"{what} differs from operator/natsflow_operator/rbac.py RULES (change charts/natsflow/templates/operator-rbac.yaml):"
         f"\n  missing: {missing}\n  extra:   {extra}"
     )
 

@@ -236,15 +236,15 @@ def test_every_copy_source_exists_in_the_build_context(stages: list[Stage]) -> N
         assert matched_any, f"line {copy.line}: no source of this COPY exists in the build context"
 
 
-def test_copies_every_package_dir_of_pyproject(stages: list[Stage]) -> None:
+def test_copies_every_package_root_of_pyproject(stages: list[Stage]) -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    package_dirs = set(pyproject["tool"]["setuptools"]["package-dir"].values())
+    package_dirs = set(pyproject["tool"]["setuptools"]["packages"]["find"]["where"])
     copied = set()
     for copy in stages[0].all("COPY"):
         words = [w for w in shlex.split(copy.args) if not w.startswith("--")]
         copied.update(w.strip("/") for w in words[:-1])
     assert "pyproject.toml" in copied
-    assert package_dirs <= copied, f"package-dir folders not copied: {package_dirs - copied}"
+    assert package_dirs <= copied, f"package roots not copied: {package_dirs - copied}"
     readme = pyproject["project"].get("readme")
     if isinstance(readme, str) and (ROOT / readme).exists():
         assert readme in context_files(), f"{readme} is excluded from the build context"
@@ -266,8 +266,8 @@ def test_dockerignore_keeps_secrets_and_caches_out() -> None:
     for path in [
         "pyproject.toml",
         "src/natsflow/__init__.py",
-        "engine/observability.py",
-        "operator/__init__.py",
+        "engine/natsflow_engine/observability.py",
+        "operator/natsflow_operator/__init__.py",
     ]:
         assert not excluded(path, rules), path
 

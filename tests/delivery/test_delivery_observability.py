@@ -12,9 +12,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from prometheus_client import REGISTRY, CollectorRegistry
-
-from natsflow.engine.observability import (
+from natsflow_engine.observability import (
     DEFAULT_HEALTH_PORT,
     ContextAdapter,
     HealthServer,
@@ -22,6 +20,7 @@ from natsflow.engine.observability import (
     configure_logging,
     health_port_from_env,
 )
+from prometheus_client import REGISTRY, CollectorRegistry
 
 
 async def request(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:

@@ -12,15 +12,15 @@ import nats
 import pytest
 from modelkit import chain, model, service
 from nats.js.errors import KeyNotFoundError
+from natsflow_engine import layout
+from natsflow_engine.natsutil import list_keys
+from natsflow_engine.runtime import records as r
+from natsflow_engine.runtime.definitions import deploy_definitions
+from natsflow_engine.runtime.engine import Engine, EngineSettings
+from natsflow_engine.runtime.setup import LayoutSettings, ensure_layout, open_buckets
+from natsflow_engine.server import EmbeddedNatsServer
+from natsflow_engine.worker import Worker
 
-from natsflow.engine import layout
-from natsflow.engine.natsutil import list_keys
-from natsflow.engine.runtime import records as r
-from natsflow.engine.runtime.definitions import deploy_definitions
-from natsflow.engine.runtime.engine import Engine, EngineSettings
-from natsflow.engine.runtime.setup import LayoutSettings, ensure_layout, open_buckets
-from natsflow.engine.server import EmbeddedNatsServer
-from natsflow.engine.worker import Worker
 from natsflow.testing import ProcessTestEngine
 
 MODELS = Path(__file__).parent / "models"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from modelkit import chain, model, service
+from natsflow_engine.runtime.setup import JobConsumerSettings
 
-from natsflow.engine.runtime.setup import JobConsumerSettings
 from natsflow.testing import ProcessTestEngine
 
 

@@ -33,14 +33,15 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # the bench package lives at the repository root
 
+from natsflow_engine import layout  # noqa: E402
+from natsflow_engine.runtime import records as r  # noqa: E402
+from natsflow_engine.runtime.definitions import deploy_definitions  # noqa: E402
+from natsflow_engine.runtime.setup import JobConsumerSettings, LayoutSettings, ensure_layout, open_buckets  # noqa: E402
+from natsflow_engine.server import EmbeddedNatsServer  # noqa: E402
+from natsflow_engine.worker import Job, Worker  # noqa: E402
+
 from bench.common import REFERENCE_BPMN, NatsCluster, monitored_server, wait_jetstream  # noqa: E402
 from bench.procs import NodeProcess  # noqa: E402
-from natsflow.engine import layout  # noqa: E402
-from natsflow.engine.runtime import records as r  # noqa: E402
-from natsflow.engine.runtime.definitions import deploy_definitions  # noqa: E402
-from natsflow.engine.runtime.setup import JobConsumerSettings, LayoutSettings, ensure_layout, open_buckets  # noqa: E402
-from natsflow.engine.server import EmbeddedNatsServer  # noqa: E402
-from natsflow.engine.worker import Job, Worker  # noqa: E402
 
 TENANT = "default"
 _hist_decoder = msgspec.json.Decoder(r.HistoryRecord)

@@ -7,9 +7,9 @@ import asyncio
 import time
 
 import pytest
+from natsflow_engine.runtime.setup import LayoutSettings
 
 from bench.common import NatsCluster
-from natsflow.engine.runtime.setup import LayoutSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

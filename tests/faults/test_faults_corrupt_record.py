@@ -20,11 +20,11 @@ import asyncio
 import json
 
 import pytest
+from natsflow_engine import layout
+from natsflow_engine.runtime.setup import LayoutSettings
+from natsflow_engine.server import EmbeddedNatsServer
 
 from bench.common import TENANT
-from natsflow.engine import layout
-from natsflow.engine.runtime.setup import LayoutSettings
-from natsflow.engine.server import EmbeddedNatsServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

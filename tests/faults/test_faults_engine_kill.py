@@ -6,9 +6,8 @@ import asyncio
 import random
 
 import pytest
-
-from natsflow.engine.runtime.setup import LayoutSettings
-from natsflow.engine.server import EmbeddedNatsServer
+from natsflow_engine.runtime.setup import LayoutSettings
+from natsflow_engine.server import EmbeddedNatsServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -15,10 +15,9 @@ import asyncio
 
 import nats
 import pytest
-
-from natsflow.engine.runtime.engine import Engine, EngineSettings
-from natsflow.engine.runtime.setup import LayoutSettings
-from natsflow.engine.server import EmbeddedNatsServer
+from natsflow_engine.runtime.engine import Engine, EngineSettings
+from natsflow_engine.runtime.setup import LayoutSettings
+from natsflow_engine.server import EmbeddedNatsServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

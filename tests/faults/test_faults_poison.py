@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
-from natsflow.engine import layout
-from natsflow.engine.runtime.setup import JobConsumerSettings, LayoutSettings
-from natsflow.engine.server import EmbeddedNatsServer
-from natsflow.engine.worker import Job, Worker
+from natsflow_engine import layout
+from natsflow_engine.runtime.setup import JobConsumerSettings, LayoutSettings
+from natsflow_engine.server import EmbeddedNatsServer
+from natsflow_engine.worker import Job, Worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

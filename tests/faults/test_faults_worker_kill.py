@@ -9,10 +9,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from natsflow_engine.runtime.setup import LayoutSettings
+from natsflow_engine.server import EmbeddedNatsServer
 
 from bench.procs import NodeProcess
-from natsflow.engine.runtime.setup import LayoutSettings
-from natsflow.engine.server import EmbeddedNatsServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -6,8 +6,7 @@ import math
 from typing import Any
 
 import pytest
-
-from natsflow.engine.feel import CompiledExpression, FeelRange, compile_expression
+from natsflow_engine.feel import CompiledExpression, FeelRange, compile_expression
 
 VARS: dict[str, Any] = {
     "amount": 150,

@@ -6,8 +6,7 @@ import math
 from typing import Any
 
 import pytest
-
-from natsflow.engine.feel import compile_expression
+from natsflow_engine.feel import compile_expression
 
 VARS: dict[str, Any] = {"s": "Hello World", "xs": [3, 1, 2], "m": {"a": 1, "b": {"c": 2}}, "x": None}
 
@@ -216,7 +215,7 @@ def test_context_put_does_not_mutate_input() -> None:
 
 
 def test_built_ins_never_raise_on_wrong_types() -> None:
-    from natsflow.engine.feel.functions import BUILTINS
+    from natsflow_engine.feel.functions import BUILTINS
 
     junk = ["null", "1", '"s"', "true", "[1]", "{a: 1}", 'date("2024-01-01")', 'duration("P1D")']
     for name, fn in BUILTINS.items():

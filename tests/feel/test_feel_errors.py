@@ -6,8 +6,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
+from natsflow_engine.feel import compile_expression
 
-from natsflow.engine.feel import compile_expression
 from natsflow.errors import ExpressionError, FeelEvaluationError, FeelSyntaxError
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from natsflow.engine.feel import FeelFunction, compile_expression
+from natsflow_engine.feel import FeelFunction, compile_expression
 
 VARS: dict[str, Any] = {
     "nums": [1, 2, 3, 4, 5],

@@ -11,9 +11,9 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from natsflow_engine.feel import FeelRange, compile_expression, to_json_value
+from natsflow_engine.feel.values import Duration
 
-from natsflow.engine.feel import FeelRange, compile_expression, to_json_value
-from natsflow.engine.feel.values import Duration
 from natsflow.errors import FeelEvaluationError, FeelSyntaxError
 
 SETTINGS = settings(max_examples=300, deadline=None)

@@ -9,9 +9,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-
-from natsflow.engine.feel import FeelRange, compile_expression, to_json_value
-from natsflow.engine.feel.values import Duration
+from natsflow_engine.feel import FeelRange, compile_expression, to_json_value
+from natsflow_engine.feel.values import Duration
 
 NOW = datetime(2024, 2, 29, 23, 30, 15, tzinfo=UTC)
 

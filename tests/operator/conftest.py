@@ -19,13 +19,12 @@ from typing import Any, TypeVar
 import kmock
 import kopf
 import pytest
-
-from natsflow.operator.context import OperatorConfig
-from natsflow.operator.kinds import KINDS
-from natsflow.operator.kube import KubeClient, paths
-from natsflow.operator.main import operator
-from natsflow.operator.models import GROUP, VERSION
-from natsflow.operator.rbac import RULES
+from natsflow_operator.context import OperatorConfig
+from natsflow_operator.kinds import KINDS
+from natsflow_operator.kube import KubeClient, paths
+from natsflow_operator.main import operator
+from natsflow_operator.models import GROUP, VERSION
+from natsflow_operator.rbac import RULES
 
 T = TypeVar("T")
 TEST_AGENT = "natsflow-test"

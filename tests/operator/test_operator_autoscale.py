@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from natsflow.operator.autoscale import History, Policy, decide
+from natsflow_operator.autoscale import History, Policy, decide
 
 P = Policy(min_replicas=0, max_replicas=10, target=10, activation_threshold=0, cooldown=60, stabilization=30)
 

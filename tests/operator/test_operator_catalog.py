@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from natsflow.engine import catalog
+from natsflow_engine import catalog
 
 TASKDEF_V1 = (
     '{"tenant":"shop","task_type":"charge card","name":"charge","consumer":"job-shop-charge=20card",'

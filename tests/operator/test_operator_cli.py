@@ -11,10 +11,9 @@ from pathlib import Path
 import nats
 from click.testing import CliRunner
 from nats.js.errors import KeyNotFoundError, NotFoundError
-
-from natsflow.engine import catalog, layout
-from natsflow.engine.runtime.definitions import get_latest
-from natsflow.operator.cli import apply_cmd, delete_cmd
+from natsflow_engine import catalog, layout
+from natsflow_engine.runtime.definitions import get_latest
+from natsflow_operator.cli import apply_cmd, delete_cmd
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "k8s"
 
@@ -117,7 +116,7 @@ def test_apply_refuses_invalid_manifests(nats_url: str, unique: str, tmp_path: P
 
 def test_apply_does_not_import_kopf() -> None:
     code = (
-        "import sys, natsflow.operator.cli, natsflow.operator.manifests, natsflow.operator.reconcile;"
+        "import sys, natsflow_operator.cli, natsflow_operator.manifests, natsflow_operator.reconcile;"
         "assert 'kopf' not in sys.modules, 'kopf imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,18 +9,17 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from natsflow_operator import crdgen
+from natsflow_operator.kinds import KINDS
+from natsflow_operator.models import API_VERSION
 from pydantic import BaseModel, ValidationError
-
-from natsflow.operator import crdgen
-from natsflow.operator.kinds import KINDS
-from natsflow.operator.models import API_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples" / "k8s").glob("*.yaml"))
 
 
 def test_generated_files_are_committed_and_current() -> None:
-    assert crdgen.main(["--check", "--root", str(ROOT)]) == 0, "run: python -m natsflow.operator.crdgen"
+    assert crdgen.main(["--check", "--root", str(ROOT)]) == 0, "run: python -m natsflow_operator.crdgen"
 
 
 def _strict(node: dict[str, Any]) -> dict[str, Any]:

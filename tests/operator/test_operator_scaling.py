@@ -9,8 +9,7 @@ import kmock
 import pytest
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
-
-from natsflow.engine import layout
+from natsflow_engine import layout
 
 
 def _scaled_events(k8s: kmock.KubernetesEmulator) -> list[dict[str, Any]]:

@@ -6,8 +6,7 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError, NotFoundError
-
-from natsflow.engine import catalog, layout
+from natsflow_engine import catalog, layout
 
 
 async def _consumer(nc: Client, tenant: str, task_type: str) -> Any:

@@ -7,8 +7,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
 from nats.js.errors import KeyNotFoundError, NotFoundError
-
-from natsflow.engine import catalog, layout
+from natsflow_engine import catalog, layout
 
 
 async def _record(nc: Client, tenant: str, name: str) -> catalog.TriggerRecord | None:

@@ -6,10 +6,9 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
-
-from natsflow.engine import layout
-from natsflow.engine.natsutil import list_keys
-from natsflow.engine.runtime.definitions import get_latest
+from natsflow_engine import layout
+from natsflow_engine.natsutil import list_keys
+from natsflow_engine.runtime.definitions import get_latest
 
 BPMN = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"

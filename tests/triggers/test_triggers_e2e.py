@@ -6,12 +6,11 @@ import json
 
 import msgspec
 from nats.aio.client import Client
+from natsflow_engine import catalog, layout
+from natsflow_engine.runtime import records as r
+from natsflow_engine.triggers.server import TriggerServer, TriggerSettings
+from natsflow_engine.worker import Worker
 from trigger_kit import SERVICE, deploy, instance_count, put_trigger, running_engine, wait_for
-
-from natsflow.engine import catalog, layout
-from natsflow.engine.runtime import records as r
-from natsflow.engine.triggers.server import TriggerServer, TriggerSettings
-from natsflow.engine.worker import Worker
 
 
 async def test_trigger_launches_instances_that_complete(nc: Client, unique: str) -> None:

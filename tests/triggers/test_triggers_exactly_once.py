@@ -16,11 +16,10 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
+from natsflow_engine import catalog, layout
+from natsflow_engine.triggers.server import TriggerServer, TriggerSettings
+from natsflow_engine.triggers.stats import decode_stats
 from trigger_kit import SIMPLE, deploy, instance_count, put_trigger, running_engine, wait_for, watchdog
-
-from natsflow.engine import catalog, layout
-from natsflow.engine.triggers.server import TriggerServer, TriggerSettings
-from natsflow.engine.triggers.stats import decode_stats
 
 UNIQUE_KEYS = 700
 FAST = TriggerSettings(stats_interval=0.2, shutdown_timeout=0.1)
@@ -134,7 +133,7 @@ async def _start_subprocess_replica(url: str) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "natsflow.engine.triggers",
+        "natsflow_engine.triggers",
         url,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -6,12 +6,11 @@ import asyncio
 import json
 
 from nats.aio.client import Client
+from natsflow_engine import catalog, layout
+from natsflow_engine.runtime import records as r
+from natsflow_engine.triggers.deadletter import DLQ_STREAM
+from natsflow_engine.triggers.server import TriggerServer, TriggerSettings
 from trigger_kit import SIMPLE, deploy, instance_count, put_trigger, running_engine, wait_for
-
-from natsflow.engine import catalog, layout
-from natsflow.engine.runtime import records as r
-from natsflow.engine.triggers.deadletter import DLQ_STREAM
-from natsflow.engine.triggers.server import TriggerServer, TriggerSettings
 
 FAST = TriggerSettings(stats_interval=0.1, retry_delay=0.05)
 
@@ -72,7 +71,7 @@ async def test_malformed_messages_are_dead_lettered_and_the_next_good_one_launch
 
 
 async def _stats(nc: Client, key: str, check):  # type: ignore[no-untyped-def]
-    from natsflow.engine.triggers.stats import decode_stats
+    from natsflow_engine.triggers.stats import decode_stats
 
     kv = await nc.jetstream().key_value("nf_trigger_stats")
     try:

@@ -7,12 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from nats.aio.client import Client
-
-from natsflow.engine import catalog, layout
-from natsflow.engine.natsutil import list_kv_keys
-from natsflow.engine.runtime.definitions import deploy_definitions
-from natsflow.engine.runtime.engine import Engine, EngineSettings
-from natsflow.engine.runtime.setup import ensure_layout, open_buckets
+from natsflow_engine import catalog, layout
+from natsflow_engine.natsutil import list_kv_keys
+from natsflow_engine.runtime.definitions import deploy_definitions
+from natsflow_engine.runtime.engine import Engine, EngineSettings
+from natsflow_engine.runtime.setup import ensure_layout, open_buckets
 
 SIMPLE = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">

@@ -49,7 +49,7 @@ def cli(
 ) -> None:
     """BPMN 2.0 workflows on NATS JetStream."""
     try:
-        from natsflow.engine.observability import configure_logging
+        from natsflow_engine.observability import configure_logging
 
         # --debug wins; else level=None: configure_logging reads NATSFLOW_LOG_LEVEL (default INFO).
         configure_logging(log_format, logging.DEBUG if debug else None)  # type: ignore[arg-type]
@@ -71,7 +71,7 @@ def _register() -> None:
         for command in client.COMMANDS:
             cli.add_command(command)
     try:
-        from natsflow.operator import cli as operator_cli
+        from natsflow_operator import cli as operator_cli
     except ImportError:  # pragma: no cover
         pass
     else:

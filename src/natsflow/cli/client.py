@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 
 import click
 import msgspec
+from natsflow_engine.api.client import ApiClient
 
+from natsflow.cli import render
 from natsflow.cli.common import CliContext, emit_json, run
-from natsflow.engine.api import render
-from natsflow.engine.api.cli_support import all_instances, live_instances, parse_duration, parse_variables
-from natsflow.engine.api.client import ApiClient
+from natsflow.cli.support import all_instances, live_instances, parse_duration, parse_variables
 
 __all__ = ["COMMANDS"]
 
@@ -333,14 +333,14 @@ def triggers_cmd(obj: CliContext, output: str) -> None:
 @click.pass_obj
 def trigger_server_cmd(obj: CliContext, health_port: int) -> None:
     """Run a trigger server: NATS messages start workflow instances (run as many as you like)."""
-    from natsflow.engine.triggers.server import TriggerServer
+    from natsflow_engine.triggers.server import TriggerServer
 
     async def main() -> None:
         nc = await obj.connect(max_reconnect_attempts=-1)
         server = await TriggerServer(nc).start()
         health = None
         if health_port:
-            from natsflow.engine.observability import HealthServer
+            from natsflow_engine.observability import HealthServer
 
             health = HealthServer("0.0.0.0", health_port)
 

@@ -12,8 +12,8 @@ from typing import Any, NoReturn, TypeVar
 import click
 import nats
 from nats.aio.client import Client
+from natsflow_engine import layout
 
-from natsflow.engine import layout
 from natsflow.errors import ConnectionFailedError
 
 __all__ = ["CliContext", "emit_json", "fail", "run"]

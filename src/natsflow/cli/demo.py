@@ -13,13 +13,12 @@ from typing import Any
 import click
 import msgspec
 import nats
-
-from natsflow.engine import layout
-from natsflow.engine.runtime import records as r
-from natsflow.engine.runtime.definitions import deploy_definitions
-from natsflow.engine.runtime.engine import Engine
-from natsflow.engine.runtime.setup import ensure_layout, open_buckets
-from natsflow.engine.server import EmbeddedNatsServer
+from natsflow_engine import layout
+from natsflow_engine.runtime import records as r
+from natsflow_engine.runtime.definitions import deploy_definitions
+from natsflow_engine.runtime.engine import Engine
+from natsflow_engine.runtime.setup import ensure_layout, open_buckets
+from natsflow_engine.server import EmbeddedNatsServer
 
 __all__ = ["make_orders", "run_demo"]
 

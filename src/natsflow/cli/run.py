@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+from natsflow_engine import layout
+from natsflow_engine.runtime.engine import Engine, EngineSettings
+from natsflow_engine.server import EmbeddedNatsServer
+from natsflow_engine.worker import Worker
 
 from natsflow.cli.common import CliContext, fail, run
-from natsflow.engine import layout
-from natsflow.engine.runtime.engine import Engine, EngineSettings
-from natsflow.engine.server import EmbeddedNatsServer
-from natsflow.engine.worker import Worker
 from natsflow.errors import NatsflowError
 
 __all__ = ["COMMANDS"]
@@ -39,11 +39,11 @@ async def _optional_services(nc: Any, tenant: str | None) -> list[Any]:
     """The API and trigger servers, where this build has them."""
     services: list[Any] = []
     with contextlib.suppress(ImportError):
-        from natsflow.engine.api.server import ApiServer
+        from natsflow_engine.api.server import ApiServer
 
         services.append(await ApiServer(nc).start())
     with contextlib.suppress(ImportError):
-        from natsflow.engine.triggers.server import TriggerServer
+        from natsflow_engine.triggers.server import TriggerServer
 
         services.append(await TriggerServer(nc).start())
     return services
@@ -77,7 +77,7 @@ def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int) -> None:
     """Run an engine replica (start as many as you like)."""
 
     async def main() -> None:
-        from natsflow.engine.runtime.setup import LayoutSettings
+        from natsflow_engine.runtime.setup import LayoutSettings
 
         nc = await obj.connect(max_reconnect_attempts=-1)
         engine = await Engine(
@@ -102,7 +102,7 @@ async def _health(port: int, nc: Any, engine: Engine | None) -> Any:
     if not port:
         return None
     try:
-        from natsflow.engine.observability import HealthServer
+        from natsflow_engine.observability import HealthServer
     except ImportError:  # pragma: no cover
         return None
     server = HealthServer("0.0.0.0", port)
@@ -211,9 +211,8 @@ def dev_cmd(
 
     async def main() -> None:
         import nats
-
-        from natsflow.engine.runtime.definitions import deploy_definitions
-        from natsflow.engine.runtime.setup import open_buckets
+        from natsflow_engine.runtime.definitions import deploy_definitions
+        from natsflow_engine.runtime.setup import open_buckets
 
         nc = await nats.connect(server.url)
         engine = await Engine(nc).start()

@@ -1,5 +1,0 @@
-"""BPMN 2.0: the compiled model (:mod:`.model`) and the parser that produces it."""
-
-from natsflow.engine.bpmn.parser import parse_bpmn
-
-__all__ = ["parse_bpmn"]

@@ -1,0 +1,258 @@
+"""``ApiClient``: one async method per API endpoint, errors as natsflow exceptions.
+
+.. code-block:: python
+
+    api = ApiClient(nc, "shop")
+    await api.deploy(Path("order.bpmn").read_text(), name="order.bpmn")
+    started = await api.start("order", {"amount": 10}, key="order-17")
+    async for record in api.watch(started.instance):
+        print(record.step, [e.type for e in record.events])
+
+Error codes become exceptions: ``not_found`` -> :class:`NotFoundError`, ``conflict`` ->
+:class:`ConflictError`, ``too_large`` -> :class:`PayloadTooLargeError`, ``invalid`` with BPMN
+issues -> :class:`BpmnValidationError`, anything else -> :class:`ApiError` (with ``code``).
+No API replica answering is a :class:`ConnectionFailedError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, TypeVar
+
+import msgspec
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import DeliverPolicy
+
+from natsflow_engine import layout
+from natsflow_engine.api import protocol as p
+from natsflow_engine.errors import (
+    BpmnValidationError,
+    ConflictError,
+    ConnectionFailedError,
+    NatsflowError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ValidationIssue,
+)
+from natsflow_engine.runtime.records import HistoryRecord
+
+__all__ = ["ApiClient", "ApiError"]
+
+T = TypeVar("T")
+_reply_decoder = msgspec.json.Decoder(p.Reply)
+_history_decoder = msgspec.json.Decoder(HistoryRecord)
+
+
+class ApiError(NatsflowError):
+    """An error reply without a more specific natsflow exception; ``code`` is the error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _raise(error: p.ApiErrorBody) -> None:
+    if error.code == "invalid" and error.details:
+        issues = [
+            ValidationIssue(d.get("element_id"), d.get("line"), str(d.get("message", "")))
+            for d in error.details
+        ]
+        raise BpmnValidationError(issues)
+    kind = {"not_found": NotFoundError, "conflict": ConflictError, "too_large": PayloadTooLargeError}.get(
+        error.code
+    )
+    exc = kind(error.message) if kind is not None else ApiError(error.code, error.message)
+    exc.code = error.code  # type: ignore[attr-defined]
+    raise exc
+
+
+class ApiClient:
+    """A client of the natsflow API for one tenant, over an open NATS connection."""
+
+    def __init__(self, nc: Client, tenant: str = layout.DEFAULT_TENANT, *, timeout: float = 10.0) -> None:
+        self.nc = nc
+        self.tenant = layout.validate_tenant(tenant)
+        self.timeout = timeout
+
+    async def call(
+        self, endpoint: str, request: p.Request, result: type[T], *, timeout: float | None = None
+    ) -> T:
+        """Send ``request`` to ``endpoint`` and decode the result (the generic form of every method)."""
+        data = msgspec.json.encode(request)
+        if len(data) > self.nc.max_payload:
+            raise PayloadTooLargeError(
+                f"the request is {len(data)} bytes, more than the server accepts ({self.nc.max_payload})"
+            )
+        subject = p.api_subject(self.tenant, endpoint)
+        try:
+            msg = await self.nc.request(subject, data, timeout=timeout or self.timeout)
+        except NoRespondersError:
+            raise ConnectionFailedError(
+                f"no natsflow API server answers on {subject} (is an engine running?)"
+            ) from None
+        except (NatsTimeoutError, TimeoutError):
+            raise ConnectionFailedError(f"the natsflow API did not answer {endpoint} in time") from None
+        try:
+            reply = _reply_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            raise ApiError("internal", f"unreadable reply from the API: {exc}") from None
+        if reply.error is not None:
+            _raise(reply.error)
+        if not len(reply.result):
+            raise ApiError("internal", "the API reply has neither a result nor an error")
+        return msgspec.json.decode(reply.result, type=result)
+
+    # --- workflows ------------------------------------------------------------------------------
+
+    async def deploy(self, source: str, *, name: str | None = None) -> list[p.DeployedVersion]:
+        reply = await self.call("deploy", p.DeployRequest(source=source, name=name), p.DeployReply)
+        return reply.deployed
+
+    async def workflows(self) -> list[p.WorkflowSummary]:
+        return (await self.call("workflow-list", p.Empty(), p.WorkflowListReply)).workflows
+
+    async def workflow(
+        self, process_id: str, version: int | None = None, *, source: bool = False
+    ) -> p.WorkflowGetReply:
+        request = p.WorkflowGetRequest(process_id=process_id, version=version, include_source=source)
+        return await self.call("workflow-get", request, p.WorkflowGetReply)
+
+    # --- instances ------------------------------------------------------------------------------
+
+    async def start(
+        self,
+        process_id: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        business_key: str | None = None,
+        version: int | None = None,
+        wait: bool = False,
+    ) -> p.StartReply:
+        request = p.StartRequest(
+            process_id=process_id,
+            variables=dict(variables or {}),
+            key=key,
+            business_key=business_key,
+            version=version,
+            wait=wait,
+        )
+        return await self.call("instance-start", request, p.StartReply)
+
+    async def cancel(self, instance: str, reason: str = "") -> p.Accepted:
+        return await self.call(
+            "instance-cancel", p.CancelRequest(instance=instance, reason=reason), p.Accepted
+        )
+
+    async def instance(self, instance: str) -> p.InstanceView:
+        return await self.call("instance-get", p.InstanceGetRequest(instance=instance), p.InstanceView)
+
+    async def instances(
+        self,
+        *,
+        process_id: str | None = None,
+        state: str | None = None,
+        business_key: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> p.InstanceListReply:
+        request = p.InstanceListRequest(
+            process_id=process_id, state=state, business_key=business_key, limit=limit, cursor=cursor
+        )
+        return await self.call("instance-list", request, p.InstanceListReply)
+
+    async def history(self, instance: str, *, after_step: int = 0, limit: int = 1000) -> p.HistoryReply:
+        request = p.HistoryRequest(instance=instance, after_step=after_step, limit=limit)
+        return await self.call("instance-history", request, p.HistoryReply)
+
+    # --- messages and signals -------------------------------------------------------------------
+
+    async def publish_message(
+        self,
+        name: str,
+        *,
+        correlation_key: str = "",
+        variables: dict[str, Any] | None = None,
+        ttl: float = 0.0,
+        message_id: str | None = None,
+    ) -> p.PublishedReply:
+        request = p.MessagePublishRequest(
+            name=name,
+            correlation_key=correlation_key,
+            variables=dict(variables or {}),
+            ttl=ttl,
+            message_id=message_id,
+        )
+        return await self.call("message-publish", request, p.PublishedReply)
+
+    async def broadcast_signal(self, name: str, variables: dict[str, Any] | None = None) -> p.PublishedReply:
+        request = p.SignalBroadcastRequest(name=name, variables=dict(variables or {}))
+        return await self.call("signal-broadcast", request, p.PublishedReply)
+
+    # --- user tasks -----------------------------------------------------------------------------
+
+    async def tasks(
+        self, instance: str | None = None, *, assignee: str | None = None, limit: int = 200
+    ) -> list[p.TaskView]:
+        request = p.TaskListRequest(instance=instance, assignee=assignee, limit=limit)
+        return (await self.call("task-list", request, p.TaskListReply)).tasks
+
+    async def complete_task(self, task: str, variables: dict[str, Any] | None = None) -> p.Accepted:
+        request = p.TaskCompleteRequest(task=task, variables=dict(variables or {}))
+        return await self.call("task-complete", request, p.Accepted)
+
+    async def claim_task(self, task: str, assignee: str | None, *, force: bool = False) -> p.TaskView:
+        return await self.call(
+            "task-claim", p.TaskClaimRequest(task=task, assignee=assignee, force=force), p.TaskView
+        )
+
+    # --- incidents and triggers -----------------------------------------------------------------
+
+    async def incidents(
+        self, instance: str | None = None, *, process_id: str | None = None, limit: int = 500
+    ) -> list[p.IncidentInfo]:
+        request = p.IncidentListRequest(instance=instance, process_id=process_id, limit=limit)
+        return (await self.call("incident-list", request, p.IncidentListReply)).incidents
+
+    async def resolve_incident(self, incident: str, variables: dict[str, Any] | None = None) -> p.Accepted:
+        request = p.IncidentResolveRequest(incident=incident, variables=dict(variables or {}))
+        return await self.call("incident-resolve", request, p.Accepted)
+
+    async def triggers(self) -> list[p.TriggerView]:
+        return (await self.call("trigger-list", p.Empty(), p.TriggerListReply)).triggers
+
+    # --- real-time status -----------------------------------------------------------------------
+
+    async def events(
+        self, instance: str | None = None, *, from_start: bool = True
+    ) -> AsyncGenerator[HistoryRecord, None]:
+        """History records as they are written: of one instance (from its first step when
+        ``from_start``), or of every instance of the tenant (new ones only). Runs until the
+        caller stops iterating. Reads the history stream with an ordered consumer (push, in
+        order, no gaps): a record arrives a few milliseconds after its step."""
+        subject = layout.history_subject(self.tenant, instance or "*")
+        js = self.nc.jetstream()
+        policy = None if (instance and from_start) else DeliverPolicy.NEW
+        sub = await js.subscribe(
+            subject, stream=layout.STREAM_HISTORY, ordered_consumer=True, deliver_policy=policy
+        )
+        try:
+            async for msg in sub.messages:
+                try:
+                    yield _history_decoder.decode(msg.data)
+                except msgspec.DecodeError:
+                    continue
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def watch(self, instance: str) -> AsyncIterator[HistoryRecord]:
+        """Every history record of one instance, then live ones, until the instance ends."""
+        await self.instance(instance)  # NotFoundError for an unknown instance
+        async for record in self.events(instance):
+            yield record
+            if record.state != "active":
+                return

@@ -1,0 +1,375 @@
+"""What each API endpoint does, given the tenant (from the subject) and a decoded request.
+
+Commands are published to the engine's command stream with deterministic message ids, so a
+client that retries a request after a timeout does not apply it twice. Handlers raise
+natsflow errors; :mod:`.server` turns them into typed error replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from natsflow_engine import layout
+from natsflow_engine.api import protocol as p
+from natsflow_engine.api.views import (
+    incidents_of,
+    instance_summary,
+    instance_view,
+    load_instance,
+    read_history,
+    scan_instances,
+    task_view,
+    trigger_views,
+)
+from natsflow_engine.errors import ConflictError, NatsflowError, NotFoundError, PayloadTooLargeError
+from natsflow_engine.natsutil import list_kv_keys
+from natsflow_engine.runtime import definitions as defs
+from natsflow_engine.runtime import records as r
+from natsflow_engine.triggers.ledger import LaunchLedger
+
+__all__ = ["Handlers", "InvalidRequestError", "UnsupportedError"]
+
+log = logging.getLogger(__name__)
+
+_task_decoder = msgspec.json.Decoder(r.UserTask)
+_latest_decoder = msgspec.json.Decoder(defs.LatestRecord)
+_STATES = ("active", "completed", "cancelled", "failed")
+_TASK_ID = re.compile(r"^[^.*> \t\r\n]+\.[0-9]+$")
+
+
+class InvalidRequestError(NatsflowError):
+    """A request that decodes but asks for something impossible (error code ``invalid``)."""
+
+
+class UnsupportedError(NatsflowError):
+    """This build cannot do what was asked (error code ``unsupported``)."""
+
+
+def _plain(text: str | None, what: str) -> str | None:
+    """An id that must be a single KV key token."""
+    if text is not None and (not text or any(c in text for c in ".*> \t\r\n")):
+        raise InvalidRequestError(f"{what} {text!r} is not a valid id")
+    return text
+
+
+class Handlers:
+    """Endpoint implementations over the natsflow buckets and streams."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        buckets: dict[str, KeyValue],
+        ledger: LaunchLedger,
+        max_payload: int,
+        messaging: Any | None = None,
+    ) -> None:
+        self.js = js
+        self.instances = buckets[layout.BUCKET_INSTANCES]
+        self.workflows = buckets[layout.BUCKET_WORKFLOWS]
+        self.usertasks = buckets[layout.BUCKET_USERTASKS]
+        self.triggers = buckets[layout.BUCKET_TRIGGERS]
+        self.ledger = ledger
+        self.max_payload = max_payload
+        self.messaging = messaging
+
+    def _check_size(self, variables: dict[str, Any], what: str = "variables") -> None:
+        size = len(msgspec.json.encode(variables))
+        if size > self.max_payload:
+            raise PayloadTooLargeError(
+                f"{what} are {size} bytes, more than the limit of {self.max_payload} bytes"
+            )
+
+    async def _send(self, cmd: r.Command) -> None:
+        await self.js.publish(
+            layout.command_subject(cmd.tenant, cmd.instance), r.encode(cmd), headers={"Nats-Msg-Id": cmd.id}
+        )
+
+    # --- workflows ------------------------------------------------------------------------------
+
+    async def deploy(self, tenant: str, req: p.DeployRequest) -> p.DeployReply:
+        if len(req.source.encode()) > self.max_payload:
+            raise PayloadTooLargeError(
+                f"the BPMN document is larger than the limit of {self.max_payload} bytes"
+            )
+        deployed = await defs.deploy_definitions(self.workflows, tenant, req.source, name=req.name)
+        return p.DeployReply(
+            deployed=[
+                p.DeployedVersion(process_id=d.process_id, version=d.version, created=d.created)
+                for d in deployed
+            ]
+        )
+
+    async def workflow_list(self, tenant: str, req: p.Empty) -> p.WorkflowListReply:
+        keys = await list_kv_keys(self.js, layout.BUCKET_WORKFLOWS, f"{tenant}.*.latest")
+        values = await asyncio.gather(*(self._value(self.workflows, k) for k in keys))
+        latest = sorted((_latest_decoder.decode(v) for v in values if v), key=lambda w: w.process_id)
+        return p.WorkflowListReply(
+            workflows=[
+                p.WorkflowSummary(
+                    process_id=w.process_id,
+                    version=w.version,
+                    name=w.name,
+                    deployed_at=w.deployed_at,
+                    source_hash=w.source_hash,
+                )
+                for w in latest
+            ]
+        )
+
+    async def workflow_get(self, tenant: str, req: p.WorkflowGetRequest) -> p.WorkflowGetReply:
+        latest = await defs.get_latest(self.workflows, tenant, req.process_id)
+        record = await defs.get_definition(
+            self.workflows, tenant, req.process_id, req.version or latest.version
+        )
+        keys = await list_kv_keys(
+            self.js, layout.BUCKET_WORKFLOWS, f"{tenant}.{layout.token(req.process_id)}.*"
+        )
+        versions = sorted(int(k.rsplit(".v", 1)[1]) for k in keys if k.rsplit(".", 1)[1][1:].isdigit())
+        return p.WorkflowGetReply(
+            process_id=record.process_id,
+            version=record.version,
+            latest_version=latest.version,
+            versions=versions,
+            name=record.name,
+            deployed_at=record.deployed_at,
+            source_hash=record.source_hash,
+            source=record.source if req.include_source else None,
+        )
+
+    # --- instances ------------------------------------------------------------------------------
+
+    async def instance_start(self, tenant: str, req: p.StartRequest) -> p.StartReply:
+        self._check_size(req.variables)
+        if req.version is not None:
+            await defs.get_definition(self.workflows, tenant, req.process_id, req.version)
+        else:
+            await defs.get_latest(self.workflows, tenant, req.process_id)
+        iid = layout.idempotent_instance_id(tenant, req.process_id, req.key) if req.key else r.new_id()
+        cmd = r.Launch(
+            id=f"launch.{iid}",
+            tenant=tenant,
+            instance=iid,
+            process_id=req.process_id,
+            version=req.version,
+            variables=req.variables,
+            business_key=req.business_key,
+        )
+        duplicate = False
+        if req.key:
+            duplicate = not await self.ledger.launch(cmd, origin=f"api:{r.new_id()}")
+        else:
+            await self._send(cmd)
+        created = await self._wait_created(tenant, iid) if req.wait else False
+        return p.StartReply(instance=iid, process_id=req.process_id, duplicate=duplicate, created=created)
+
+    async def _wait_created(self, tenant: str, iid: str, timeout: float = 5.0) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline, pause = loop.time() + timeout, 0.002
+        while True:
+            try:
+                await self.instances.get(layout.instance_key(tenant, iid))
+                return True
+            except KeyNotFoundError:
+                if loop.time() > deadline:
+                    return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    async def instance_cancel(self, tenant: str, req: p.CancelRequest) -> p.Accepted:
+        state, _ = await load_instance(self.instances, tenant, req.instance)
+        if state.state != "active":
+            raise ConflictError(f"instance {req.instance} is {state.state} already")
+        await self._send(
+            r.Cancel(id=f"cancel.{req.instance}", tenant=tenant, instance=req.instance, reason=req.reason)
+        )
+        return p.Accepted(id=req.instance, instance=req.instance)
+
+    async def instance_get(self, tenant: str, req: p.InstanceGetRequest) -> p.InstanceView:
+        state, _ = await load_instance(self.instances, tenant, req.instance)
+        return instance_view(state)
+
+    async def instance_list(self, tenant: str, req: p.InstanceListRequest) -> p.InstanceListReply:
+        if not 1 <= req.limit <= 1000:
+            raise InvalidRequestError(f"limit must be between 1 and 1000, not {req.limit}")
+        if req.state is not None and req.state not in _STATES:
+            raise InvalidRequestError(f"state must be one of {', '.join(_STATES)}, not {req.state!r}")
+        _plain(req.cursor, "cursor")
+
+        def keep(s: r.InstanceState) -> bool:
+            return (
+                (req.process_id is None or s.process_id == req.process_id)
+                and (req.state is None or s.state == req.state)
+                and (req.business_key is None or s.business_key == req.business_key)
+            )
+
+        found: list[p.InstanceSummary] = []
+        async for state in scan_instances(self.js, self.instances, tenant, after=req.cursor, keep=keep):
+            if len(found) == req.limit:
+                return p.InstanceListReply(instances=found, cursor=found[-1].id)
+            found.append(instance_summary(state))
+        return p.InstanceListReply(instances=found)
+
+    async def instance_history(self, tenant: str, req: p.HistoryRequest) -> p.HistoryReply:
+        if not 1 <= req.limit <= 10_000:
+            raise InvalidRequestError(f"limit must be between 1 and 10000, not {req.limit}")
+        await load_instance(self.instances, tenant, req.instance)
+        records, more = await read_history(
+            self.js, tenant, req.instance, after_step=req.after_step, limit=req.limit
+        )
+        return p.HistoryReply(records=records, more=more)
+
+    # --- messages and signals -------------------------------------------------------------------
+
+    def _messages(self) -> Any:
+        if self.messaging is None:
+            raise UnsupportedError(
+                "messages and signals are not available in this engine build (natsflow_engine.runtime.messaging)"
+            )
+        return self.messaging
+
+    async def message_publish(self, tenant: str, req: p.MessagePublishRequest) -> p.PublishedReply:
+        self._check_size(req.variables)
+        if req.ttl < 0:
+            raise InvalidRequestError("ttl must not be negative")
+        reached = await self._messages().publish_message(
+            tenant,
+            req.name,
+            req.correlation_key,
+            req.variables,
+            ttl=timedelta(seconds=req.ttl),
+            message_id=req.message_id,
+        )
+        return p.PublishedReply(accepted=True, detail={"reached": _builtins(reached)})
+
+    async def signal_broadcast(self, tenant: str, req: p.SignalBroadcastRequest) -> p.PublishedReply:
+        self._check_size(req.variables)
+        reached = await self._messages().broadcast_signal(tenant, req.name, req.variables)
+        return p.PublishedReply(accepted=True, detail={"reached": _builtins(reached)})
+
+    # --- user tasks -----------------------------------------------------------------------------
+
+    async def _task(self, tenant: str, task_id: str) -> tuple[r.UserTask, int]:
+        if not _TASK_ID.match(task_id):
+            raise NotFoundError(
+                f"user task {task_id!r} is not open in tenant {tenant!r} (ids look like <instance>.<n>)"
+            )
+        try:
+            entry = await self.usertasks.get(layout.usertask_key(tenant, task_id))
+        except KeyNotFoundError:
+            raise NotFoundError(f"user task {task_id!r} is not open in tenant {tenant!r}") from None
+        return _task_decoder.decode(entry.value or b""), entry.revision or 0
+
+    async def trigger_list(self, tenant: str, req: p.Empty) -> p.TriggerListReply:
+        return p.TriggerListReply(triggers=await trigger_views(self.js, self.triggers, tenant))
+
+    async def task_list(self, tenant: str, req: p.TaskListRequest) -> p.TaskListReply:
+        _plain(req.instance, "instance")
+        if not 1 <= req.limit <= 1000:
+            raise InvalidRequestError(f"limit must be between 1 and 1000, not {req.limit}")
+        pattern = f"{tenant}.{req.instance}.*" if req.instance else f"{tenant}.>"
+        keys = sorted(await list_kv_keys(self.js, layout.BUCKET_USERTASKS, pattern))
+        tasks: list[p.TaskView] = []
+        for start in range(0, len(keys), 64):
+            values = await asyncio.gather(*(self._value(self.usertasks, k) for k in keys[start : start + 64]))
+            for value in values:
+                if value is None:
+                    continue
+                task = _task_decoder.decode(value)
+                if req.assignee is None or task.assignee == req.assignee:
+                    tasks.append(task_view(task))
+            if len(tasks) >= req.limit:
+                break
+        return p.TaskListReply(tasks=tasks[: req.limit])
+
+    @staticmethod
+    async def _value(kv: KeyValue, key: str) -> bytes | None:
+        try:
+            return (await kv.get(key)).value or None
+        except KeyNotFoundError:
+            return None
+
+    async def task_complete(self, tenant: str, req: p.TaskCompleteRequest) -> p.Accepted:
+        self._check_size(req.variables)
+        task, _ = await self._task(tenant, req.task)
+        await self._send(
+            r.UserTaskCompleted(
+                id=f"utc.{task.id}",
+                tenant=tenant,
+                instance=task.instance,
+                task=task.id,
+                variables=req.variables,
+            )
+        )
+        return p.Accepted(id=task.id, instance=task.instance)
+
+    async def task_claim(self, tenant: str, req: p.TaskClaimRequest) -> p.TaskView:
+        for _ in range(20):
+            task, revision = await self._task(tenant, req.task)
+            if task.assignee == req.assignee:
+                return task_view(task)
+            if task.assignee and req.assignee and not req.force:
+                raise ConflictError(f"user task {req.task} is claimed by {task.assignee!r} already")
+            task.assignee = req.assignee
+            try:
+                await self.usertasks.update(
+                    layout.usertask_key(tenant, task.id), r.encode(task), last=revision
+                )
+            except KeyWrongLastSequenceError:
+                continue  # changed (or completed) meanwhile: look again
+            return task_view(task)
+        raise ConflictError(f"user task {req.task} keeps changing; try again")
+
+    # --- incidents ------------------------------------------------------------------------------
+
+    async def incident_list(self, tenant: str, req: p.IncidentListRequest) -> p.IncidentListReply:
+        if not 1 <= req.limit <= 10_000:
+            raise InvalidRequestError(f"limit must be between 1 and 10000, not {req.limit}")
+        if req.instance is not None:
+            state, _ = await load_instance(self.instances, tenant, req.instance)
+            return p.IncidentListReply(incidents=incidents_of(state)[: req.limit])
+        found: list[p.IncidentInfo] = []
+
+        def keep(s: r.InstanceState) -> bool:
+            return bool(s.incidents) and (req.process_id is None or s.process_id == req.process_id)
+
+        async for state in scan_instances(self.js, self.instances, tenant, keep=keep):
+            found.extend(incidents_of(state))
+            if len(found) >= req.limit:
+                break
+        return p.IncidentListReply(incidents=found[: req.limit])
+
+    async def incident_resolve(self, tenant: str, req: p.IncidentResolveRequest) -> p.Accepted:
+        self._check_size(req.variables)
+        instance = req.incident.split(".", 1)[0]
+        try:
+            state, _ = await load_instance(self.instances, tenant, instance)
+        except NotFoundError:
+            raise NotFoundError(f"incident {req.incident!r} not found in tenant {tenant!r}") from None
+        if not any(i.id == req.incident for i in state.incidents):
+            raise NotFoundError(f"incident {req.incident!r} is not open (resolved already?)")
+        await self._send(
+            r.ResolveIncident(
+                id=f"resolve.{req.incident}",
+                tenant=tenant,
+                instance=instance,
+                incident=req.incident,
+                variables=req.variables,
+            )
+        )
+        return p.Accepted(id=req.incident, instance=instance)
+
+
+def _builtins(value: Any) -> Any:
+    try:
+        return msgspec.to_builtins(value)
+    except TypeError:
+        return str(value)

@@ -1,0 +1,246 @@
+"""Reading natsflow's state for the API: instance records, history, user tasks, triggers.
+
+Pure conversions from records to reply structs, and the few scans over KV the listings need.
+Listings read keys first (headers only, filtered by the server) and then values in small
+concurrent batches, in key order, so paging is stable and cheap for the first pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import NotFoundError as JsNotFoundError
+from nats.js.kv import KeyValue
+
+from natsflow_engine import catalog, layout
+from natsflow_engine.api import protocol as p
+from natsflow_engine.errors import NotFoundError
+from natsflow_engine.natsutil import list_kv_keys
+from natsflow_engine.runtime import records as r
+from natsflow_engine.triggers.stats import BUCKET_TRIGGER_STATS, TriggerStats, decode_stats
+
+__all__ = [
+    "incidents_of",
+    "instance_summary",
+    "instance_view",
+    "load_instance",
+    "read_history",
+    "scan_instances",
+    "task_view",
+    "trigger_views",
+]
+
+_history_decoder = msgspec.json.Decoder(r.HistoryRecord)
+_BATCH = 64
+
+
+async def load_instance(kv: KeyValue, tenant: str, instance: str) -> tuple[r.InstanceState, int]:
+    """The instance record and its revision; :class:`NotFoundError` when absent."""
+    if not instance or "." in instance or "*" in instance or ">" in instance or " " in instance:
+        raise NotFoundError(f"instance {instance!r} not found in tenant {tenant!r}")
+    try:
+        entry = await kv.get(layout.instance_key(tenant, instance))
+    except KeyNotFoundError:
+        raise NotFoundError(f"instance {instance!r} not found in tenant {tenant!r}") from None
+    if not entry.value:
+        raise NotFoundError(f"instance {instance!r} not found in tenant {tenant!r}")
+    return r.decode_state(entry.value), entry.revision or 0
+
+
+def incidents_of(state: r.InstanceState) -> list[p.IncidentInfo]:
+    return [
+        p.IncidentInfo(
+            id=i.id,
+            instance=state.id,
+            process_id=state.process_id,
+            element_id=i.element_id,
+            kind=i.kind,
+            message=i.message,
+            at=i.at,
+            ei=i.ei,
+        )
+        for i in state.incidents
+    ]
+
+
+def instance_view(state: r.InstanceState) -> p.InstanceView:
+    active = []
+    if state.state == "active":
+        for ei in sorted(state.eis.values(), key=lambda e: e.key):
+            if ei.key == 1:
+                continue
+            task = (ei.data or {}).get("user_task")
+            active.append(
+                p.ActiveElement(
+                    ei=ei.key,
+                    element_id=ei.el,
+                    parent=ei.parent,
+                    job=ei.job,
+                    incident=ei.incident,
+                    user_task=task if isinstance(task, str) else None,
+                )
+            )
+    return p.InstanceView(
+        id=state.id,
+        process_id=state.process_id,
+        version=state.version,
+        state=state.state,
+        variables=dict(state.root_vars()),
+        active_elements=active,
+        incidents=incidents_of(state),
+        business_key=state.business_key,
+        started=state.started,
+        ended=state.ended,
+        step=state.step,
+        parent=state.parent.instance if state.parent else None,
+    )
+
+
+def instance_summary(state: r.InstanceState) -> p.InstanceSummary:
+    return p.InstanceSummary(
+        id=state.id,
+        process_id=state.process_id,
+        version=state.version,
+        state=state.state,
+        business_key=state.business_key,
+        started=state.started,
+        ended=state.ended,
+        incidents=len(state.incidents),
+    )
+
+
+async def scan_instances(
+    js: JetStreamContext,
+    kv: KeyValue,
+    tenant: str,
+    *,
+    after: str | None = None,
+    keep: Callable[[r.InstanceState], bool] | None = None,
+) -> AsyncIterator[r.InstanceState]:
+    """Instance records of a tenant in id order (after ``after``), those ``keep`` accepts."""
+    prefix = f"{tenant}."
+    ids = sorted(k[len(prefix) :] for k in await list_kv_keys(js, layout.BUCKET_INSTANCES, f"{tenant}.*"))
+    if after:
+        ids = [i for i in ids if i > after]
+    for start in range(0, len(ids), _BATCH):
+        chunk = ids[start : start + _BATCH]
+        entries = await asyncio.gather(*(_get(kv, prefix + i) for i in chunk))
+        for value in entries:
+            if value is None:
+                continue
+            try:
+                state = r.decode_state(value)
+            except msgspec.DecodeError:
+                continue
+            if keep is None or keep(state):
+                yield state
+
+
+async def _get(kv: KeyValue | None, key: str) -> bytes | None:
+    if kv is None:
+        return None
+    try:
+        entry = await kv.get(key)
+    except KeyNotFoundError:
+        return None
+    return entry.value or None
+
+
+async def read_history(
+    js: JetStreamContext, tenant: str, instance: str, *, after_step: int = 0, limit: int = 1000
+) -> tuple[list[r.HistoryRecord], bool]:
+    """History records of an instance in step order; (records, more)."""
+    subject = layout.history_subject(tenant, instance)
+    try:
+        last = await js.get_last_msg(layout.STREAM_HISTORY, subject)
+    except JsNotFoundError:
+        return [], False
+    records: list[r.HistoryRecord] = []
+    more = False
+    sub = await js.subscribe(subject, ordered_consumer=True, stream=layout.STREAM_HISTORY)
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=5.0)
+            record = _history_decoder.decode(msg.data)
+            if record.step > after_step:
+                if len(records) >= limit:
+                    more = True
+                    break
+                records.append(record)
+            if msg.metadata.sequence.stream >= (last.seq or 0):
+                break
+    finally:
+        await sub.unsubscribe()
+    return records, more
+
+
+def task_view(task: r.UserTask) -> p.TaskView:
+    return p.TaskView(
+        id=task.id,
+        instance=task.instance,
+        process_id=task.process_id,
+        element_id=task.element_id,
+        name=task.name,
+        assignee=task.assignee,
+        candidate_groups=task.candidate_groups,
+        candidate_users=task.candidate_users,
+        due_date=task.due_date,
+        follow_up_date=task.follow_up_date,
+        form_key=task.form_key,
+        created=task.created,
+        variables=task.variables,
+    )
+
+
+async def trigger_views(js: JetStreamContext, triggers: KeyValue, tenant: str) -> list[p.TriggerView]:
+    """Every trigger of a tenant with its counters (``nf_trigger_stats``) and pending messages."""
+    keys = sorted(await list_kv_keys(js, layout.BUCKET_TRIGGERS, f"{tenant}.*"))
+    try:
+        stats_kv: KeyValue | None = await js.key_value(BUCKET_TRIGGER_STATS)
+    except BucketNotFoundError:
+        stats_kv = None
+    views = []
+    for key in keys:
+        value = await _get(triggers, key)
+        if value is None:
+            continue
+        try:
+            rec = catalog.decode_trigger(value)
+        except msgspec.DecodeError:
+            continue
+        stats = decode_stats(await _get(stats_kv, key)) if stats_kv is not None else TriggerStats()
+        views.append(
+            p.TriggerView(
+                name=rec.name,
+                subject=rec.subject,
+                process_id=rec.process_id,
+                stream=rec.stream,
+                consumer=rec.consumer,
+                version=rec.version,
+                suspended=rec.suspended,
+                received=stats.received,
+                launched=stats.launched,
+                duplicates=stats.duplicates,
+                rejected=stats.rejected,
+                redelivered=stats.redelivered,
+                last_error=stats.last_error,
+                last_error_at=stats.last_error_at,
+                pending=await _pending(js, rec),
+            )
+        )
+    return views
+
+
+async def _pending(js: JetStreamContext, rec: catalog.TriggerRecord) -> int | None:
+    if not rec.stream or not rec.consumer:
+        return None
+    try:
+        info = await js.consumer_info(rec.stream, rec.consumer)
+    except JsNotFoundError:
+        return None
+    pending: int | None = info.num_pending
+    return pending

@@ -1,0 +1,23 @@
+"""FEEL (Friendly Enough Expression Language) for natsflow, in the Camunda 8 / Zeebe dialect.
+
+Public API::
+
+    from natsflow_engine.feel import compile_expression, CompiledExpression, to_json_value
+
+    expr = compile_expression("amount > 100 and customer.vip")  # no leading '='
+    expr.evaluate({"amount": 150, "customer": {"vip": True}})   # True
+    to_json_value(value)                                        # JSON-ready (ISO 8601 temporals)
+
+Design: ``grammar.lark`` is parsed by one lazily built lark LALR(1) parser (``parser``); the tree
+is compiled into a tree of Python closures (``compiler``, ``compiler_forms``, ``nodes``) with no
+``eval``/``exec``; values and FEEL comparison rules live in ``values``, arithmetic in
+``operators``, the built-in functions in ``builtins``/``builtins_lists``/``temporal``
+(registered in ``functions``). Compiled expressions are cached per source text.
+"""
+
+from __future__ import annotations
+
+from .api import CompiledExpression, compile_expression
+from .values import FeelFunction, FeelRange, to_json_value
+
+__all__ = ["CompiledExpression", "FeelFunction", "FeelRange", "compile_expression", "to_json_value"]

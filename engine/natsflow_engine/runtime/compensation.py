@@ -1,0 +1,86 @@
+# mypy: disable-error-code="misc"
+# (mixins of the interpreter step annotate self as _Step, the class they are mixed into;
+# mypy wants a self type to be a supertype of the mixin, which a mixin cannot offer)
+"""Compensation: undo completed work by running its compensation handlers, newest first.
+
+An activity with a compensation boundary event is recorded in its scope when it completes.
+A compensation throw (intermediate or end event) runs the handlers of the recorded
+activities of its scope, in reverse order of completion (or only the handler of
+``activityRef``), one after the other, and continues when the last one has finished.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from natsflow_engine.bpmn.model import Activity, CompensateTrigger, Event, FlowNode
+from natsflow_engine.runtime import records as r
+
+if TYPE_CHECKING:
+    from natsflow_engine.runtime.interpreter import _Step
+
+__all__ = ["CompensationMixin"]
+
+
+class CompensationMixin:
+    def _handler_of(self: _Step, activity_id: str) -> str | None:
+        node = self.p.nodes[activity_id]
+        for bid in getattr(node, "boundaries", ()):
+            b = self.p.nodes[bid]
+            if isinstance(b, Event) and isinstance(b.trigger, CompensateTrigger):
+                return b.compensation_handler
+        return None
+
+    def record_compensable(self: _Step, node: FlowNode, ei: r.ElementInstance) -> None:
+        if not isinstance(node, Activity) or self._handler_of(node.id) is None:
+            return
+        scope = self.s.eis.get(ei.parent)
+        while scope is not None and (scope.data or {}).get("body"):
+            scope = self.s.eis.get(scope.parent)
+        if scope is None:
+            return
+        data = scope.data if scope.data is not None else {}
+        scope.data = data
+        data.setdefault("comp", []).append(node.id)
+
+    def throw_compensation(self: _Step, node: Event, scope: int, flow: str | None) -> None:
+        trig = node.trigger
+        assert isinstance(trig, CompensateTrigger)
+        scope_ei = self.s.eis[scope]
+        recorded: list[str] = list((scope_ei.data or {}).get("comp", []))
+        chosen = [a for a in recorded if trig.activity_ref in (None, a)]
+        handlers = [h for h in (self._handler_of(a) for a in reversed(chosen)) if h]
+        if scope_ei.data is not None:
+            scope_ei.data["comp"] = [a for a in recorded if a not in chosen]
+        thrower = self.new_ei(node, scope, flow)
+        self.event("element-activated", node.id, thrower.key)
+        self.event("compensation-thrown", node.id, thrower.key, handlers=handlers)
+        data = thrower.data if thrower.data is not None else {}
+        thrower.data = data
+        data["comp_queue"] = handlers
+        self.next_compensation(thrower)
+
+    def next_compensation(self: _Step, thrower: r.ElementInstance) -> None:
+        data = thrower.data or {}
+        queue: list[str] = data.get("comp_queue", [])
+        if queue:
+            handler = self.p.nodes[queue.pop(0)]
+            assert isinstance(handler, Activity)
+            ei = r.ElementInstance(key=self.new_key(), el=handler.id, parent=thrower.parent,
+                                   data={"comp_for": thrower.key})
+            self.s.eis[ei.key] = ei
+            self.event("element-activated", handler.id, ei.key)
+            self.start_activity(ei, handler)
+            return
+        node = self.p.nodes[thrower.el]
+        del self.s.eis[thrower.key]
+        self.event("element-completed", node.id, thrower.key)
+        if node.kind == "endEvent":
+            self.token_ended(thrower.parent)
+        else:
+            self.leave(node, thrower.parent)
+
+    def compensation_done(self: _Step, handler_ei: r.ElementInstance) -> None:
+        thrower = self.s.eis.get((handler_ei.data or {}).get("comp_for", 0))
+        if thrower is not None:
+            self.next_compensation(thrower)

@@ -1,0 +1,232 @@
+"""Deployed definitions in the ``nf_workflows`` bucket, and a cache of compiled models.
+
+A deployment stores the BPMN source once per process and version (key
+``<tenant>.<process>.v<n>``) and moves the ``<tenant>.<process>.latest`` pointer. Deploying the
+same content again creates no version. Engines compile a version the first time they need it
+and keep it (versions never change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from natsflow_engine import layout
+from natsflow_engine.bpmn.model import Definitions, Process
+from natsflow_engine.errors import ConflictError, NotFoundError
+from natsflow_engine.natsutil import list_keys
+
+__all__ = [
+    "DefinitionCache",
+    "DefinitionRecord",
+    "DeployedProcess",
+    "LatestRecord",
+    "deploy_definitions",
+    "delete_definitions",
+    "get_latest",
+    "list_definitions",
+    "parse_and_check",
+]
+
+log = logging.getLogger(__name__)
+
+
+class DefinitionRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    v: int = 1
+    process_id: str
+    version: int
+    source_hash: str
+    source: str
+    name: str | None = None
+    deployed_at: str = ""
+
+
+class LatestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    v: int = 1
+    process_id: str
+    version: int
+    source_hash: str
+    name: str | None = None
+    deployed_at: str = ""
+
+
+@dataclass(frozen=True)
+class DeployedProcess:
+    process_id: str
+    version: int
+    source_hash: str
+    revision: int
+    created: bool  # False: identical content was already the latest version
+
+
+_latest_decoder = msgspec.json.Decoder(LatestRecord)
+_record_decoder = msgspec.json.Decoder(DefinitionRecord)
+
+
+def parse_and_check(source: bytes | str | Path, *, name: str | None = None) -> Definitions:
+    """Parse and validate, including the runtime's check of what it can execute.
+
+    Raises :class:`natsflow.BpmnValidationError` listing every problem.
+    """
+    from natsflow_engine.bpmn import parse_bpmn
+    from natsflow_engine.runtime.support import check_executable
+
+    defs = parse_bpmn(source, name=name)
+    check_executable(defs, name=name)
+    return defs
+
+
+def _as_text(source: bytes | str | Path) -> str:
+    if isinstance(source, Path):
+        return source.read_bytes().decode("utf-8-sig")
+    if isinstance(source, bytes):
+        return source.decode("utf-8-sig")
+    return source
+
+
+async def deploy_definitions(
+    kv: KeyValue,
+    tenant: str,
+    source: bytes | str | Path,
+    *,
+    name: str | None = None,
+    now: datetime | None = None,
+) -> list[DeployedProcess]:
+    """Validate and store every executable process of a document; return what was deployed."""
+    if isinstance(source, Path) and name is None:
+        name = source.name
+    text = _as_text(source)
+    defs = parse_and_check(text, name=name)
+    at = (now or datetime.now(UTC)).isoformat()
+    results = []
+    for process in defs.processes.values():
+        if not process.executable:
+            continue
+        results.append(await _deploy_one(kv, tenant, process.id, defs.source_hash, text, name, at))
+    return results
+
+
+async def _deploy_one(
+    kv: KeyValue, tenant: str, process_id: str, source_hash: str, text: str, name: str | None, at: str
+) -> DeployedProcess:
+    latest_key = layout.workflow_latest_key(tenant, process_id)
+    for _ in range(10):
+        try:
+            entry = await kv.get(latest_key)
+            latest: LatestRecord | None = _latest_decoder.decode(entry.value or b"")
+            latest_rev: int | None = entry.revision
+        except KeyNotFoundError:
+            latest, latest_rev = None, None
+        if latest is not None and latest.source_hash == source_hash:
+            return DeployedProcess(process_id, latest.version, source_hash, latest_rev or 0, created=False)
+        version = (latest.version + 1) if latest else 1
+        record = DefinitionRecord(
+            process_id=process_id,
+            version=version,
+            source_hash=source_hash,
+            source=text,
+            name=name,
+            deployed_at=at,
+        )
+        try:
+            await kv.create(layout.workflow_key(tenant, process_id, version), msgspec.json.encode(record))
+        except KeyWrongLastSequenceError:
+            continue  # a concurrent deploy took this version number; look again
+        pointer = msgspec.json.encode(
+            LatestRecord(
+                process_id=process_id, version=version, source_hash=source_hash, name=name, deployed_at=at
+            )
+        )
+        try:
+            if latest_rev is None:
+                revision = await kv.create(latest_key, pointer)
+            else:
+                revision = await kv.update(latest_key, pointer, last=latest_rev)
+        except KeyWrongLastSequenceError:
+            continue
+        log.info("deployed %s version %d for tenant %s", process_id, version, tenant)
+        return DeployedProcess(process_id, version, source_hash, revision, created=True)
+    raise ConflictError(f"could not deploy {process_id!r}: too many concurrent deployments")
+
+
+async def get_latest(kv: KeyValue, tenant: str, process_id: str) -> LatestRecord:
+    try:
+        entry = await kv.get(layout.workflow_latest_key(tenant, process_id))
+    except KeyNotFoundError:
+        raise NotFoundError(f"process {process_id!r} is not deployed in tenant {tenant!r}") from None
+    return _latest_decoder.decode(entry.value or b"")
+
+
+async def get_definition(kv: KeyValue, tenant: str, process_id: str, version: int) -> DefinitionRecord:
+    try:
+        entry = await kv.get(layout.workflow_key(tenant, process_id, version))
+    except KeyNotFoundError:
+        raise NotFoundError(
+            f"process {process_id!r} version {version} is not deployed in tenant {tenant!r}"
+        ) from None
+    return _record_decoder.decode(entry.value or b"")
+
+
+async def list_definitions(kv: KeyValue, tenant: str) -> list[LatestRecord]:
+    """The latest version of every process of a tenant."""
+    keys = await list_keys(kv, f"{tenant}.*.latest")
+    entries = await asyncio.gather(*(kv.get(k) for k in keys))
+    return sorted((_latest_decoder.decode(e.value or b"") for e in entries), key=lambda r: r.process_id)
+
+
+async def delete_definitions(kv: KeyValue, tenant: str, process_id: str) -> int:
+    """Remove every version of a process. Running instances keep their compiled copy in the
+    engines' caches but cannot be reloaded by a fresh engine; callers delete only unused
+    processes. Returns the number of keys removed."""
+    keys = await list_keys(kv, f"{tenant}.{layout.token(process_id)}.>")
+    for key in keys:
+        await kv.purge(key)
+    return len(keys)
+
+
+class DefinitionCache:
+    """Compiled processes by (tenant, process id, version), loaded once from KV, LRU-bounded."""
+
+    def __init__(self, kv: KeyValue, max_entries: int = 512) -> None:
+        self._kv = kv
+        self._max = max_entries
+        self._cache: OrderedDict[tuple[str, str, int], Process] = OrderedDict()
+        self._locks: dict[tuple[str, str, int], asyncio.Lock] = {}
+
+    def put(self, tenant: str, defs: Definitions, version_of: dict[str, int]) -> None:
+        for pid, process in defs.processes.items():
+            if pid in version_of:
+                self._store((tenant, pid, version_of[pid]), process)
+
+    def _store(self, key: tuple[str, str, int], process: Process) -> None:
+        self._cache[key] = process
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+
+    async def get(self, tenant: str, process_id: str, version: int) -> Process:
+        key = (tenant, process_id, version)
+        found = self._cache.get(key)
+        if found is not None:
+            self._cache.move_to_end(key)
+            return found
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            found = self._cache.get(key)
+            if found is None:
+                record = await get_definition(self._kv, tenant, process_id, version)
+                from natsflow_engine.bpmn import parse_bpmn
+
+                defs = parse_bpmn(record.source, name=record.name)
+                found = defs.processes[process_id]
+                self._store(key, found)
+        self._locks.pop(key, None)
+        return found

@@ -1,0 +1,118 @@
+# mypy: disable-error-code="misc"
+# (mixins of the interpreter step annotate self as _Step, the class they are mixed into;
+# mypy wants a self type to be a supertype of the mixin, which a mixin cannot offer)
+"""Inclusive gateways: split on every true condition, join once no other token can arrive.
+
+The join does not count tokens. It fires when, for every incoming flow that has no token yet,
+no token anywhere in the scope (a waiting element instance, a token queued in this step, a
+token parked at another join) can still reach that flow. Reachability over the process graph
+is computed once per process and cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from natsflow_engine.bpmn.model import Gateway, Process
+from natsflow_engine.errors import NatsflowError
+
+if TYPE_CHECKING:
+    from natsflow_engine.runtime.interpreter import _Step
+
+__all__ = ["JoinsMixin", "reachable"]
+
+_REACH: dict[int, tuple[Process, dict[str, frozenset[str]]]] = {}
+
+
+def reachable(process: Process) -> dict[str, frozenset[str]]:
+    """For each node, the flow ids reachable from it (boundary events of activities included)."""
+    cached = _REACH.get(id(process))
+    if cached is not None and cached[0] is process:
+        return cached[1]
+    out_flows: dict[str, list[str]] = {}
+    for node in process.nodes.values():
+        flows = list(node.outgoing)
+        for b in getattr(node, "boundaries", ()):
+            flows.extend(process.nodes[b].outgoing)
+        out_flows[node.id] = flows
+    result: dict[str, frozenset[str]] = {}
+    for start in process.nodes:
+        seen: set[str] = set()
+        stack = list(out_flows[start])
+        while stack:
+            fid = stack.pop()
+            if fid in seen:
+                continue
+            seen.add(fid)
+            stack.extend(out_flows.get(process.flows[fid].target, ()))
+        result[start] = frozenset(seen)
+    if len(_REACH) > 256:
+        _REACH.clear()
+    _REACH[id(process)] = (process, result)
+    return result
+
+
+class JoinsMixin:
+    def take_inclusive(self: _Step, node: Gateway, scope: int, flow: str | None) -> None:
+        from natsflow_engine.runtime.interpreter import _condition
+        from natsflow_engine.runtime.scopes import context_of
+
+        ctx: Mapping[str, Any] = context_of(self.s, scope)
+        chosen = []
+        try:
+            for fid in node.outgoing:
+                f = self.p.flows[fid]
+                if fid != node.default and (f.condition is None or _condition(f.condition, ctx)):
+                    chosen.append(fid)
+        except NatsflowError as exc:
+            self.raise_incident(self.new_ei(node, scope, flow), "expression", f"condition failed: {exc}")
+            return
+        if not chosen and node.default:
+            chosen = [node.default]
+        if not chosen:
+            self.raise_incident(self.new_ei(node, scope, flow), "no-flow",
+                                f"no outgoing sequence flow of inclusive gateway '{node.id}' has a true condition"
+                                " and there is no default flow")
+            return
+        key = self.new_key()
+        self.event("element-activated", node.id, key)
+        self.event("element-completed", node.id, key, flows=chosen)
+        for fid in chosen:
+            self.enqueue_enter(self.p.flows[fid].target, scope, fid)
+
+    def fire_inclusive_joins(self: _Step) -> bool:
+        """Fire every inclusive join no further token can reach; True when one fired."""
+        fired = False
+        for key in list(self.s.joins):
+            scope_text, _, gw_id = key.partition("/")
+            node = self.p.nodes.get(gw_id)
+            if not isinstance(node, Gateway) or node.kind != "inclusiveGateway":
+                continue
+            scope = int(scope_text)
+            arrived = self.s.joins.get(key)
+            if not arrived or scope not in self.s.eis:
+                continue
+            missing = [f for f in node.incoming if f not in arrived]
+            if missing and self._can_still_arrive(scope, gw_id, missing):
+                continue
+            for f in {*arrived}:
+                arrived.remove(f)
+            if not arrived:
+                del self.s.joins[key]
+            self.take_inclusive(node, scope, None)
+            fired = True
+        return fired
+
+    def _can_still_arrive(self: _Step, scope: int, gw_id: str, missing: list[str]) -> bool:
+        reach = reachable(self.p)
+        wanted = set(missing)
+        positions: list[str] = []
+        for ei in self.s.eis.values():
+            if ei.parent == scope and not (ei.data or {}).get("listener"):
+                positions.append(ei.el)
+        for other in self.s.joins:
+            other_scope, _, other_gw = other.partition("/")
+            if int(other_scope) == scope and other_gw != gw_id:
+                positions.append(other_gw)
+        return any(reach.get(pos, frozenset()) & wanted for pos in positions)

@@ -1,0 +1,427 @@
+"""Wire records: commands, jobs, history, and the instance state record.
+
+Every record is a msgspec Struct with a version field ``v``; decoders ignore unknown fields, so
+a newer writer never breaks an older reader. A change that an old reader would misread bumps
+``v`` and adds a migration in :mod:`natsflow_engine.runtime.migrate` with a golden file per
+version under ``tests/golden/``.
+
+All records are JSON on the wire (readable with ``nats kv get`` / ``nats sub``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "COMMAND_TYPES",
+    "Cancel",
+    "ChildFinished",
+    "Command",
+    "ElementInstance",
+    "HistoryEvent",
+    "HistoryRecord",
+    "Incident",
+    "InstanceState",
+    "Job",
+    "JobCompleted",
+    "JobError",
+    "JobFailed",
+    "Launch",
+    "MessagePublish",
+    "MessageCorrelated",
+    "Outbox",
+    "ParentRef",
+    "ResolveIncident",
+    "SetVariables",
+    "SignalReceived",
+    "TimerFired",
+    "TimerSpec",
+    "SignalBroadcast",
+    "Unsubscribe",
+    "Subscribe",
+    "TimerCancel",
+    "UserTask",
+    "UserTaskCompleted",
+    "UserTaskDone",
+    "command_decoder",
+    "decode_state",
+    "encode",
+    "new_id",
+]
+
+RECORD_VERSION = 1
+
+
+class _Record(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="t"):
+    v: int = RECORD_VERSION
+
+
+# --- commands: what the engine consumes --------------------------------------------------------
+
+
+class Command(_Record):
+    """A request to change one instance. ``id`` is unique and deterministic where it can be
+    (job completions use the job key, effects of a step use ``<instance>.<step>.<n>``), so a
+    republished command is recognised."""
+
+    id: str
+    tenant: str
+    instance: str
+
+
+class ParentRef(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Where a child instance (call activity) reports back."""
+
+    tenant: str
+    instance: str
+    ei: int
+    element_id: str
+
+
+class Launch(Command, tag="launch"):
+    process_id: str
+    version: int | None = None  # None: the latest version when the engine applies the launch
+    variables: dict[str, Any] = {}
+    business_key: str | None = None
+    start_event: str | None = None  # a specific start event (message/timer/signal start)
+    parent: ParentRef | None = None
+    timer_cycle: dict[str, Any] | None = None  # a timer start's cycle: the launch schedules the next one
+
+
+class JobCompleted(Command, tag="job-completed"):
+    job: str
+    ei: int
+    variables: dict[str, Any] = {}
+
+
+class JobFailed(Command, tag="job-failed"):
+    """A job's retries are exhausted (or the worker gave up): raise an incident."""
+
+    job: str
+    ei: int
+    message: str
+    retries: int = 0
+
+
+class JobError(Command, tag="job-error"):
+    """A worker threw a BPMN error."""
+
+    job: str
+    ei: int
+    code: str
+    message: str = ""
+    variables: dict[str, Any] = {}
+
+
+class UserTaskCompleted(Command, tag="user-task-completed"):
+    task: str
+    variables: dict[str, Any] = {}
+
+
+class Cancel(Command, tag="cancel"):
+    reason: str = ""
+
+
+class ResolveIncident(Command, tag="resolve-incident"):
+    incident: str
+    variables: dict[str, Any] = {}
+
+
+class SetVariables(Command, tag="set-variables"):
+    variables: dict[str, Any]
+    ei: int | None = None  # None: the root scope
+
+
+class TimerFired(Command, tag="timer-fired"):
+    ei: int
+    timer: str
+    due: str
+
+
+class MessageCorrelated(Command, tag="message-correlated"):
+    ei: int
+    name: str
+    message_id: str
+    key: str = ""
+    variables: dict[str, Any] = {}
+
+
+class SignalReceived(Command, tag="signal-received"):
+    ei: int
+    name: str
+    variables: dict[str, Any] = {}
+
+
+class ChildFinished(Command, tag="child-finished"):
+    """A called instance ended: completed (with its variables), errored, or was cancelled."""
+
+    ei: int
+    child: str
+    state: str  # completed | cancelled | error
+    variables: dict[str, Any] = {}
+    error_code: str | None = None
+    error_message: str = ""
+
+
+COMMAND_TYPES = (
+    Launch,
+    JobCompleted,
+    JobFailed,
+    JobError,
+    UserTaskCompleted,
+    Cancel,
+    ResolveIncident,
+    SetVariables,
+    TimerFired,
+    MessageCorrelated,
+    SignalReceived,
+    ChildFinished,
+)
+AnyCommand = (
+    Launch
+    | JobCompleted
+    | JobFailed
+    | JobError
+    | UserTaskCompleted
+    | Cancel
+    | ResolveIncident
+    | SetVariables
+    | TimerFired
+    | MessageCorrelated
+    | SignalReceived
+    | ChildFinished
+)
+
+command_decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)
+
+
+# --- jobs: what workers consume -----------------------------------------------------------------
+
+
+class Job(_Record, tag="job"):
+    key: str  # <instance>.<ei>.<attempt>: unique per attempt, the JetStream message id
+    tenant: str
+    instance: str
+    process_id: str
+    version: int
+    element_id: str
+    ei: int
+    type: str
+    retries: int
+    headers: dict[str, str] = {}
+    variables: dict[str, Any] = {}
+    created: str = ""
+
+
+# --- user tasks --------------------------------------------------------------------------------
+
+
+class UserTask(_Record, tag="user-task"):
+    id: str  # <instance>.<ei>
+    tenant: str
+    instance: str
+    process_id: str
+    element_id: str
+    ei: int
+    name: str | None = None
+    assignee: str | None = None
+    candidate_groups: list[str] = []
+    candidate_users: list[str] = []
+    due_date: str | None = None
+    follow_up_date: str | None = None
+    form_key: str | None = None
+    variables: dict[str, Any] = {}
+    created: str = ""
+
+
+class UserTaskDone(_Record, tag="user-task-done"):
+    """Effect: remove the open-task index entry."""
+
+    id: str
+    tenant: str
+
+
+class TimerSpec(_Record, tag="timer"):
+    """Effect: fire a ``timer-fired`` command at ``due`` (RFC 3339, UTC)."""
+
+    id: str
+    tenant: str
+    instance: str
+    ei: int
+    due: str
+    launch: Launch | None = None  # a timer start event: the command to send when due
+
+
+class TimerCancel(_Record, tag="timer-cancel"):
+    """Effect: a timer whose token has gone; its schedule can be dropped (firing it is harmless)."""
+
+    id: str
+    tenant: str
+    instance: str
+
+
+class Subscribe(_Record, tag="subscribe"):
+    """Effect: an element instance waits for a message (name, correlation key) or a signal."""
+
+    kind: str  # message | signal
+    tenant: str
+    instance: str
+    ei: int
+    element_id: str
+    name: str
+    key: str = ""
+
+
+class Unsubscribe(_Record, tag="unsubscribe"):
+    kind: str
+    tenant: str
+    instance: str
+    ei: int
+    name: str
+    key: str = ""
+
+
+class MessagePublish(_Record, tag="message-publish"):
+    """Effect: a throwing message event with a message flow to a participant deployed with it."""
+
+    id: str
+    tenant: str
+    name: str
+    key: str = ""
+    variables: dict[str, Any] = {}
+    ttl: float = 3600.0  # seconds the message waits for a receiver that is not there yet
+
+
+class SignalBroadcast(_Record, tag="signal-broadcast"):
+    """Effect: a signal throw/end event; every waiting catch of the tenant receives it."""
+
+    id: str
+    tenant: str
+    name: str
+    variables: dict[str, Any] = {}
+
+
+# --- history: one record per step --------------------------------------------------------------
+
+
+class HistoryEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """``type`` is one of: instance-started, instance-completed, instance-cancelled,
+    element-activated, element-completed, element-terminated, job-created, user-task-created,
+    incident-raised, incident-resolved, variables-set, error-thrown, message-subscribed,
+    timer-scheduled."""
+
+    type: str
+    element_id: str | None = None
+    ei: int | None = None
+    data: dict[str, Any] | None = None
+
+
+class HistoryRecord(_Record, tag="history"):
+    tenant: str
+    instance: str
+    process_id: str
+    step: int
+    at: str
+    command: str
+    state: str
+    events: list[HistoryEvent] = []
+
+
+# --- the instance state record ----------------------------------------------------------------
+
+
+class ElementInstance(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An element instance that waits or is a scope.
+
+    ``key`` is unique within the instance; the root process scope has key 1 and parent 0.
+    ``vars`` holds local variables (scopes and activities with input mappings).
+    ``data`` holds kind-specific details (job key, timer id, multi-instance counters, ...).
+    """
+
+    key: int
+    el: str
+    parent: int
+    vars: dict[str, Any] | None = None
+    job: str | None = None
+    attempt: int = 0
+    retries: int | None = None
+    incident: str | None = None
+    data: dict[str, Any] | None = None
+
+
+class Incident(msgspec.Struct, kw_only=True, omit_defaults=True):
+    id: str
+    ei: int
+    element_id: str
+    kind: str  # job-failed | expression | no-flow | unhandled-error | payload | engine
+    message: str
+    at: str
+
+
+Outbox = list[
+    Job
+    | HistoryRecord
+    | UserTask
+    | UserTaskDone
+    | TimerSpec
+    | TimerCancel
+    | Subscribe
+    | Unsubscribe
+    | SignalBroadcast
+    | MessagePublish
+    | AnyCommand
+]
+
+
+class InstanceState(msgspec.Struct, kw_only=True, omit_defaults=True):
+    v: int = RECORD_VERSION
+    id: str
+    tenant: str
+    process_id: str
+    version: int
+    state: str = "active"  # active | completed | cancelled | failed
+    business_key: str | None = None
+    started: str = ""
+    ended: str | None = None
+    seq: int = 2  # next element-instance key (1 is the root scope)
+    step: int = 0
+    eis: dict[int, ElementInstance] = {}
+    joins: dict[str, list[str]] = {}
+    incidents: list[Incident] = []
+    applied: list[str] = []
+    parent: ParentRef | None = None
+    messages: list[str] = []  # ids of messages correlated lately (a message correlates once per instance)
+    outbox: Outbox = []
+    outbox_cmd: str | None = None
+    outbox_at: str | None = None
+
+    def root_vars(self) -> dict[str, Any]:
+        root = self.eis.get(1)
+        if root is None or root.vars is None:
+            return {}
+        return root.vars
+
+
+_state_decoder = msgspec.json.Decoder(InstanceState)
+_encoder = msgspec.json.Encoder()
+
+
+def encode(record: msgspec.Struct | Any) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_state(data: bytes) -> InstanceState:
+    return _state_decoder.decode(data)
+
+
+def new_id() -> str:
+    """A new instance id: 64-bit nanosecond timestamp and 32 random bits, in hex.
+
+    Ids sort by creation time (for one clock), fit a KV key and a subject token.
+    """
+    import os
+    import time
+
+    return f"{time.time_ns():016x}{os.urandom(4).hex()}"

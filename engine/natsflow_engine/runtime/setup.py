@@ -1,0 +1,218 @@
+"""Create (or update) the streams, buckets and consumers natsflow needs. Idempotent.
+
+Called by the engine at start, by ``natsflow dev``, by the operator and by ``natsflow apply``,
+so any of them can be first on a fresh NATS account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from natsflow_engine import layout
+
+__all__ = ["JobConsumerSettings", "LayoutSettings", "ensure_job_consumer", "ensure_layout", "open_buckets"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LayoutSettings:
+    """How the streams and buckets are created."""
+
+    replicas: int = 1
+    """Replication factor of every stream and bucket (3 on a three-node cluster)."""
+    memory: bool = False
+    """Memory storage instead of file storage (tests and benchmarks of the limit only)."""
+    duplicate_window: float = 600.0
+    """Seconds JetStream remembers message ids; republished effects inside it are dropped."""
+    history_max_age: float = 7 * 24 * 3600.0
+    """Seconds history records are kept."""
+    command_ack_wait: float = 30.0
+    """Seconds before an unacknowledged command is redelivered to another engine replica."""
+    max_payload: int = 1024 * 1024
+    """Largest record natsflow writes; bigger variables payloads are refused."""
+
+    @property
+    def storage(self) -> StorageType:
+        return StorageType.MEMORY if self.memory else StorageType.FILE
+
+
+@dataclass(frozen=True)
+class JobConsumerSettings:
+    """What a ``TaskDefinition`` configures on its jobs consumer (defaults for workers that
+    create their consumer themselves)."""
+
+    concurrency: int = 32
+    """Jobs in flight across all workers of the type (``max_ack_pending``)."""
+    timeout: float = 300.0
+    """Seconds a worker may hold a job before it is redelivered (``ack_wait``)."""
+    retries: int = 3
+    """Deliveries after the first before the job becomes an incident."""
+    backoff: tuple[float, ...] = field(default=())
+    """Delays between attempts in seconds; empty: redeliver after ``timeout``."""
+
+
+_buckets = (
+    layout.BUCKET_INSTANCES,
+    layout.BUCKET_WORKFLOWS,
+    layout.BUCKET_TASKDEFS,
+    layout.BUCKET_TRIGGERS,
+    layout.BUCKET_USERTASKS,
+    layout.BUCKET_MESSAGES,
+)
+
+
+def _streams(settings: LayoutSettings) -> list[StreamConfig]:
+    common = {
+        "storage": settings.storage,
+        "num_replicas": settings.replicas,
+        "duplicate_window": settings.duplicate_window,
+    }
+    return [
+        StreamConfig(
+            name=layout.STREAM_COMMANDS,
+            subjects=["nf.cmd.>", "nf.sched.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            allow_msg_schedules=True,
+            **common,  # type: ignore[arg-type]
+        ),
+        StreamConfig(
+            name=layout.STREAM_JOBS,
+            subjects=["nf.job.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            **common,  # type: ignore[arg-type]
+        ),
+        StreamConfig(
+            name=layout.STREAM_HISTORY,
+            subjects=["nf.hist.>"],
+            retention=RetentionPolicy.LIMITS,
+            max_age=settings.history_max_age,
+            **common,  # type: ignore[arg-type]
+        ),
+    ]
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    assert config.name is not None
+    try:
+        await js.stream_info(config.name)
+    except NotFoundError:
+        try:
+            await js.add_stream(config)
+            log.info("created stream %s", config.name)
+        except BadRequestError as exc:  # another process created it first
+            if "already in use" not in str(exc):
+                raise
+
+
+async def _ensure_bucket(js: JetStreamContext, name: str, settings: LayoutSettings) -> None:
+    try:
+        await js.key_value(name)
+        return  # exists: keep its configuration (replicas chosen by whoever created it)
+    except BucketNotFoundError:
+        pass
+    await js.create_key_value(
+        KeyValueConfig(
+            bucket=name,
+            history=1,
+            storage=settings.storage,
+            replicas=settings.replicas,
+            max_value_size=settings.max_payload,
+        )
+    )
+
+
+async def ensure_layout(
+    js: JetStreamContext, settings: LayoutSettings | None = None, *, update: bool = False
+) -> None:
+    """Create every stream, bucket and the engine consumer that is missing.
+
+    Existing streams and buckets keep their configuration (replicas, limits are an operator's
+    choice, changed deliberately, never by whichever process starts first). With ``update`` the
+    engine consumer is reconfigured to ``settings``; only the engine passes it.
+    """
+    settings = settings or LayoutSettings()
+    await asyncio.gather(*(_ensure_stream(js, cfg) for cfg in _streams(settings)))
+    await asyncio.gather(*(_ensure_bucket(js, name, settings) for name in _buckets))
+    if not update:
+        try:
+            await js.consumer_info(layout.STREAM_COMMANDS, layout.ENGINE_CONSUMER)
+            return
+        except NotFoundError:
+            pass
+    await js.add_consumer(
+        layout.STREAM_COMMANDS,
+        ConsumerConfig(
+            durable_name=layout.ENGINE_CONSUMER,
+            filter_subject="nf.cmd.>",
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=settings.command_ack_wait,
+            max_ack_pending=20_000,
+            max_waiting=512,
+        ),
+    )
+
+
+async def open_buckets(js: JetStreamContext) -> dict[str, KeyValue]:
+    """Handles on every natsflow bucket, by name."""
+    handles = await asyncio.gather(*(js.key_value(name) for name in _buckets))
+    return dict(zip(_buckets, handles, strict=True))
+
+
+async def ensure_job_consumer(
+    js: JetStreamContext,
+    tenant: str,
+    task_type: str,
+    settings: JobConsumerSettings | None = None,
+    *,
+    update: bool = True,
+) -> str:
+    """Create (or, with ``update``, reconfigure) the durable consumer of one task type.
+
+    Returns the consumer name. Workers call this with ``update=False`` so that a consumer
+    configured by the operator keeps its settings.
+    """
+    settings = settings or JobConsumerSettings()
+    name = layout.job_consumer(tenant, task_type)
+    if not update:
+        try:
+            await js.consumer_info(layout.STREAM_JOBS, name)
+            return name
+        except NotFoundError:
+            pass
+    config = ConsumerConfig(
+        durable_name=name,
+        filter_subject=layout.job_subject(tenant, task_type),
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=settings.timeout,
+        max_ack_pending=settings.concurrency,
+        max_deliver=settings.retries + 1,
+        backoff=list(settings.backoff) if settings.backoff else None,
+        max_waiting=512,
+    )
+    await js.add_consumer(layout.STREAM_JOBS, config)
+    return name
+
+
+async def delete_job_consumer(js: JetStreamContext, tenant: str, task_type: str) -> bool:
+    try:
+        return await js.delete_consumer(layout.STREAM_JOBS, layout.job_consumer(tenant, task_type))
+    except NotFoundError:
+        return False

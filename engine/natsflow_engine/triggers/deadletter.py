@@ -1,0 +1,108 @@
+"""Dead letters: messages a trigger cannot launch from, kept with the reason.
+
+A rejected message is republished, with its original payload and headers, to the trigger's
+``dead_letter_subject`` or ``nf.dlq.<tenant>.<trigger token>``, adding headers:
+
+``Natsflow-Dead-Letter-Reason``  why (``payload: ...``, ``mapping: ...``, ``too_large: ...``)
+``Natsflow-Trigger``             the trigger's name
+``Natsflow-Tenant``              the trigger's tenant
+``Natsflow-Source-Subject``      the subject the message arrived on
+``Natsflow-Source-Sequence``     ``<stream>:<sequence>`` of the original message
+
+The trigger server keeps default dead letters in the ``NF_DLQ`` stream (``nf.dlq.>``, 7 days).
+A custom subject is published to JetStream when a stream captures it, else as a core message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+
+from natsflow_engine import layout
+
+__all__ = ["DLQ_STREAM", "dead_letter_subject", "ensure_dlq_stream", "publish_dead_letter"]
+
+log = logging.getLogger(__name__)
+
+DLQ_STREAM = "NF_DLQ"
+DLQ_PREFIX = "nf.dlq"
+_DROP = (
+    "Nats-Msg-Id",
+    "Nats-Expected-Stream",
+    "Nats-Expected-Last-Sequence",
+    "Nats-Expected-Last-Msg-Id",
+    "Nats-Expected-Last-Subject-Sequence",
+    "Nats-TTL",
+    "Nats-Schedule",
+    "Nats-Schedule-Target",
+)
+
+
+def dead_letter_subject(tenant: str, trigger: str, configured: str | None) -> str:
+    return configured or f"{DLQ_PREFIX}.{tenant}.{layout.token(trigger)}"
+
+
+async def ensure_dlq_stream(
+    js: JetStreamContext, *, replicas: int = 1, max_age: float = 7 * 24 * 3600.0
+) -> None:
+    """Create ``NF_DLQ`` when absent (an existing one keeps its settings)."""
+    try:
+        await js.stream_info(DLQ_STREAM)
+        return
+    except NotFoundError:
+        pass
+    try:
+        await js.add_stream(
+            StreamConfig(
+                name=DLQ_STREAM,
+                subjects=[f"{DLQ_PREFIX}.>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=max_age,
+                num_replicas=replicas,
+                duplicate_window=120.0,
+                description="natsflow: messages triggers could not launch from",
+            )
+        )
+    except BadRequestError as exc:  # created concurrently, or the subjects overlap another stream
+        log.info("dead-letter stream not created: %s", exc)
+
+
+def _clean(value: str) -> str:
+    return " ".join(value.split())[:1000]
+
+
+async def publish_dead_letter(
+    nc: Client,
+    subject: str,
+    data: bytes,
+    headers: Mapping[str, str] | None,
+    *,
+    reason: str,
+    tenant: str,
+    trigger: str,
+    source_subject: str,
+    origin: str,
+) -> None:
+    """Publish one dead letter (idempotent per origin inside the stream's duplicate window)."""
+    out = {k: v for k, v in (headers or {}).items() if k not in _DROP}
+    out.update(
+        {
+            "Natsflow-Dead-Letter-Reason": _clean(reason),
+            "Natsflow-Trigger": trigger,
+            "Natsflow-Tenant": tenant,
+            "Natsflow-Source-Subject": source_subject,
+            "Natsflow-Source-Sequence": origin,
+            "Nats-Msg-Id": f"dlq.{origin}",
+        }
+    )
+    try:
+        await nc.jetstream().publish(subject, data, headers=out)
+    except NoRespondersError:  # no stream stores the subject: a core message is all we can do
+        await nc.publish(subject, data, headers=out)

@@ -1,0 +1,113 @@
+"""From a NATS message to launch parameters: variables and the idempotency key.
+
+A :class:`TriggerMapping` is compiled once per trigger revision. For each message it builds the
+FEEL context ``{"payload": <decoded JSON>, "headers": {...}, "subject": str}`` and evaluates
+
+- every ``variables`` entry (name -> FEEL expression); without entries, a JSON object payload
+  becomes the variables as it is;
+- the idempotency key: the ``idempotency_header`` value, else the ``idempotency_expression``
+  result, else ``<stream>:<sequence>`` of the message (so redeliveries still launch once).
+
+A message that cannot be mapped raises :class:`Rejected` (it goes to the dead-letter subject).
+A trigger whose expressions do not compile raises :class:`MappingConfigError` at compile time
+(the trigger stops consuming until it is fixed; its messages wait in the stream).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from natsflow_engine.catalog import TriggerRecord
+from natsflow_engine.errors import NatsflowError
+from natsflow_engine.feel import CompiledExpression, compile_expression, to_json_value
+
+__all__ = ["MappingConfigError", "Rejected", "TriggerMapping"]
+
+
+class Rejected(Exception):
+    """A message that can never launch an instance: dead-letter it with ``reason``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+class MappingConfigError(NatsflowError):
+    """An expression of the trigger definition does not compile."""
+
+
+def _compile(what: str, source: str) -> CompiledExpression:
+    text = source[1:] if source.startswith("=") else source
+    try:
+        return compile_expression(text)
+    except NatsflowError as exc:
+        raise MappingConfigError(f"{what}: {exc}") from exc
+
+
+def _key_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return msgspec.json.encode(to_json_value(value), order="sorted").decode()
+
+
+class TriggerMapping:
+    """Compiled expressions of one trigger revision."""
+
+    def __init__(self, record: TriggerRecord) -> None:
+        self.variables = {name: _compile(f"variable {name!r}", src) for name, src in record.variables.items()}
+        self.key_header = record.idempotency_header or None
+        self.key_expression = (
+            _compile("idempotency expression", record.idempotency_expression)
+            if record.idempotency_expression
+            else None
+        )
+
+    @staticmethod
+    def context(data: bytes, headers: Mapping[str, str] | None, subject: str) -> dict[str, Any]:
+        """The FEEL context of a message; an empty body is ``null``, anything else must be JSON."""
+        payload: Any = None
+        if data.strip():
+            try:
+                payload = msgspec.json.decode(data)
+            except msgspec.DecodeError as exc:
+                raise Rejected("payload", f"payload is not JSON: {exc}") from None
+        return {"payload": payload, "headers": dict(headers or {}), "subject": subject}
+
+    def map_variables(self, ctx: Mapping[str, Any]) -> dict[str, Any]:
+        if not self.variables:
+            payload = ctx.get("payload")
+            return dict(payload) if isinstance(payload, dict) else {}
+        out: dict[str, Any] = {}
+        for name, expr in self.variables.items():
+            try:
+                out[name] = to_json_value(expr.evaluate(ctx))
+            except Exception as exc:
+                raise Rejected("mapping", f"variable {name!r}: {exc}") from None
+        return out
+
+    def key(self, ctx: Mapping[str, Any], fallback: str) -> str:
+        """The idempotency key of a message (``fallback``: ``<stream>:<sequence>``)."""
+        if self.key_header:
+            headers: Mapping[str, str] = ctx.get("headers") or {}
+            value = headers.get(self.key_header)
+            if value is None:
+                wanted = self.key_header.lower()
+                value = next((v for k, v in headers.items() if k.lower() == wanted), None)
+            if value:
+                return value
+        if self.key_expression is not None:
+            try:
+                text = _key_text(self.key_expression.evaluate(ctx))
+            except Exception as exc:
+                raise Rejected("mapping", f"idempotency expression: {exc}") from None
+            if text:
+                return text
+        return fallback

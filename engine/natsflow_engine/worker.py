@@ -1,0 +1,331 @@
+"""The worker SDK: run async handlers for the jobs of BPMN tasks.
+
+.. code-block:: python
+
+    from natsflow.worker import Worker, BpmnError
+
+    app = Worker()
+
+    @app.task("charge-card", concurrency=8)
+    async def charge(job):
+        if job.variables["amount"] > 1000:
+            raise BpmnError("limit-exceeded", "amount too large")
+        return {"charged": True}
+
+Run it with ``natsflow worker module:app``. A handler returns the variables to set (or None)
+and raises :class:`BpmnError` for a business error the model catches. Any other exception is a
+failure: the job is retried (with the task definition's backoff) while retries are left, then
+becomes an incident on the instance. A job whose handler runs longer than the consumer's ack
+wait is kept alive with progress signals.
+
+Shutdown is graceful: stop fetching, let in-flight handlers finish (bounded), then cancel the
+rest (their jobs are redelivered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerInfo
+
+from natsflow_engine import layout
+from natsflow_engine.errors import BpmnError
+from natsflow_engine.natsutil import PullLoop
+from natsflow_engine.runtime import records as r
+from natsflow_engine.runtime.setup import JobConsumerSettings, ensure_job_consumer, ensure_layout
+
+__all__ = ["BpmnError", "Job", "Worker"]
+
+log = logging.getLogger(__name__)
+
+_job_decoder = msgspec.json.Decoder(r.Job)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a handler receives."""
+
+    key: str
+    type: str
+    instance_id: str
+    process_id: str
+    element_id: str
+    variables: Mapping[str, Any]
+    headers: Mapping[str, str]
+    retries_left: int
+    attempt: int
+    tenant: str
+
+
+Handler = Callable[[Job], Awaitable[Mapping[str, Any] | None]]
+
+
+@dataclass
+class _Task:
+    type: str
+    handler: Handler
+    concurrency: int
+    consumer: JobConsumerSettings
+    info: ConsumerInfo | None = None
+    puller: PullLoop | None = None
+    starting: asyncio.Task[None] | None = None
+
+
+class Worker:
+    """Runs handlers for one or more task types. Any number of worker processes may serve the
+    same task type; they share its durable consumer."""
+
+    def __init__(
+        self,
+        nats_url: str | None = None,
+        *,
+        tenant: str = layout.DEFAULT_TENANT,
+        nc: Client | None = None,
+        max_payload: int = 1024 * 1024,
+        shutdown_timeout: float = 30.0,
+    ) -> None:
+        self.nats_url = nats_url
+        self.tenant = layout.validate_tenant(tenant)
+        self.nc = nc
+        self._own_nc = nc is None
+        self.max_payload = max_payload
+        self.shutdown_timeout = shutdown_timeout
+        self._tasks: dict[str, _Task] = {}
+        self._started = False
+        self.completed = 0
+        self.failed = 0
+
+    # --- registration ---------------------------------------------------------------------------
+
+    def task(
+        self,
+        task_type: str,
+        *,
+        concurrency: int = 16,
+        consumer: JobConsumerSettings | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Register ``handler`` for jobs of ``task_type``; ``concurrency`` bounds this process."""
+
+        def register(handler: Handler) -> Handler:
+            if task_type in self._tasks:
+                raise ValueError(f"a handler for task type {task_type!r} is registered already")
+            spec = _Task(task_type, handler, concurrency, consumer or JobConsumerSettings())
+            self._tasks[task_type] = spec
+            if self._started:
+                # registered while running (the test kit does this): start serving at once
+                spec.starting = asyncio.get_running_loop().create_task(
+                    self._serve(spec), name=f"natsflow-worker-{task_type}"
+                )
+            return handler
+
+        return register
+
+    def keep_only(self, task_type: str) -> None:
+        """Serve one task type only (one Deployment per TaskDefinition runs a shared app)."""
+        if self._started:
+            raise RuntimeError("keep_only() must be called before start()")
+        self._tasks = {t: s for t, s in self._tasks.items() if t == task_type}
+
+    @property
+    def task_types(self) -> list[str]:
+        return list(self._tasks)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> Worker:
+        if self.nc is None:
+            self.nc = await nats.connect(self.nats_url or "nats://127.0.0.1:4222")
+        js = self.nc.jetstream()
+        await ensure_layout(js)
+        self._started = True
+        await asyncio.gather(*(self._serve(spec) for spec in self._tasks.values()))
+        log.info("worker serving %s for tenant %s", ", ".join(self._tasks) or "no task types", self.tenant)
+        return self
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop fetching, let in-flight handlers finish (bounded), then cancel the rest."""
+        timeout = self.shutdown_timeout if timeout is None else timeout
+        self._started = False
+        for spec in self._tasks.values():
+            if spec.starting is not None:
+                spec.starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await spec.starting
+                spec.starting = None
+        pullers = [spec.puller for spec in self._tasks.values() if spec.puller is not None]
+        for puller in pullers:
+            await puller.stop_pulling()
+        await asyncio.gather(*(puller.drain(timeout) for puller in pullers))
+        for spec in self._tasks.values():
+            spec.puller = None
+        if self._own_nc and self.nc is not None:
+            await self.nc.close()
+            self.nc = None
+
+    @property
+    def inflight(self) -> int:
+        return sum(spec.puller.inflight for spec in self._tasks.values() if spec.puller is not None)
+
+    async def __aenter__(self) -> Worker:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def run(self) -> None:
+        """Start and serve until cancelled (Ctrl-C in ``natsflow worker``)."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    # --- serving --------------------------------------------------------------------------------
+
+    async def _serve(self, spec: _Task) -> None:
+        assert self.nc is not None
+        js = self.nc.jetstream()
+        name = await ensure_job_consumer(js, self.tenant, spec.type, spec.consumer, update=False)
+        spec.info = await js.consumer_info(layout.STREAM_JOBS, name)
+        spec.puller = await PullLoop(
+            self.nc,
+            layout.STREAM_JOBS,
+            name,
+            functools.partial(self._run, spec),
+            max_inflight=spec.concurrency,
+            batch=spec.concurrency,
+            name=f"worker-{spec.type}",
+        ).start()
+
+    async def _run(self, spec: _Task, msg: Msg) -> None:
+        try:
+            raw = _job_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            log.error("dropping undecodable job on %s: %s", msg.subject, exc)
+            await msg.term()
+            return
+        delivered = msg.metadata.num_delivered or 1
+        max_deliver = spec.info.config.max_deliver if spec.info and spec.info.config.max_deliver else -1
+        attempts_allowed = raw.retries + 1
+        if max_deliver and max_deliver > 0:
+            attempts_allowed = min(attempts_allowed, max_deliver)
+        job = Job(
+            key=raw.key,
+            type=raw.type,
+            instance_id=raw.instance,
+            process_id=raw.process_id,
+            element_id=raw.element_id,
+            variables=raw.variables,
+            headers=raw.headers,
+            retries_left=max(0, attempts_allowed - delivered),
+            attempt=delivered,
+            tenant=raw.tenant,
+        )
+        keepalive = asyncio.create_task(self._keepalive(spec, msg))
+        try:
+            result = await spec.handler(job)
+        except BpmnError as exc:
+            keepalive.cancel()
+            await self._send(
+                r.JobError(
+                    id=f"{raw.key}.err",
+                    tenant=raw.tenant,
+                    instance=raw.instance,
+                    job=raw.key,
+                    ei=raw.ei,
+                    code=exc.code,
+                    message=exc.message,
+                    variables=exc.variables,
+                )
+            )
+            await msg.ack()
+            return
+        except asyncio.CancelledError:
+            keepalive.cancel()
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            raise
+        except Exception as exc:
+            keepalive.cancel()
+            self.failed += 1
+            await self._failed(spec, msg, raw, job, f"{type(exc).__name__}: {exc}")
+            return
+        keepalive.cancel()
+        variables = dict(result or {})
+        command = r.JobCompleted(
+            id=f"{raw.key}.done",
+            tenant=raw.tenant,
+            instance=raw.instance,
+            job=raw.key,
+            ei=raw.ei,
+            variables=variables,
+        )
+        data = r.encode(command)
+        if len(data) > self.max_payload:
+            await self._failed(
+                spec,
+                msg,
+                raw,
+                job,
+                f"result variables are {len(data)} bytes, more than the limit of {self.max_payload}",
+                final=True,
+            )
+            return
+        await self._send(command, data)
+        await msg.ack()
+        self.completed += 1
+
+    async def _failed(
+        self, spec: _Task, msg: Msg, raw: r.Job, job: Job, message: str, *, final: bool = False
+    ) -> None:
+        if job.retries_left > 0 and not final:
+            backoff = spec.info.config.backoff if spec.info and spec.info.config.backoff else None
+            delay = backoff[min(job.attempt - 1, len(backoff) - 1)] if backoff else 0.0
+            log.info(
+                "job %s failed (attempt %d, %d retries left): %s",
+                raw.key,
+                job.attempt,
+                job.retries_left,
+                message,
+            )
+            await msg.nak(delay=delay or None)
+            return
+        log.warning("job %s failed, no retries left: %s", raw.key, message)
+        await self._send(
+            r.JobFailed(
+                id=f"{raw.key}.fail",
+                tenant=raw.tenant,
+                instance=raw.instance,
+                job=raw.key,
+                ei=raw.ei,
+                message=message,
+                retries=0,
+            )
+        )
+        await msg.ack()
+
+    async def _send(self, command: r.Command, data: bytes | None = None) -> None:
+        assert self.nc is not None
+        await self.nc.jetstream().publish(
+            layout.command_subject(command.tenant, command.instance),
+            data if data is not None else r.encode(command),
+            headers={"Nats-Msg-Id": command.id},
+        )
+
+    async def _keepalive(self, spec: _Task, msg: Msg) -> None:
+        ack_wait = spec.info.config.ack_wait if spec.info and spec.info.config.ack_wait else 30.0
+        interval = max(0.5, ack_wait / 3)
+        with contextlib.suppress(Exception):
+            while True:
+                await asyncio.sleep(interval)
+                await msg.in_progress()

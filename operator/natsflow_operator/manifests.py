@@ -1,0 +1,196 @@
+"""Apply or delete custom-resource manifests straight to NATS, without Kubernetes.
+
+The second front door of :mod:`natsflow_operator.reconcile`: ``natsflow apply -f FILE|DIR`` and
+``natsflow delete -f FILE|DIR`` read multi-document YAML (``kind: List`` too), validate each
+Workflow, TaskDefinition and Trigger with the same models as the CRDs, and reconcile it into
+NATS. No Deployments, no autoscaling; ConfigMaps in the same files serve ``bpmnFrom``; other
+kinds are skipped. Imports neither Kopf nor a Kubernetes client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from natsflow_engine import layout
+from natsflow_engine.errors import BpmnValidationError
+from natsflow_engine.runtime.definitions import parse_and_check
+from pydantic import BaseModel, ValidationError
+
+from natsflow_operator import reconcile
+from natsflow_operator.conditions import Cond, Outcome
+from natsflow_operator.connections import NatsHandle
+from natsflow_operator.models import (
+    API_VERSION,
+    TaskDefinitionSpec,
+    TriggerSpec,
+    WorkflowSpec,
+    describe_errors,
+)
+
+__all__ = ["Manifest", "apply_manifests", "delete_manifests", "load_manifests"]
+
+log = logging.getLogger(__name__)
+
+_SPECS: dict[str, type[BaseModel]] = {
+    "Workflow": WorkflowSpec,
+    "TaskDefinition": TaskDefinitionSpec,
+    "Trigger": TriggerSpec,
+}
+_ORDER = ("Workflow", "TaskDefinition", "Trigger")  # processes exist before their triggers
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One document of a manifest file."""
+
+    origin: str
+    kind: str
+    api_version: str
+    namespace: str | None
+    name: str
+    body: dict[str, Any]
+
+    @property
+    def ours(self) -> bool:
+        return self.api_version == API_VERSION and self.kind in _SPECS
+
+
+def _files(paths: Iterable[Path], recursive: bool) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found.extend(sorted(p for p in path.glob(pattern) if p.suffix in (".yaml", ".yml", ".json")))
+        else:
+            found.append(path)
+    return found
+
+
+def load_manifests(paths: Iterable[Path], *, recursive: bool = False) -> list[Manifest]:
+    """Every document of every file (directories: their ``*.yaml``, ``*.yml``, ``*.json``)."""
+    manifests: list[Manifest] = []
+    for file in _files(paths, recursive):
+        for index, doc in enumerate(yaml.safe_load_all(file.read_text(encoding="utf-8"))):
+            items = doc.get("items", []) if isinstance(doc, dict) and doc.get("kind") == "List" else [doc]
+            for item in items:
+                if not isinstance(item, dict):
+                    continue
+                meta = item.get("metadata") or {}
+                manifests.append(
+                    Manifest(
+                        origin=f"{file}#{index}",
+                        kind=str(item.get("kind", "")),
+                        api_version=str(item.get("apiVersion", "")),
+                        namespace=meta.get("namespace"),
+                        name=str(meta.get("name", "")),
+                        body=item,
+                    )
+                )
+    return manifests
+
+
+def _sorted(manifests: Sequence[Manifest], reverse: bool = False) -> list[Manifest]:
+    ours = [m for m in manifests if m.ours]
+    ours.sort(key=lambda m: _ORDER.index(m.kind), reverse=reverse)
+    return ours
+
+
+def _bpmn(
+    m: Manifest, spec: WorkflowSpec, tenant: str, configmaps: dict[tuple[str, str], dict[str, Any]]
+) -> str:
+    if spec.bpmn is not None:
+        return spec.bpmn
+    assert spec.bpmn_from is not None
+    ref = spec.bpmn_from.config_map_key_ref
+    data = configmaps.get((tenant, ref.name))
+    if data is None or ref.key not in data:
+        raise LookupError(f"ConfigMap {tenant}/{ref.name} key {ref.key!r} is not in the given files")
+    return str(data[ref.key])
+
+
+async def _apply_one(
+    h: NatsHandle, m: Manifest, tenant: str, configmaps: dict[tuple[str, str], dict[str, Any]]
+) -> Outcome:
+    try:
+        spec = _SPECS[m.kind].model_validate(m.body.get("spec") or {})
+    except ValidationError as exc:
+        return Outcome(
+            m.kind, tenant, m.name, "invalid", [Cond("Validated", False, "InvalidSpec", describe_errors(exc))]
+        )
+    generation = (m.body.get("metadata") or {}).get("generation")
+    if isinstance(spec, WorkflowSpec):
+        try:
+            source = _bpmn(m, spec, tenant, configmaps)
+        except LookupError as exc:
+            return Outcome(
+                m.kind, tenant, m.name, "invalid", [Cond("Validated", False, "BpmnSourceNotFound", str(exc))]
+            )
+        return await reconcile.apply_workflow(h, tenant, m.name, source, prune=False)
+    if isinstance(spec, TaskDefinitionSpec):
+        return await reconcile.apply_taskdefinition(h, tenant, m.name, spec, generation=generation)
+    assert isinstance(spec, TriggerSpec)
+    return await reconcile.apply_trigger(h, tenant, m.name, spec, generation=generation)
+
+
+def _tenant(m: Manifest, default: str) -> str:
+    return m.namespace or default
+
+
+def _configmaps(manifests: Sequence[Manifest], default_tenant: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (_tenant(m, default_tenant), m.name): dict(m.body.get("data") or {})
+        for m in manifests
+        if m.kind == "ConfigMap" and m.api_version == "v1"
+    }
+
+
+async def apply_manifests(
+    h: NatsHandle, manifests: Sequence[Manifest], *, tenant: str = layout.DEFAULT_TENANT
+) -> list[Outcome]:
+    """Apply every natsflow object (Workflows first, Triggers last); others are skipped."""
+    configmaps = _configmaps(manifests, tenant)
+    outcomes = [await _apply_one(h, m, _tenant(m, tenant), configmaps) for m in _sorted(manifests)]
+    outcomes += [Outcome(m.kind, _tenant(m, tenant), m.name, "skipped") for m in manifests if not m.ours]
+    return outcomes
+
+
+async def _delete_one(
+    h: NatsHandle, m: Manifest, tenant: str, configmaps: dict[tuple[str, str], dict[str, Any]]
+) -> Outcome:
+    try:
+        spec = _SPECS[m.kind].model_validate(m.body.get("spec") or {})
+    except ValidationError as exc:
+        return Outcome(
+            m.kind, tenant, m.name, "invalid", [Cond("Validated", False, "InvalidSpec", describe_errors(exc))]
+        )
+    if getattr(spec, "deletion_policy", "Delete") == "Retain":
+        return Outcome(m.kind, tenant, m.name, "retained")
+    if isinstance(spec, WorkflowSpec):
+        try:
+            defs = parse_and_check(_bpmn(m, spec, tenant, configmaps), name=m.name)
+        except (LookupError, BpmnValidationError) as exc:
+            return Outcome(
+                m.kind, tenant, m.name, "invalid", [Cond("Validated", False, "InvalidBpmn", str(exc))]
+            )
+        ids = [p.id for p in defs.processes.values() if p.executable]
+        return await reconcile.delete_workflow(h, tenant, m.name, ids)
+    if isinstance(spec, TaskDefinitionSpec):
+        return await reconcile.delete_taskdefinition(h, tenant, m.name, spec.task_type)
+    return await reconcile.delete_trigger(h, tenant, m.name, None)
+
+
+async def delete_manifests(
+    h: NatsHandle, manifests: Sequence[Manifest], *, tenant: str = layout.DEFAULT_TENANT
+) -> list[Outcome]:
+    """Delete every natsflow object (Triggers first), honouring ``deletionPolicy: Retain``."""
+    configmaps = _configmaps(manifests, tenant)
+    outcomes = [
+        await _delete_one(h, m, _tenant(m, tenant), configmaps) for m in _sorted(manifests, reverse=True)
+    ]
+    outcomes += [Outcome(m.kind, _tenant(m, tenant), m.name, "skipped") for m in manifests if not m.ours]
+    return outcomes

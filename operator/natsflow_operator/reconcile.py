@@ -1,0 +1,365 @@
+"""The reconcile core: turn a custom resource's spec into NATS objects, and remove them.
+
+Shared by the operator (Kopf handlers, with Kubernetes) and by ``natsflow apply`` / ``natsflow
+delete`` (straight to NATS). No Kopf and no Kubernetes here: callers resolve the BPMN source and
+the NATS connection, pass the validated spec model, and turn the returned :class:`Outcome` into
+status conditions or a line of output. Every function is idempotent: applying twice changes
+nothing the second time, and applying after someone deleted an object recreates it (drift).
+
+=================  ===========================================================================
+Workflow           every executable process -> ``nf_workflows`` (new version only on new content)
+TaskDefinition     ``TaskDefRecord`` -> ``nf_taskdefs``; durable consumer on ``NF_JOBS``
+Trigger            ``TriggerRecord`` -> ``nf_triggers``; durable consumer on the subject's stream
+                   (a capture stream ``NF_TRG_<subject>`` when no stream stores the subject)
+=================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import msgspec
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from natsflow_engine import catalog, layout
+from natsflow_engine.errors import BpmnValidationError, ConflictError
+from natsflow_engine.runtime.definitions import delete_definitions, deploy_definitions, parse_and_check
+from natsflow_engine.runtime.setup import JobConsumerSettings, delete_job_consumer, ensure_job_consumer
+
+from natsflow_operator.conditions import Cond, Outcome
+from natsflow_operator.connections import NatsHandle
+from natsflow_operator.models import TaskDefinitionSpec, TriggerSpec, parse_duration
+
+__all__ = [
+    "apply_taskdefinition",
+    "apply_trigger",
+    "apply_workflow",
+    "delete_taskdefinition",
+    "delete_trigger",
+    "delete_workflow",
+    "job_settings",
+]
+
+log = logging.getLogger(__name__)
+
+CAPTURE_MAX_AGE = 7 * 24 * 3600.0
+TRIGGER_ACK_WAIT = 30.0
+
+
+def _invalid(kind: str, tenant: str, name: str, reason: str, message: str) -> Outcome:
+    return Outcome(kind, tenant, name, "invalid", [Cond("Validated", False, reason, message)])
+
+
+def _check_tenant(kind: str, tenant: str, name: str) -> Outcome | None:
+    try:
+        layout.validate_tenant(tenant)
+    except ValueError as exc:
+        return _invalid(kind, tenant, name, "InvalidTenant", str(exc))
+    return None
+
+
+# ----- Workflow -----------------------------------------------------------------------------
+
+
+async def apply_workflow(
+    h: NatsHandle, tenant: str, name: str, source: str, *, previous: Sequence[str] = (), prune: bool = True
+) -> Outcome:
+    """Validate the BPMN and deploy its executable processes; nothing is written when invalid.
+
+    ``previous`` are the process ids this Workflow deployed before; with ``prune`` the ones no
+    longer in the document are removed.
+    """
+    if (bad := _check_tenant("Workflow", tenant, name)) is not None:
+        return bad
+    try:
+        defs = parse_and_check(source, name=name)
+    except BpmnValidationError as exc:
+        message = "; ".join(str(issue) for issue in exc.errors) or str(exc)
+        return _invalid("Workflow", tenant, name, "InvalidBpmn", message)
+    if not any(p.executable for p in defs.processes.values()):
+        return _invalid("Workflow", tenant, name, "InvalidBpmn", 'no process has isExecutable="true"')
+    deployed = await deploy_definitions(h.kv(layout.BUCKET_WORKFLOWS), tenant, source, name=name)
+    ids = [d.process_id for d in deployed]
+    removed = [pid for pid in previous if pid not in ids]
+    if prune:
+        for pid in removed:
+            await delete_definitions(h.kv(layout.BUCKET_WORKFLOWS), tenant, pid)
+    created = any(d.created for d in deployed)
+    action = ("updated" if previous else "created") if created or removed else "unchanged"
+    first = deployed[0]
+    versions = ", ".join(f"{d.process_id} v{d.version}" for d in deployed)
+    return Outcome(
+        "Workflow",
+        tenant,
+        name,
+        action,
+        [
+            Cond("Validated", True, "ValidBpmn", f"{len(deployed)} executable process(es)"),
+            Cond("Synced", True, "Deployed", versions),
+        ],
+        {
+            "version": first.version,
+            "contentHash": first.source_hash,
+            "processIds": ids,
+            "processes": [
+                {"processId": d.process_id, "version": d.version, "revision": d.revision} for d in deployed
+            ],
+            "revision": first.revision,
+        },
+    )
+
+
+async def delete_workflow(h: NatsHandle, tenant: str, name: str, process_ids: Sequence[str]) -> Outcome:
+    removed = 0
+    for pid in process_ids:
+        removed += await delete_definitions(h.kv(layout.BUCKET_WORKFLOWS), tenant, pid)
+    return Outcome("Workflow", tenant, name, "deleted", status={"removedKeys": removed})
+
+
+# ----- TaskDefinition -----------------------------------------------------------------------
+
+
+def job_settings(spec: TaskDefinitionSpec) -> JobConsumerSettings:
+    return JobConsumerSettings(
+        concurrency=spec.concurrency,
+        timeout=parse_duration(spec.timeout),
+        retries=spec.retries,
+        backoff=tuple(parse_duration(b) for b in spec.backoff),
+    )
+
+
+def _job_consumer_differences(config: ConsumerConfig, subject: str, s: JobConsumerSettings) -> list[str]:
+    expected_ack_wait = s.backoff[0] if s.backoff else s.timeout  # the server stores backoff[0]
+    found_backoff = [round(b, 3) for b in config.backoff or []]
+    checks = [
+        ("filter_subject", config.filter_subject, subject),
+        ("max_ack_pending", config.max_ack_pending, s.concurrency),
+        ("max_deliver", config.max_deliver, s.retries + 1),
+        ("ack_wait", round(config.ack_wait or 0.0, 3), round(expected_ack_wait, 3)),
+        ("backoff", found_backoff, [round(b, 3) for b in s.backoff]),
+    ]
+    return [f"{what} {found!r} != {want!r}" for what, found, want in checks if found != want]
+
+
+async def _put_if_changed(h: NatsHandle, bucket: str, key: str, value: bytes) -> tuple[bool, int]:
+    """Write a KV entry unless it already holds ``value``; return (written, revision).
+
+    Optimistic like every natsflow write: create-if-absent, else update on the revision read.
+    """
+    kv = h.kv(bucket)
+    for _ in range(5):
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:
+            try:
+                return True, await kv.create(key, value)
+            except KeyWrongLastSequenceError:
+                continue  # created meanwhile: compare again
+        if entry.value == value:
+            return False, entry.revision or 0
+        try:
+            return True, await kv.update(key, value, last=entry.revision)
+        except KeyWrongLastSequenceError:
+            continue
+    raise ConflictError(f"{bucket} {key}: changed concurrently five times; will retry")
+
+
+async def apply_taskdefinition(
+    h: NatsHandle, tenant: str, name: str, spec: TaskDefinitionSpec, *, generation: int | None = None
+) -> Outcome:
+    """Catalog entry in ``nf_taskdefs`` and the durable jobs consumer with the declared limits."""
+    if (bad := _check_tenant("TaskDefinition", tenant, name)) is not None:
+        return bad
+    settings = job_settings(spec)
+    subject = layout.job_subject(tenant, spec.task_type)
+    consumer = layout.job_consumer(tenant, spec.task_type)
+    try:
+        info = await h.js.consumer_info(layout.STREAM_JOBS, consumer)
+        differences = _job_consumer_differences(info.config, subject, settings)
+        consumer_action = "updated" if differences else "unchanged"
+    except NotFoundError:
+        differences, consumer_action = ["missing"], "created"
+    if differences:
+        log.info("jobs consumer %s of tenant %s: %s", consumer, tenant, ", ".join(differences))
+        await ensure_job_consumer(h.js, tenant, spec.task_type, settings)
+    record = catalog.TaskDefRecord(
+        tenant=tenant,
+        task_type=spec.task_type,
+        name=name,
+        consumer=consumer,
+        subject=subject,
+        concurrency=settings.concurrency,
+        timeout=settings.timeout,
+        retries=settings.retries,
+        backoff=list(settings.backoff),
+        module=spec.module,
+        generation=generation,
+    )
+    written, revision = await _put_if_changed(
+        h, layout.BUCKET_TASKDEFS, layout.taskdef_key(tenant, spec.task_type), catalog.encode_record(record)
+    )
+    action = consumer_action if consumer_action != "unchanged" else ("updated" if written else "unchanged")
+    return Outcome(
+        "TaskDefinition",
+        tenant,
+        name,
+        action,
+        [
+            Cond("Validated", True, "ValidSpec"),
+            Cond("Synced", True, "CatalogEntryWritten" if written else "CatalogEntryCurrent"),
+            Cond("ConsumerReady", True, f"Consumer{consumer_action.capitalize()}", consumer),
+        ],
+        {"consumer": consumer, "subject": subject, "revision": revision},
+    )
+
+
+async def delete_taskdefinition(h: NatsHandle, tenant: str, name: str, task_type: str) -> Outcome:
+    """Remove the jobs consumer and the catalog entry (jobs already queued stay in the stream)."""
+    await delete_job_consumer(h.js, tenant, task_type)
+    await h.kv(layout.BUCKET_TASKDEFS).purge(layout.taskdef_key(tenant, task_type))
+    return Outcome("TaskDefinition", tenant, name, "deleted")
+
+
+# ----- Trigger ------------------------------------------------------------------------------
+
+
+async def _source_stream(h: NatsHandle, spec: TriggerSpec) -> tuple[str | None, bool, str]:
+    """(stream, captured, problem): the declared stream, the one storing the subject, or a new
+    capture stream."""
+    if spec.stream:
+        try:
+            await h.js.stream_info(spec.stream)
+        except NotFoundError:
+            return None, False, f"stream {spec.stream!r} does not exist"
+        return spec.stream, spec.stream.startswith(catalog.CAPTURE_STREAM_PREFIX), ""
+    try:
+        found = await h.js.find_stream_name_by_subject(spec.subject)
+        return found, found.startswith(catalog.CAPTURE_STREAM_PREFIX), ""
+    except NotFoundError:
+        pass
+    name = catalog.capture_stream(spec.subject)
+    try:
+        await h.js.add_stream(
+            StreamConfig(
+                name=name,
+                subjects=[spec.subject],
+                retention=RetentionPolicy.INTEREST,
+                storage=StorageType.FILE,
+                max_age=CAPTURE_MAX_AGE,
+                description="natsflow trigger capture stream (created by the operator)",
+            )
+        )
+        log.info("created capture stream %s for subject %s", name, spec.subject)
+    except BadRequestError as exc:  # the trigger server (or another operator run) was first
+        if "already in use" not in str(exc):
+            raise
+    return name, True, ""
+
+
+async def apply_trigger(
+    h: NatsHandle,
+    tenant: str,
+    name: str,
+    spec: TriggerSpec,
+    *,
+    previous_stream: str | None = None,
+    generation: int | None = None,
+) -> Outcome:
+    """Catalog entry in ``nf_triggers`` and a durable consumer on the subject's stream."""
+    if (bad := _check_tenant("Trigger", tenant, name)) is not None:
+        return bad
+    stream, captured, problem = await _source_stream(h, spec)
+    if stream is None:
+        return Outcome(
+            "Trigger", tenant, name, "failed",
+            [Cond("Validated", True, "ValidSpec"), Cond("ConsumerReady", False, "StreamNotFound", problem)],
+        )  # fmt: skip
+    consumer = catalog.trigger_consumer(tenant, name)
+    if previous_stream and previous_stream != stream:
+        await _drop_trigger_consumer(h, previous_stream, consumer)
+    try:
+        info = await h.js.consumer_info(stream, consumer)
+        stale = info.config.filter_subject != spec.subject or info.config.max_deliver != spec.max_deliver
+        consumer_action = "updated" if stale else "unchanged"
+    except NotFoundError:
+        stale, consumer_action = True, "created"
+    if stale:
+        await h.js.add_consumer(
+            stream,
+            ConsumerConfig(
+                durable_name=consumer,
+                filter_subject=spec.subject,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.NEW,
+                ack_wait=TRIGGER_ACK_WAIT,
+                max_deliver=spec.max_deliver,
+                max_ack_pending=1000,
+                max_waiting=512,
+            ),
+        )
+    key = spec.idempotency_key
+    record = catalog.TriggerRecord(
+        tenant=tenant,
+        name=name,
+        subject=spec.subject,
+        stream=stream,
+        consumer=consumer,
+        process_id=spec.workflow_ref.process_id,
+        version=spec.workflow_ref.version,
+        variables=dict(spec.variables),
+        idempotency_header=key.header if key else None,
+        idempotency_expression=key.expression if key else None,
+        suspended=spec.suspend,
+        dead_letter_subject=spec.dead_letter_subject,
+        max_deliver=spec.max_deliver,
+        captured=captured,
+        generation=generation,
+    )
+    written, revision = await _put_if_changed(
+        h, layout.BUCKET_TRIGGERS, layout.trigger_key(tenant, name), catalog.encode_record(record)
+    )
+    action = consumer_action if consumer_action != "unchanged" else ("updated" if written else "unchanged")
+    return Outcome(
+        "Trigger",
+        tenant,
+        name,
+        action,
+        [
+            Cond("Validated", True, "ValidSpec"),
+            Cond("Synced", True, "CatalogEntryWritten" if written else "CatalogEntryCurrent"),
+            Cond("ConsumerReady", True, f"Consumer{consumer_action.capitalize()}", f"{stream}/{consumer}"),
+        ],
+        {"stream": stream, "consumer": consumer, "captured": captured, "revision": revision},
+    )
+
+
+async def _drop_trigger_consumer(h: NatsHandle, stream: str, consumer: str) -> None:
+    """Delete a trigger's consumer; delete the stream too when it is an unused capture stream."""
+    try:
+        await h.js.delete_consumer(stream, consumer)
+    except NotFoundError:
+        return
+    if stream.startswith(catalog.CAPTURE_STREAM_PREFIX):
+        try:
+            info = await h.js.stream_info(stream)
+        except NotFoundError:
+            return
+        if not info.state.consumer_count:
+            await h.js.delete_stream(stream)
+            log.info("deleted capture stream %s (no triggers left)", stream)
+
+
+async def delete_trigger(h: NatsHandle, tenant: str, name: str, stream: str | None) -> Outcome:
+    """Remove the consumer, the catalog entry and an unused capture stream."""
+    consumer = catalog.trigger_consumer(tenant, name)
+    if stream is None:
+        try:
+            entry = await h.kv(layout.BUCKET_TRIGGERS).get(layout.trigger_key(tenant, name))
+            stream = catalog.decode_trigger(entry.value or b"{}").stream
+        except (KeyNotFoundError, msgspec.DecodeError):
+            stream = None
+    if stream:
+        await _drop_trigger_consumer(h, stream, consumer)
+    await h.kv(layout.BUCKET_TRIGGERS).purge(layout.trigger_key(tenant, name))
+    return Outcome("Trigger", tenant, name, "deleted")

@@ -1,0 +1,81 @@
+"""Status models of the custom resources (part of the generated CRD schemas).
+
+The API server prunes status fields its schema does not declare, so everything the operator
+writes into ``status`` is declared here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from natsflow_operator.models import CamelModel
+
+__all__ = ["Condition", "StatusBase", "TaskDefinitionStatus", "TriggerStatus", "WorkflowStatus"]
+
+
+class Condition(CamelModel):
+    """A Kubernetes condition (``metav1.Condition``)."""
+
+    type: str
+    """``Ready``, ``Validated``, ``Synced``, ``ConsumerReady``, ``WorkloadReady`` or ``ScalingActive``."""
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    """CamelCase cause, for example ``InvalidBpmn``, ``NatsUnavailable``, ``ScaleUp``."""
+    message: str = ""
+    """Details for humans (validation errors with their BPMN line numbers)."""
+    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
+    """When ``status`` last changed."""
+    observed_generation: int | None = None
+    """The ``metadata.generation`` this condition describes."""
+
+
+ConditionList = Annotated[
+    list[Condition],
+    Field(json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}),
+]
+
+
+class StatusBase(CamelModel):
+    observed_generation: int | None = None
+    """The ``metadata.generation`` the conditions describe."""
+    conditions: ConditionList = Field(default_factory=list)
+
+
+class DeployedProcessStatus(CamelModel):
+    process_id: str
+    version: int
+    revision: int | None = None
+
+
+class WorkflowStatus(StatusBase):
+    version: int | None = None
+    """Version of the (first) deployed process."""
+    content_hash: str | None = None
+    process_ids: list[str] = Field(default_factory=list)
+    processes: list[DeployedProcessStatus] = Field(default_factory=list)
+    revision: int | None = None
+    """KV revision of the latest pointer of the first process."""
+
+
+class TaskDefinitionStatus(StatusBase):
+    consumer: str | None = None
+    subject: str | None = None
+    deployment: str | None = None
+    revision: int | None = None
+    """KV revision of the catalog entry."""
+    replicas: int | None = None
+    desired_replicas: int | None = None
+    pending: int | None = None
+    """Backlog at the last poll: pending plus unacknowledged jobs."""
+    last_active_time: str | None = Field(None, json_schema_extra={"format": "date-time"})
+    last_scale_time: str | None = Field(None, json_schema_extra={"format": "date-time"})
+
+
+class TriggerStatus(StatusBase):
+    stream: str | None = None
+    consumer: str | None = None
+    captured: bool | None = None
+    """True when the operator created the capture stream for the subject."""
+    revision: int | None = None

@@ -1,0 +1,78 @@
+"""Kopf handlers of ``Trigger``: catalog entry for the trigger server and its durable consumer.
+
+The trigger server (engine side) reads ``nf_triggers`` and pulls from the consumer this
+operator creates on the stream that stores the subject. When no stream stores it, the operator
+creates a capture stream and deletes it again with its last trigger.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from natsflow_operator.conditions import Cond
+from natsflow_operator.context import (
+    RETRYABLE,
+    MissingReference,
+    OperatorContext,
+    write_status,
+)
+from natsflow_operator.handlers import register_delete, register_reconcile
+from natsflow_operator.models import GROUP, VERSION, TriggerSpec, describe_errors
+from natsflow_operator.reconcile import apply_trigger, delete_trigger
+
+__all__ = ["register"]
+
+RESOURCE = (GROUP, VERSION, "triggers")
+
+
+async def reconcile(
+    ctx: OperatorContext, *, body: kopf.Body, drift: bool, logger: kopf.Logger, patch: kopf.Patch
+) -> None:
+    status, namespace, name = body.status, str(body.metadata.namespace), str(body.metadata.name)
+    generation = body.metadata.get("generation")
+    now = ctx.now()
+
+    def report(*conds: Cond, **fields: Any) -> bool:
+        return write_status(patch, status, conds, generation=generation, now=now, fields=fields)
+
+    try:
+        spec = TriggerSpec.model_validate(dict(body.spec))
+    except ValidationError as exc:
+        report(Cond("Validated", False, "InvalidSpec", describe_errors(exc)))
+        return
+    try:
+        handle, _ = await ctx.nats_for(namespace, spec.nats_ref)
+        outcome = await apply_trigger(
+            handle, namespace, name, spec, previous_stream=status.get("stream"), generation=generation
+        )
+    except MissingReference as exc:
+        report(Cond("Synced", False, exc.reason, str(exc)))
+        raise kopf.TemporaryError(str(exc), delay=ctx.config.retry_delay) from exc
+    except RETRYABLE as exc:
+        report(
+            Cond("Synced", False, "NatsUnavailable", str(exc)), Cond("ConsumerReady", None, "NatsUnavailable")
+        )
+        raise kopf.TemporaryError(f"NATS unavailable: {exc}", delay=ctx.config.retry_delay) from exc
+    report(*outcome.conditions, **outcome.status)
+    if outcome.action == "failed":
+        raise kopf.TemporaryError(outcome.message, delay=ctx.config.retry_delay)
+    if outcome.action not in ("unchanged", "invalid"):
+        what = f"{outcome.status.get('stream')}/{outcome.status.get('consumer')} {outcome.action}"
+        if drift:
+            kopf.warn(body, reason="DriftCorrected", message=what)
+        else:
+            kopf.info(body, reason="Reconciled", message=what)
+
+
+def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
+    """Attach the Trigger handlers to ``registry``."""
+
+    register_reconcile(registry, ctx, RESOURCE, "trigger", reconcile)
+
+    async def remove(handle: Any, namespace: str, name: str, spec: Any, body: kopf.Body) -> None:
+        await delete_trigger(handle, namespace, name, body.status.get("stream"))
+
+    register_delete(registry, ctx, RESOURCE, "trigger", TriggerSpec, remove, "consumer and catalog entry")
