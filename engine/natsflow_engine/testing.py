@@ -340,7 +340,7 @@ class ProcessTestEngine:
             active_elements=[
                 ei.el
                 for ei in sorted(state.eis.values(), key=lambda e: e.key)
-                if ei.key != 1 and not (ei.data or {}).get("listener")
+                if ei.key != 1 and not ei.listener
             ]
             if state.state == "active"
             else [],
@@ -350,7 +350,7 @@ class ProcessTestEngine:
 
     async def user_tasks(self, iid: str) -> list[UserTaskView]:
         state = await self._state(iid)
-        ids = [ei.data["user_task"] for ei in state.eis.values() if ei.data and "user_task" in ei.data]
+        ids = [ei.user_task for ei in state.eis.values() if ei.user_task is not None]
         views = []
         for task_id in ids:
             try:

@@ -47,6 +47,8 @@ class Scenario:
     capture: str = "started"  # "started": the started instance; else the process id of a called one
     script: tuple[str, ...] = ()  # element ids to satisfy first when continuing
     fixes: dict[str, Any] = field(default_factory=dict)  # variables that resolve the incidents
+    expect: dict[str, Any] = field(default_factory=dict)  # some variables of the completed instance
+    reached: tuple[str, ...] = ()  # elements completed after the capture, in this order (others between)
 
 
 def _p(pid: str, body: str, globals_: str = "") -> tuple[str, str]:
@@ -103,6 +105,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         (_p("job", _S + service("work", "work", extra=_IO) + _E + chain("s", "work", "e")),),
         "job",
         {"amount": 20},
+        expect={"total": 41},
     ),
     Scenario("user_task", (_p("approval", _S + user_task("approve") + _E + chain("s", "approve", "e")),), "approval"),
     Scenario(
@@ -138,6 +141,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "guarded",
         {"orderId": "B-2"},
         script=("tick", "tick", "work"),
+        reached=("tick", "e_tick", "tick", "e_tick", "work", "e"),
     ),
     Scenario(
         "event_gateway",
@@ -149,6 +153,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "ebg",
         {"orderId": "C-3"},
         script=("paid",),
+        reached=("gw", "paid", "e2"),
     ),
     Scenario(
         "event_subprocesses",
@@ -162,6 +167,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "esp",
         {"orderId": "D-4"},
         script=("ps", "ship"),
+        reached=("ps", "pe", "on_pay", "ship", "e"),
     ),
     Scenario(
         "call_activity_parent",
@@ -193,12 +199,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         (_p("mi", _S + _MI.format(seq="") + _E + chain("s", "each", "e")),),
         "mi",
         {"items": [3, 1, 2]},
+        expect={"results": [30, 10, 20]},
     ),
     Scenario(
         "multi_instance_sequential",
         (_p("mis", _S + _MI.format(seq=' isSequential="true"') + _E + chain("s", "each", "e")),),
         "mis",
         {"items": [5, 6]},
+        expect={"results": [50, 60]},
     ),
     Scenario("standard_loop", (_p("loop", _S + _LOOP + _E + chain("s", "poll", "e")),), "loop"),
     Scenario(
@@ -219,14 +227,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         workers={"a": {}},
     ),
     Scenario("compensation_recorded", (_COMPENSATION,), "compensation",
-             workers={"book_hotel": {}, "book_flight": {}}),
+             workers={"book_hotel": {}, "book_flight": {}},
+             reached=("review", "cancel_flight", "cancel_hotel", "undo", "e")),
     Scenario("compensation_running", (_COMPENSATION,), "compensation",
-             workers={"book_hotel": {}, "book_flight": {}, "review": {}}),
+             workers={"book_hotel": {}, "book_flight": {}, "review": {}},
+             reached=("cancel_flight", "cancel_hotel", "undo", "e")),
     Scenario(
         "incident_job_type",
         (_p("broken", _S + service("work", "=jobType") + _E + chain("s", "work", "e")),),
         "broken",
         fixes={"jobType": "work"},
+        expect={"jobType": "work"},
     ),
     Scenario(
         "incident_no_flow",
@@ -236,6 +247,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         {"go": None},
         workers={"work": {}},
         fixes={"go": True},
+        reached=("e",),
     ),
     Scenario(
         "incident_called_element",

@@ -73,7 +73,6 @@ def instance_view(state: r.InstanceState) -> p.InstanceView:
         for ei in sorted(state.eis.values(), key=lambda e: e.key):
             if ei.key == 1:
                 continue
-            task = (ei.data or {}).get("user_task")
             active.append(
                 p.ActiveElement(
                     ei=ei.key,
@@ -81,7 +80,7 @@ def instance_view(state: r.InstanceState) -> p.InstanceView:
                     parent=ei.parent,
                     job=ei.job,
                     incident=ei.incident,
-                    user_task=task if isinstance(task, str) else None,
+                    user_task=ei.user_task,
                 )
             )
     return p.InstanceView(

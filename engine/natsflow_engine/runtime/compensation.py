@@ -35,39 +35,37 @@ class CompensationMixin:
         if not isinstance(node, Activity) or self._handler_of(node.id) is None:
             return
         scope = self.s.eis.get(ei.parent)
-        while scope is not None and (scope.data or {}).get("body"):
+        while scope is not None and isinstance(scope.role, r.LoopBody):
             scope = self.s.eis.get(scope.parent)
         if scope is None:
             return
-        data = scope.data if scope.data is not None else {}
-        scope.data = data
-        data.setdefault("comp", []).append(node.id)
+        scope.compensable = [*scope.compensable, node.id]
 
     def throw_compensation(self: _Step, node: Event, scope: int, flow: str | None) -> None:
         trig = node.trigger
         assert isinstance(trig, CompensateTrigger)
         scope_ei = self.s.eis[scope]
-        recorded: list[str] = list((scope_ei.data or {}).get("comp", []))
+        recorded = list(scope_ei.compensable)
         chosen = [a for a in recorded if trig.activity_ref in (None, a)]
         handlers = [h for h in (self._handler_of(a) for a in reversed(chosen)) if h]
-        if scope_ei.data is not None:
-            scope_ei.data["comp"] = [a for a in recorded if a not in chosen]
+        scope_ei.compensable = [a for a in recorded if a not in chosen]
         thrower = self.new_ei(node, scope, flow)
         self.event("element-activated", node.id, thrower.key)
         self.event("compensation-thrown", node.id, thrower.key, handlers=handlers)
-        data = thrower.data if thrower.data is not None else {}
-        thrower.data = data
-        data["comp_queue"] = handlers
+        thrower.role = r.CompensationThrow(queue=handlers)
         self.next_compensation(thrower)
 
     def next_compensation(self: _Step, thrower: r.ElementInstance) -> None:
-        data = thrower.data or {}
-        queue: list[str] = data.get("comp_queue", [])
+        queue = thrower.role.queue if isinstance(thrower.role, r.CompensationThrow) else []
         if queue:
             handler = self.p.nodes[queue.pop(0)]
             assert isinstance(handler, Activity)
-            ei = r.ElementInstance(key=self.new_key(), el=handler.id, parent=thrower.parent,
-                                   data={"comp_for": thrower.key})
+            ei = r.ElementInstance(
+                key=self.new_key(),
+                el=handler.id,
+                parent=thrower.parent,
+                role=r.CompensationHandler(thrower=thrower.key),
+            )
             self.s.eis[ei.key] = ei
             self.event("element-activated", handler.id, ei.key)
             self.start_activity(ei, handler)
@@ -80,7 +78,7 @@ class CompensationMixin:
         else:
             self.leave(node, thrower.parent)
 
-    def compensation_done(self: _Step, handler_ei: r.ElementInstance) -> None:
-        thrower = self.s.eis.get((handler_ei.data or {}).get("comp_for", 0))
+    def compensation_done(self: _Step, handler: r.CompensationHandler) -> None:
+        thrower = self.s.eis.get(handler.thrower)
         if thrower is not None:
             self.next_compensation(thrower)

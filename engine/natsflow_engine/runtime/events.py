@@ -19,6 +19,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from natsflow_engine.bpmn.model import (
     ErrorTrigger,
     EscalationTrigger,
@@ -44,8 +46,6 @@ __all__ = ["EventsMixin", "MESSAGE_MEMORY"]
 MESSAGE_MEMORY = 64
 """How many correlated message ids an instance remembers (a message correlates once per instance)."""
 
-_WAIT_KEYS = ("timer", "msg", "sig")
-
 
 def _json(value: Any) -> Any:
     from natsflow_engine.feel import to_json_value
@@ -58,8 +58,6 @@ class EventsMixin:
 
     def arm(self: _Step, ei: r.ElementInstance, trigger: EventTrigger | None, ctx_key: int) -> bool:
         """Start waiting for ``trigger`` on ``ei``; False (with an incident) when it cannot."""
-        data = ei.data if ei.data is not None else {}
-        ei.data = data
         ctx = context_of(self.s, ctx_key)
         try:
             if isinstance(trigger, TimerTrigger):
@@ -73,7 +71,7 @@ class EventsMixin:
                 if key is None or isinstance(key, bool | dict | list):
                     raise NatsflowError(f"correlation key '{_src(trigger.correlation_key)}' gave {key!r}")
                 key = str(_json(key)) if not isinstance(key, str) else key
-                data["msg"], data["key"] = name, key
+                ei.wait = r.MessageWait(name=name, key=key)
                 self.effects.append(
                     r.Subscribe(
                         kind="message",
@@ -89,7 +87,7 @@ class EventsMixin:
                 name = trigger.name.evaluate(ctx)
                 if not isinstance(name, str) or not name:
                     raise NatsflowError(f"signal name expression gave {name!r}, not a string")
-                data["sig"] = name
+                ei.wait = r.SignalWait(name=name)
                 self.effects.append(
                     r.Subscribe(
                         kind="signal",
@@ -110,12 +108,10 @@ class EventsMixin:
         return True
 
     def schedule(self: _Step, ei: r.ElementInstance, due: datetime, cycle: Cycle | None) -> None:
-        assert ei.data is not None
         timer = f"{self.s.id}.{ei.key}.t{self.s.step}"
-        ei.data["timer"] = timer
-        ei.data["due"] = to_rfc3339(due)
-        if cycle is not None:
-            ei.data["cycle"] = cycle.encode()
+        ei.wait = r.TimerWait(
+            timer=timer, due=to_rfc3339(due), cycle=None if cycle is None else _encode_cycle(cycle)
+        )
         self.effects.append(
             r.TimerSpec(id=timer, tenant=self.s.tenant, instance=self.s.id, ei=ei.key, due=to_rfc3339(due))
         )
@@ -123,31 +119,30 @@ class EventsMixin:
 
     def release(self: _Step, ei: r.ElementInstance) -> None:
         """Stop waiting: drop the timer, unsubscribe the message or signal."""
-        data = ei.data or {}
-        if "timer" in data:
-            self.effects.append(r.TimerCancel(id=data["timer"], tenant=self.s.tenant, instance=self.s.id))
-        if "msg" in data:
+        wait = ei.wait
+        if isinstance(wait, r.TimerWait):
+            self.effects.append(r.TimerCancel(id=wait.timer, tenant=self.s.tenant, instance=self.s.id))
+        elif isinstance(wait, r.MessageWait):
             self.effects.append(
                 r.Unsubscribe(
                     kind="message",
                     tenant=self.s.tenant,
                     instance=self.s.id,
                     ei=ei.key,
-                    name=data["msg"],
-                    key=data.get("key", ""),
+                    name=wait.name,
+                    key=wait.key,
                 )
             )
-        if "sig" in data:
+        elif isinstance(wait, r.SignalWait):
             self.effects.append(
-                r.Unsubscribe(
-                    kind="signal", tenant=self.s.tenant, instance=self.s.id, ei=ei.key, name=data["sig"]
-                )
+                r.Unsubscribe(kind="signal", tenant=self.s.tenant, instance=self.s.id, ei=ei.key, name=wait.name)
             )
-        for key in _WAIT_KEYS:
-            data.pop(key, None)
+        else:
+            return
+        ei.wait = None
 
-    def new_listener(self: _Step, node: FlowNode, parent: int, role: str) -> r.ElementInstance:
-        ei = r.ElementInstance(key=self.new_key(), el=node.id, parent=parent, data={"listener": role})
+    def new_listener(self: _Step, node: FlowNode, parent: int, role: r.ListenerOf) -> r.ElementInstance:
+        ei = r.ElementInstance(key=self.new_key(), el=node.id, parent=parent, role=r.Listener(of=role))
         self.s.eis[ei.key] = ei
         return ei
 
@@ -175,7 +170,7 @@ class EventsMixin:
 
     def on_TimerFired(self: _Step, cmd: r.TimerFired) -> None:
         ei = self.s.eis.get(cmd.ei)
-        if ei is None or (ei.data or {}).get("timer") != cmd.timer:
+        if ei is None or not isinstance(ei.wait, r.TimerWait) or ei.wait.timer != cmd.timer:
             return  # the token has gone on: a timer that is no longer wanted never acts
         self.event("timer-fired", ei.el, ei.key)
         self.trigger(ei, {}, fired=cmd.due)
@@ -183,16 +178,10 @@ class EventsMixin:
     def on_MessageCorrelated(self: _Step, cmd: r.MessageCorrelated) -> None:
         if cmd.message_id in self.s.messages:
             return
+        wanted = r.MessageWait(name=cmd.name, key=cmd.key)
         ei = self.s.eis.get(cmd.ei)
-        if ei is None or (ei.data or {}).get("msg") != cmd.name or (ei.data or {}).get("key", "") != cmd.key:
-            ei = next(
-                (
-                    e
-                    for e in sorted(self.s.eis.values(), key=lambda e: e.key)
-                    if (e.data or {}).get("msg") == cmd.name and (e.data or {}).get("key", "") == cmd.key
-                ),
-                None,
-            )
+        if ei is None or ei.wait != wanted:
+            ei = next((e for e in sorted(self.s.eis.values(), key=lambda e: e.key) if e.wait == wanted), None)
         if ei is None:
             return
         self.s.messages = [*self.s.messages, cmd.message_id][-MESSAGE_MEMORY:]
@@ -201,7 +190,7 @@ class EventsMixin:
 
     def on_SignalReceived(self: _Step, cmd: r.SignalReceived) -> None:
         ei = self.s.eis.get(cmd.ei)
-        if ei is None or (ei.data or {}).get("sig") != cmd.name:
+        if ei is None or not isinstance(ei.wait, r.SignalWait) or ei.wait.name != cmd.name:
             return
         self.event("signal-received", ei.el, ei.key, name=cmd.name)
         self.trigger(ei, cmd.variables)
@@ -210,8 +199,7 @@ class EventsMixin:
         self: _Step, ei: r.ElementInstance, variables: dict[str, Any], fired: str | None = None
     ) -> None:
         """The event ``ei`` waits for has happened."""
-        data = ei.data or {}
-        role = data.get("listener")
+        role = ei.role.of if isinstance(ei.role, r.Listener) else None
         node = self.p.nodes[ei.el]
         if role is None:  # a plain catch: intermediate catch event or receive task
             self.release(ei)
@@ -247,16 +235,15 @@ class EventsMixin:
 
     def rearm(self: _Step, ei: r.ElementInstance, node: Event, fired: str | None) -> None:
         """A non-interrupting catch stays: timer cycles schedule their next firing."""
-        data = ei.data or {}
-        if "timer" not in data:
+        if not isinstance(ei.wait, r.TimerWait):
             return  # message / signal subscriptions stay open
-        cycle_data = data.pop("cycle", None)
-        data.pop("timer", None)
+        cycle_data = ei.wait.cycle
+        ei.wait = None
         if cycle_data is None:
             del self.s.eis[ei.key]  # a one-off timer is used up
             return
         base = datetime.fromisoformat(fired.replace("Z", "+00:00")) if fired else self.now
-        nxt = next_in_cycle(Cycle.decode(cycle_data), max(base, self.now))
+        nxt = next_in_cycle(_decode_cycle(cycle_data), max(base, self.now))
         if nxt is None:
             del self.s.eis[ei.key]
             return
@@ -278,14 +265,14 @@ class EventsMixin:
         self.leave(node, scope)
 
     def close_listeners(self: _Step, owner: int) -> None:
-        for child in [e for e in self.s.eis.values() if e.parent == owner and (e.data or {}).get("listener")]:
+        for child in [e for e in self.s.eis.values() if e.parent == owner and e.listener]:
             self.release(child)
             del self.s.eis[child.key]
 
     def interrupt_scope(self: _Step, scope_ei: r.ElementInstance) -> None:
         """An interrupting event sub-process starts: everything else in the scope ends."""
         for child in [e for e in self.s.eis.values() if e.parent == scope_ei.key]:
-            if (child.data or {}).get("listener"):
+            if child.listener:
                 self.release(child)
                 del self.s.eis[child.key]
             else:
@@ -464,6 +451,14 @@ class EventsMixin:
         self.pending[scope] = self.pending.get(scope, 0) + 1
         self.queue.append((self.fire_boundary, (boundary, scope, variables)))
         return True
+
+
+def _encode_cycle(cycle: Cycle) -> r.TimerCycle:
+    return msgspec.convert(cycle.encode(), r.TimerCycle)
+
+
+def _decode_cycle(cycle: r.TimerCycle) -> Cycle:
+    return Cycle.decode(msgspec.structs.asdict(cycle))
 
 
 def _is_scope(node: FlowNode | None, ei: r.ElementInstance) -> bool:

@@ -95,6 +95,7 @@ def step(process: Process | None, state: r.InstanceState | None, command: Any, n
             version=command.version or 0,
             business_key=command.business_key,
             started=now.isoformat(),
+            v=r.STATE_VERSION,
             parent=command.parent,
         )
     elif command.id in state.applied:
@@ -201,13 +202,13 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
         ei = self.waiting(cmd.ei, job=cmd.job)
         if ei is None:
             return
-        ei.job = None
+        ei.wait = None
         self.throw_error(ei, cmd.code, cmd.message, cmd.variables)
 
     def on_UserTaskCompleted(self, cmd: r.UserTaskCompleted) -> None:
         key = int(cmd.task.rsplit(".", 1)[-1])
         ei = self.s.eis.get(key)
-        if ei is None or (ei.data or {}).get("user_task") != cmd.task:
+        if ei is None or ei.user_task != cmd.task:
             log.info("instance %s: user task %s is not open; ignored", self.s.id, cmd.task)
             return
         self.effects.append(r.UserTaskDone(id=cmd.task, tenant=self.s.tenant))
@@ -245,8 +246,8 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
             return
         if cmd.variables:
             propagate(self.s, ei.key, cmd.variables)
-        data = ei.data or {}
-        phase = data.pop("phase", "enter")
+        phase = ei.phase or "enter"
+        ei.phase = None
         ei.incident = None
         node = self.p.nodes.get(ei.el)
         if phase == "done":
@@ -267,9 +268,8 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
         elif ei.key == ROOT:
             self.on_Launch_retry()
         else:
-            flow = data.get("flow")
             del self.s.eis[ei.key]
-            self.enqueue_enter(ei.el, ei.parent, flow)
+            self.enqueue_enter(ei.el, ei.parent, ei.flow)
 
     def on_Launch_retry(self) -> None:
         if self.p.start_events:
@@ -306,9 +306,7 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
     def new_ei(
         self, node: FlowNode, scope: int, flow: str | None, vars_: dict[str, Any] | None = None
     ) -> r.ElementInstance:
-        ei = r.ElementInstance(key=self.new_key(), el=node.id, parent=scope, vars=vars_)
-        if flow is not None:
-            ei.data = {"flow": flow}
+        ei = r.ElementInstance(key=self.new_key(), el=node.id, parent=scope, vars=vars_, flow=flow)
         self.s.eis[ei.key] = ei
         return ei
 
@@ -363,7 +361,7 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
         if any(k.startswith(prefix) for k in self.s.joins):
             return False
         return not any(
-            ei.parent == scope and not (ei.data or {}).get("listener") for ei in self.s.eis.values()
+            ei.parent == scope and not ei.listener for ei in self.s.eis.values()
         )
 
     def complete_scope(self, scope: int) -> None:
@@ -589,7 +587,7 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
             variables=dict(ctx),
             created=self.at,
         )
-        ei.job = job.key
+        ei.wait = r.JobWait(key=job.key)
         self.effects.append(job)
         self.event("job-created", node.id, ei.key, job=job.key, type=job_type)
 
@@ -627,9 +625,7 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
             variables=dict(ctx),
             created=self.at,
         )
-        data = ei.data or {}
-        data["user_task"] = task_id
-        ei.data = data
+        ei.wait = r.UserTaskWait(task=task_id)
         self.effects.append(task)
         self.event("user-task-created", node.id, ei.key, task=task_id, assignee=task.assignee)
 
@@ -655,11 +651,11 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
         del self.s.eis[ei.key]
         self.event("element-completed", node.id, ei.key)
         self.record_compensable(node, ei)
-        if (ei.data or {}).get("iteration") is not None:
-            self.iteration_completed(ei)
+        if isinstance(ei.role, r.Iteration):
+            self.iteration_completed(ei, ei.role)
             return
-        if (ei.data or {}).get("comp_for"):
-            self.compensation_done(ei)
+        if isinstance(ei.role, r.CompensationHandler):
+            self.compensation_done(ei.role)
             return
         self.leave(node, ei.parent, ei.parent)
 
@@ -719,8 +715,8 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
     def terminate(self, ei: r.ElementInstance) -> None:
         self.close_listeners(ei.key)
         self.release(ei)
-        child = (ei.data or {}).get("child")
-        if child:
+        if isinstance(ei.wait, r.ChildCall):
+            child = ei.wait.child
             self.effects.append(
                 r.Cancel(
                     id=f"{self.s.id}.{ei.key}.cancel",
@@ -731,8 +727,8 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
             )
         self.terminate_children(ei.key)
         self.s.joins = {k: v for k, v in self.s.joins.items() if not k.startswith(f"{ei.key}/")}
-        if (ei.data or {}).get("user_task"):
-            self.effects.append(r.UserTaskDone(id=ei.data["user_task"], tenant=self.s.tenant))  # type: ignore[index]
+        if ei.user_task is not None:
+            self.effects.append(r.UserTaskDone(id=ei.user_task, tenant=self.s.tenant))
         if ei.incident:
             self.s.incidents = [i for i in self.s.incidents if i.ei != ei.key]
         self.s.eis.pop(ei.key, None)
@@ -743,7 +739,7 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
             self.terminate(child)
 
     def raise_incident(
-        self, ei: r.ElementInstance, kind: str, message: str, *, phase: str | None = None
+        self, ei: r.ElementInstance, kind: str, message: str, *, phase: r.Phase | None = None
     ) -> None:
         incident = r.Incident(
             id=f"{self.s.id}.{ei.key}.{self.s.step}",
@@ -755,9 +751,7 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
         )
         ei.incident = incident.id
         if phase is not None:
-            data = ei.data or {}
-            data["phase"] = phase
-            ei.data = data
+            ei.phase = phase
         self.s.incidents.append(incident)
         self.event("incident-raised", ei.el, ei.key, incident=incident.id, kind=kind, message=message)
 
@@ -802,9 +796,7 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
         else:
             variables = dict(ei.vars or {})
         child = "c" + hashlib.sha256(f"{self.s.id}/{ei.key}/{ei.attempt}".encode()).hexdigest()[:31]
-        data = ei.data or {}
-        data["child"] = child
-        ei.data = data
+        ei.wait = r.ChildCall(child=child)
         self.effects.append(
             r.Launch(
                 id=f"launch.{child}",
@@ -819,10 +811,10 @@ class _Step(EventsMixin, LoopsMixin, JoinsMixin, CompensationMixin):
 
     def on_ChildFinished(self, cmd: r.ChildFinished) -> None:
         ei = self.s.eis.get(cmd.ei)
-        if ei is None or (ei.data or {}).get("child") != cmd.child:
+        if ei is None or not isinstance(ei.wait, r.ChildCall) or ei.wait.child != cmd.child:
             return
         node = self.p.nodes[ei.el]
-        ei.data.pop("child", None)  # type: ignore[union-attr]
+        ei.wait = None
         if cmd.state == "completed":
             keep_all = getattr(node, "propagate_all_child_variables", True)
             self.complete_with(ei, cmd.variables if keep_all or getattr(node, "outputs", ()) else {})

@@ -109,7 +109,7 @@ class JoinsMixin:
         wanted = set(missing)
         positions: list[str] = []
         for ei in self.s.eis.values():
-            if ei.parent == scope and not (ei.data or {}).get("listener"):
+            if ei.parent == scope and not ei.listener:
                 positions.append(ei.el)
         for other in self.s.joins:
             other_scope, _, other_gw = other.partition("/")

@@ -35,10 +35,8 @@ def _json(value: Any) -> Any:
 class LoopsMixin:
     def enter_loop_body(self: _Step, node: Activity, scope: int, flow: str | None) -> None:
         body = self.new_ei(node, scope, flow, vars_={})
-        assert body.data is not None or flow is None
-        data = body.data if body.data is not None else {}
-        body.data = data
-        data["body"] = True
+        data = r.LoopBody(n=None, seq=True)
+        body.role = data
         self.event("element-activated", node.id, body.key, body=True)
         if not self.arm_boundaries(body, node):
             return
@@ -47,26 +45,25 @@ class LoopsMixin:
         try:
             if mi is not None:
                 items = self._items(mi, ctx)
-                data.update(n=len(items), done=0, next=0, seq=mi.sequential, items=items)
+                data.n, data.seq, data.items = len(items), mi.sequential, items
                 if mi.output_collection:
-                    data["out"] = [None] * len(items)
+                    data.out = [None] * len(items)
             else:
                 assert node.loop is not None
                 if node.loop.test_before and not self._loop_condition(node.loop, context_of(self.s, body.key)):
                     self.finish_body(body, node)
                     return
-                data.update(n=None, done=0, next=0, seq=True)
         except NatsflowError as exc:
             self.raise_incident(body, "expression", f"multi-instance failed: {exc}")
             return
-        if data["n"] == 0:
+        if data.n == 0:
             self.finish_body(body, node)
             return
-        if data["seq"]:
-            self.spawn_iteration(body, node)
+        if data.seq or data.n is None:
+            self.spawn_iteration(body, node, data)
         else:
-            for _ in range(data["n"]):
-                self.spawn_iteration(body, node)
+            for _ in range(data.n):
+                self.spawn_iteration(body, node, data)
 
     @staticmethod
     def _items(mi: MultiInstance, ctx: Any) -> list[Any]:
@@ -83,47 +80,44 @@ class LoopsMixin:
             raise NatsflowError(f"loop cardinality '{mi.cardinality.source}' is {count!r}, not a whole number")
         return [None] * count
 
-    def spawn_iteration(self: _Step, body: r.ElementInstance, node: Activity) -> None:
-        data = body.data
-        assert data is not None
-        index = data["next"]
-        data["next"] = index + 1
+    def spawn_iteration(self: _Step, body: r.ElementInstance, node: Activity, data: r.LoopBody) -> None:
+        index = data.next
+        data.next = index + 1
         local: dict[str, Any] = {"loopCounter": index + 1}
         mi = node.multi_instance
         if mi is not None and mi.input_element:
-            local[mi.input_element] = data["items"][index]
-        if mi is not None and mi.output_element is not None and mi.output_collection:
-            pass  # the output element is read when the iteration completes
-        inner = r.ElementInstance(key=self.new_key(), el=node.id, parent=body.key, vars=local,
-                                  data={"iteration": index})
+            local[mi.input_element] = data.items[index]
+        inner = r.ElementInstance(
+            key=self.new_key(), el=node.id, parent=body.key, vars=local, role=r.Iteration(index=index)
+        )
         self.s.eis[inner.key] = inner
         self.event("element-activated", node.id, inner.key, iteration=index)
         self.start_activity(inner, node)
 
-    def iteration_completed(self: _Step, inner: r.ElementInstance) -> None:
+    def iteration_completed(self: _Step, inner: r.ElementInstance, iteration: r.Iteration) -> None:
         body = self.s.eis.get(inner.parent)
-        if body is None:
+        if body is None or not isinstance(body.role, r.LoopBody):
             return
         node = self.p.nodes[body.el]
         assert isinstance(node, Activity)
-        data = body.data
-        assert data is not None
-        data["done"] += 1
+        data = body.role
+        data.done += 1
         mi = node.multi_instance
-        if mi is not None and mi.output_collection and mi.output_element is not None:
+        if mi is not None and mi.output_collection and mi.output_element is not None and data.out is not None:
             ctx = {**context_of(self.s, body.key), **(inner.vars or {})}
             try:
-                data["out"][inner.data["iteration"]] = _json(mi.output_element.evaluate(ctx))  # type: ignore[index]
+                data.out[iteration.index] = _json(mi.output_element.evaluate(ctx))
             except NatsflowError as exc:
                 self.raise_incident(body, "expression", f"output element failed: {exc}")
                 return
-        active = sum(1 for e in self.s.eis.values() if e.parent == body.key and not (e.data or {}).get("listener"))
+        active = sum(1 for e in self.s.eis.values() if e.parent == body.key and not e.listener)
         if mi is not None:
-            if self._completion_reached(body, node, active):
+            total = data.n or 0
+            if self._completion_reached(body, data, node, active):
                 self.finish_body(body, node)
-            elif data["next"] < data["n"] and data["seq"]:
-                self.spawn_iteration(body, node)
-            elif active == 0 and data["next"] >= data["n"]:
+            elif data.next < total and data.seq:
+                self.spawn_iteration(body, node, data)
+            elif active == 0 and data.next >= total:
                 self.finish_body(body, node)
             return
         loop = node.loop
@@ -133,22 +127,23 @@ class LoopsMixin:
         except NatsflowError as exc:
             self.raise_incident(body, "expression", f"loop condition failed: {exc}")
             return
-        if loop.maximum is not None and data["done"] >= loop.maximum:
+        if loop.maximum is not None and data.done >= loop.maximum:
             again = False
         if again:
-            self.spawn_iteration(body, node)
+            self.spawn_iteration(body, node, data)
         else:
             self.finish_body(body, node)
 
-    def _completion_reached(self: _Step, body: r.ElementInstance, node: Activity, active: int) -> bool:
+    def _completion_reached(
+        self: _Step, body: r.ElementInstance, data: r.LoopBody, node: Activity, active: int
+    ) -> bool:
         mi = node.multi_instance
         if mi is None or mi.completion_condition is None:
             return False
-        data = body.data or {}
         ctx = {
             **context_of(self.s, body.key),
-            "numberOfInstances": data["n"],
-            "numberOfCompletedInstances": data["done"],
+            "numberOfInstances": data.n,
+            "numberOfCompletedInstances": data.done,
             "numberOfActiveInstances": active,
         }
         try:
@@ -165,12 +160,12 @@ class LoopsMixin:
 
     def finish_body(self: _Step, body: r.ElementInstance, node: Activity) -> None:
         """All iterations done (or the completion condition held): leave the activity."""
-        data = body.data or {}
+        out = body.role.out if isinstance(body.role, r.LoopBody) else None
         self.close_listeners(body.key)
         self.terminate_children(body.key)
         mi = node.multi_instance
         if mi is not None and mi.output_collection:
-            propagate(self.s, body.parent, {mi.output_collection: data.get("out", [])})
+            propagate(self.s, body.parent, {mi.output_collection: out if out is not None else []})
         del self.s.eis[body.key]
         self.event("element-completed", node.id, body.key, body=True)
         self.leave(node, body.parent, body.parent)

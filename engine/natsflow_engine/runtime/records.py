@@ -2,20 +2,39 @@
 
 Every record is a msgspec Struct with a version field ``v``; decoders ignore unknown fields, so
 a newer writer never breaks an older reader. A change that an old reader would misread bumps
-``v`` and adds a migration in :mod:`natsflow_engine.runtime.migrate` with a golden file per
-version under ``tests/golden/``.
+``v`` and adds a migration in :mod:`natsflow_engine.runtime.migrate` with golden files per
+version under ``tests/golden/`` (the instance state record is at version 2, :data:`STATE_VERSION`;
+:func:`decode_state` migrates older ones).
 
 All records are JSON on the wire (readable with ``nats kv get`` / ``nats sub``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
+from natsflow_engine.runtime.migrate import RecordMigrationError, upgrade
+
 __all__ = [
     "COMMAND_TYPES",
+    "STATE_VERSION",
+    "ChildCall",
+    "CompensationHandler",
+    "CompensationThrow",
+    "Iteration",
+    "JobWait",
+    "Listener",
+    "LoopBody",
+    "MessageWait",
+    "Phase",
+    "Role",
+    "SignalWait",
+    "TimerCycle",
+    "TimerWait",
+    "UserTaskWait",
+    "Wait",
     "Cancel",
     "ChildFinished",
     "Command",
@@ -52,6 +71,11 @@ __all__ = [
 ]
 
 RECORD_VERSION = 1
+"""The version of commands, jobs, effects and history records."""
+
+STATE_VERSION = 2
+"""The version of the instance state record; :mod:`natsflow_engine.runtime.migrate` reads the
+older ones."""
 
 
 class _Record(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="t"):
@@ -332,23 +356,140 @@ class HistoryRecord(_Record, tag="history"):
 # --- the instance state record ----------------------------------------------------------------
 
 
+# --- what an element instance waits for, and what it is --------------------------------------
+
+
+class _Wait(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="w"):
+    pass
+
+
+class JobWait(_Wait, tag="job"):
+    """A job was published; the element waits for its completion, failure or BPMN error."""
+
+    key: str  # the job key, <instance>.<ei>.<attempt>
+
+
+class UserTaskWait(_Wait, tag="user-task"):
+    task: str  # the user task id, <instance>.<ei>
+
+
+class ChildCall(_Wait, tag="child"):
+    """A call activity waits for the instance it launched."""
+
+    child: str
+
+
+class TimerCycle(msgspec.Struct, kw_only=True):
+    """A timer cycle still to run (:class:`natsflow_engine.runtime.timers.Cycle`, encoded)."""
+
+    r: int | None = None  # repetitions left; None: forever
+    i: float | None = None  # interval in seconds
+    c: str | None = None  # cron expression
+
+
+class TimerWait(_Wait, tag="timer"):
+    timer: str  # the timer id, <instance>.<ei>.t<step>
+    due: str  # RFC 3339, UTC
+    cycle: TimerCycle | None = None
+
+
+class MessageWait(_Wait, tag="message"):
+    name: str
+    key: str = ""  # the correlation key
+
+
+class SignalWait(_Wait, tag="signal"):
+    name: str
+
+
+Wait = JobWait | UserTaskWait | ChildCall | TimerWait | MessageWait | SignalWait
+"""What an element instance waits for; at most one thing at a time."""
+
+ListenerOf = Literal["boundary", "esp", "ebg"]
+
+
+class _Role(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="r"):
+    pass
+
+
+class Listener(_Role, tag="listener"):
+    """Waits for an event on behalf of its parent: a boundary event of the activity
+    (``boundary``), a start event of an event sub-process of the scope (``esp``), or one
+    branch of an event-based gateway (``ebg``). A listener never keeps a scope alive."""
+
+    of: ListenerOf
+
+
+class LoopBody(_Role, tag="loop-body"):
+    """A multi-instance or standard-loop activity: its iterations are its children."""
+
+    n: int | None  # iterations in all; None: a standard loop (until its condition fails)
+    done: int = 0
+    next: int = 0  # index of the next iteration to start
+    seq: bool = False
+    items: list[Any] = []  # the input collection
+    out: list[Any] | None = None  # the output collection, by iteration index
+
+
+class Iteration(_Role, tag="iteration"):
+    index: int
+
+
+class CompensationThrow(_Role, tag="compensation-throw"):
+    """A compensation throw event running its handlers one after the other."""
+
+    queue: list[str] = []  # handlers still to run, in order
+
+
+class CompensationHandler(_Role, tag="compensation-handler"):
+    thrower: int  # the element instance of the compensation throw event
+
+
+Role = Listener | LoopBody | Iteration | CompensationThrow | CompensationHandler
+"""What kind of element instance this is, when more than an element waiting for itself."""
+
+Phase = Literal["enter", "job", "complete", "arm", "leave", "done"]
+"""Where resolving an incident resumes: enter the element again, create its job again,
+complete it, arm its event again, take its outgoing flows, or (after an unhandled error) retry
+its job or enter it again."""
+
+
 class ElementInstance(msgspec.Struct, kw_only=True, omit_defaults=True):
     """An element instance that waits or is a scope.
 
     ``key`` is unique within the instance; the root process scope has key 1 and parent 0.
-    ``vars`` holds local variables (scopes and activities with input mappings).
-    ``data`` holds kind-specific details (job key, timer id, multi-instance counters, ...).
+    ``vars`` holds local variables (scopes and activities with input mappings); ``wait`` what
+    the element waits for; ``role`` what it is beyond an element waiting for itself; ``flow``
+    the sequence flow its token came by (entering it again after an incident takes it again);
+    ``compensable`` (scopes) the completed activities with a compensation handler, in order.
     """
 
     key: int
     el: str
     parent: int
     vars: dict[str, Any] | None = None
-    job: str | None = None
+    wait: Wait | None = None
+    role: Role | None = None
+    flow: str | None = None
     attempt: int = 0
     retries: int | None = None
     incident: str | None = None
-    data: dict[str, Any] | None = None
+    phase: Phase | None = None
+    compensable: list[str] = []
+
+    @property
+    def job(self) -> str | None:
+        """The key of the job this element waits for."""
+        return self.wait.key if isinstance(self.wait, JobWait) else None
+
+    @property
+    def user_task(self) -> str | None:
+        """The id of the user task this element waits for."""
+        return self.wait.task if isinstance(self.wait, UserTaskWait) else None
+
+    @property
+    def listener(self) -> bool:
+        return isinstance(self.role, Listener)
 
 
 class Incident(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -376,7 +517,7 @@ Outbox = list[
 
 
 class InstanceState(msgspec.Struct, kw_only=True, omit_defaults=True):
-    v: int = RECORD_VERSION
+    v: int = 1  # a record without a version is a version 1 record; new records get STATE_VERSION
     id: str
     tenant: str
     process_id: str
@@ -413,7 +554,15 @@ def encode(record: msgspec.Struct | Any) -> bytes:
 
 
 def decode_state(data: bytes) -> InstanceState:
-    return _state_decoder.decode(data)
+    """Decode an instance record of any version (older ones are migrated)."""
+    state = _state_decoder.decode(data)
+    if state.v == STATE_VERSION:
+        return state
+    try:
+        current = upgrade(msgspec.json.decode(data))
+    except RecordMigrationError as exc:
+        raise msgspec.DecodeError(str(exc)) from exc
+    return _state_decoder.decode(_encoder.encode(current))
 
 
 def new_id() -> str:
