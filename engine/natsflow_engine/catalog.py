@@ -29,8 +29,9 @@ __all__ = [
     "trigger_consumer",
 ]
 
-CAPTURE_STREAM_PREFIX = "NF_TRG_"
-"""Streams the operator creates to capture a trigger subject that no other stream stores."""
+CAPTURE_STREAM_PREFIX = layout.CAPTURE_STREAM_PREFIX
+trigger_consumer = layout.trigger_consumer
+capture_stream = layout.capture_stream
 
 
 class TaskDefRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -102,17 +103,3 @@ def decode_taskdef(data: bytes) -> TaskDefRecord:
 
 def decode_trigger(data: bytes) -> TriggerRecord:
     return _trigger_decoder.decode(data)
-
-
-def trigger_consumer(tenant: str, name: str) -> str:
-    """Durable consumer of a trigger on its source stream: ``trg-<tenant>-<name token>``."""
-    return f"trg-{tenant}-{layout.token(name)}"
-
-
-def capture_stream(subject: str) -> str:
-    """Name of the stream that captures ``subject`` when no existing stream covers it.
-
-    One capture stream per subject (not per trigger): two triggers on one subject share it,
-    since JetStream refuses two streams with overlapping subjects in one account.
-    """
-    return CAPTURE_STREAM_PREFIX + layout.token(subject)

@@ -41,10 +41,11 @@ from natsflow_engine import layout
 from natsflow_engine.errors import NatsflowError, NotFoundError
 from natsflow_engine.natsutil import list_keys
 from natsflow_engine.runtime import records as r
-from natsflow_engine.runtime.definitions import deploy_definitions
+from natsflow_engine.runtime.definitions import deploy_definitions, resolve_version
 from natsflow_engine.runtime.engine import Engine, EngineSettings
 from natsflow_engine.runtime.setup import ensure_layout, open_buckets
 from natsflow_engine.server import EmbeddedNatsServer
+from natsflow_engine.store import publish_command
 from natsflow_engine.worker import Handler, Worker
 
 __all__ = ["IncidentView", "InstanceSnapshot", "ProcessTestEngine", "UserTaskView", "VirtualClock"]
@@ -204,18 +205,16 @@ class ProcessTestEngine:
     ) -> str:
         """Start an instance; returns once the engine created it (not when it finished)."""
         iid = r.new_id()
+        version = await resolve_version(self.workflows_kv, self.tenant, process_id)  # NotFoundError when not deployed
         cmd = r.Launch(
             id=f"launch.{iid}",
             tenant=self.tenant,
             instance=iid,
             process_id=process_id,
+            version=version,
             variables=dict(variables or {}),
             business_key=business_key,
         )
-        from natsflow_engine.runtime.definitions import get_latest
-
-        latest = await get_latest(self.workflows_kv, self.tenant, process_id)  # NotFoundError when not deployed
-        cmd = msgspec.structs.replace(cmd, version=latest.version)
         await self._send(cmd)
         await self._wait_for(lambda: self._exists(iid))
         return iid
@@ -414,10 +413,8 @@ class ProcessTestEngine:
 
     # --- helpers --------------------------------------------------------------------------------
 
-    async def _send(self, cmd: r.Command) -> None:
-        await self.js.publish(
-            layout.command_subject(cmd.tenant, cmd.instance), r.encode(cmd), headers={"Nats-Msg-Id": cmd.id}
-        )
+    async def _send(self, cmd: r.AnyCommand) -> None:
+        await publish_command(self.js, cmd)
 
     async def _wait_for(self, check: Callable[[], Any], timeout: float | None = None) -> None:
         deadline = asyncio.get_running_loop().time() + (timeout or self.idle_timeout)

@@ -43,6 +43,7 @@ from natsflow_engine.errors import BpmnError
 from natsflow_engine.natsutil import PullLoop
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.setup import JobConsumerSettings, ensure_job_consumer, ensure_layout
+from natsflow_engine.store import publish_command
 
 __all__ = ["BpmnError", "Job", "Worker"]
 
@@ -314,13 +315,9 @@ class Worker:
         )
         await msg.ack()
 
-    async def _send(self, command: r.Command, data: bytes | None = None) -> None:
+    async def _send(self, command: r.AnyCommand, data: bytes | None = None) -> None:
         assert self.nc is not None
-        await self.nc.jetstream().publish(
-            layout.command_subject(command.tenant, command.instance),
-            data if data is not None else r.encode(command),
-            headers={"Nats-Msg-Id": command.id},
-        )
+        await publish_command(self.nc.jetstream(), command, data=data)
 
     async def _keepalive(self, spec: _Task, msg: Msg) -> None:
         ack_wait = spec.info.config.ack_wait if spec.info and spec.info.config.ack_wait else 30.0

@@ -19,6 +19,7 @@ from natsflow_engine.runtime.definitions import deploy_definitions
 from natsflow_engine.runtime.engine import Engine, EngineSettings
 from natsflow_engine.runtime.setup import LayoutSettings, ensure_layout, open_buckets
 from natsflow_engine.server import EmbeddedNatsServer
+from natsflow_engine.store import Effect, EffectPublisher
 from natsflow_engine.worker import Worker
 
 from natsflow.testing import ProcessTestEngine
@@ -74,16 +75,16 @@ async def test_effects_republished_by_another_replica_are_deduplicated(kit: Proc
     assert (await kit.instance(iid)).variables == {"k": 1}
 
 
-class CrashAfterWrite(Engine):
-    """Dies (for one command) after writing the state record and before publishing effects."""
+class CrashAfterWrite(EffectPublisher):
+    """Dies (for one command) after the state record was written and before its effects are published."""
 
     crashes = 0
 
-    async def _publish(self, outbox: list[object]) -> None:
-        if any(isinstance(item, r.Job) for item in outbox) and CrashAfterWrite.crashes == 0:
+    async def publish(self, effects: list[Effect]) -> None:
+        if any(isinstance(item, r.Job) for item in effects) and CrashAfterWrite.crashes == 0:
             CrashAfterWrite.crashes += 1
             raise ConnectionError("simulated crash between KV write and publish")
-        await super()._publish(outbox)  # type: ignore[arg-type]
+        await super().publish(effects)
 
 
 async def test_crash_between_state_write_and_publish_is_repaired_by_redelivery():
@@ -93,9 +94,9 @@ async def test_crash_between_state_write_and_publish_is_repaired_by_redelivery()
         await ensure_layout(nc.jetstream(), settings)
         buckets = await open_buckets(nc.jetstream())
         await deploy_definitions(buckets[layout.BUCKET_WORKFLOWS], "default", TWO_TASKS)
-        engine = await CrashAfterWrite(
-            nc, EngineSettings(fetch_timeout=0.2), layout_settings=settings
-        ).start()
+        engine = await Engine(nc, EngineSettings(fetch_timeout=0.2), layout_settings=settings).start()
+        real = engine.store.effects
+        engine.store.effects = CrashAfterWrite(real.js, real.usertasks, real.timers, real.messaging, real.clock)
         runs: Counter[str] = Counter()
         worker = Worker(nc=nc)
 

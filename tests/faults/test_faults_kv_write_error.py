@@ -44,7 +44,7 @@ async def test_failed_record_write_is_retried_not_forgotten(server: EmbeddedNats
     nc = await h.connect()
     engine = await Engine(nc, EngineSettings(fetch_timeout=0.5), layout_settings=h.settings).start()
     try:
-        engine.kv = FailingUpdates(engine.kv, failures=5)  # the job completions' first writes fail
+        engine.store.kv = FailingUpdates(engine.store.kv, failures=5)  # the job completions' first writes fail
         await h.start_worker()
         await h.launch(20)
         await h.wait_history(2 * 20, timeout=30)

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
@@ -34,6 +34,7 @@ from natsflow_engine.errors import ConflictError, NatsflowError, NotFoundError, 
 from natsflow_engine.natsutil import list_kv_keys
 from natsflow_engine.runtime import definitions as defs
 from natsflow_engine.runtime import records as r
+from natsflow_engine.store import compare_and_set, publish_command
 from natsflow_engine.triggers.ledger import LaunchLedger
 
 __all__ = ["Handlers", "InvalidRequestError", "UnsupportedError"]
@@ -88,10 +89,8 @@ class Handlers:
                 f"{what} are {size} bytes, more than the limit of {self.max_payload} bytes"
             )
 
-    async def _send(self, cmd: r.Command) -> None:
-        await self.js.publish(
-            layout.command_subject(cmd.tenant, cmd.instance), r.encode(cmd), headers={"Nats-Msg-Id": cmd.id}
-        )
+    async def _send(self, cmd: r.AnyCommand) -> None:
+        await publish_command(self.js, cmd)
 
     # --- workflows ------------------------------------------------------------------------------
 
@@ -149,10 +148,7 @@ class Handlers:
 
     async def instance_start(self, tenant: str, req: p.StartRequest) -> p.StartReply:
         self._check_size(req.variables)
-        if req.version is not None:
-            await defs.get_definition(self.workflows, tenant, req.process_id, req.version)
-        else:
-            await defs.get_latest(self.workflows, tenant, req.process_id)
+        await defs.resolve_version(self.workflows, tenant, req.process_id, req.version, check=True)
         iid = layout.idempotent_instance_id(tenant, req.process_id, req.key) if req.key else r.new_id()
         cmd = r.Launch(
             id=f"launch.{iid}",
@@ -312,21 +308,21 @@ class Handlers:
         return p.Accepted(id=task.id, instance=task.instance)
 
     async def task_claim(self, tenant: str, req: p.TaskClaimRequest) -> p.TaskView:
-        for _ in range(20):
-            task, revision = await self._task(tenant, req.task)
+        task, _ = await self._task(tenant, req.task)  # refuses ids that are no task and tasks not open
+
+        async def claim(current: bytes | None) -> bytes | None:
+            if current is None:
+                raise NotFoundError(f"user task {req.task!r} is not open in tenant {tenant!r}")
+            task = _task_decoder.decode(current)
             if task.assignee == req.assignee:
-                return task_view(task)
+                return None
             if task.assignee and req.assignee and not req.force:
                 raise ConflictError(f"user task {req.task} is claimed by {task.assignee!r} already")
             task.assignee = req.assignee
-            try:
-                await self.usertasks.update(
-                    layout.usertask_key(tenant, task.id), r.encode(task), last=revision
-                )
-            except KeyWrongLastSequenceError:
-                continue  # changed (or completed) meanwhile: look again
-            return task_view(task)
-        raise ConflictError(f"user task {req.task} keeps changing; try again")
+            return r.encode(task)
+
+        written = await compare_and_set(self.usertasks, layout.usertask_key(tenant, task.id), claim)
+        return task_view(_task_decoder.decode(written.value or b""))
 
     # --- incidents ------------------------------------------------------------------------------
 

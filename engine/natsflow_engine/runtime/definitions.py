@@ -11,18 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
 from natsflow_engine.bpmn.model import Definitions, Process
-from natsflow_engine.errors import ConflictError, NotFoundError
+from natsflow_engine.errors import NotFoundError
 from natsflow_engine.natsutil import list_keys
+from natsflow_engine.store import compare_and_set
 
 __all__ = [
     "DefinitionCache",
@@ -34,6 +36,7 @@ __all__ = [
     "get_latest",
     "list_definitions",
     "parse_and_check",
+    "resolve_version",
 ]
 
 log = logging.getLogger(__name__)
@@ -117,44 +120,30 @@ async def deploy_definitions(
 async def _deploy_one(
     kv: KeyValue, tenant: str, process_id: str, source_hash: str, text: str, name: str | None, at: str
 ) -> DeployedProcess:
-    latest_key = layout.workflow_latest_key(tenant, process_id)
-    for _ in range(10):
-        try:
-            entry = await kv.get(latest_key)
-            latest: LatestRecord | None = _latest_decoder.decode(entry.value or b"")
-            latest_rev: int | None = entry.revision
-        except KeyNotFoundError:
-            latest, latest_rev = None, None
+    """Store a new version unless the latest has the same content; the latest pointer moves
+    by compare-and-set, so concurrent deploys of one process get distinct version numbers."""
+    pointer: list[LatestRecord] = []
+
+    async def next_version(current: bytes | None) -> bytes | None:
+        latest = _latest_decoder.decode(current) if current is not None else None
         if latest is not None and latest.source_hash == source_hash:
-            return DeployedProcess(process_id, latest.version, source_hash, latest_rev or 0, created=False)
+            pointer[:] = [latest]
+            return None
         version = (latest.version + 1) if latest else 1
         record = DefinitionRecord(
-            process_id=process_id,
-            version=version,
-            source_hash=source_hash,
-            source=text,
-            name=name,
-            deployed_at=at,
+            process_id=process_id, version=version, source_hash=source_hash, source=text, name=name, deployed_at=at
         )
-        try:
-            await kv.create(layout.workflow_key(tenant, process_id, version), msgspec.json.encode(record))
-        except KeyWrongLastSequenceError:
-            continue  # a concurrent deploy took this version number; look again
-        pointer = msgspec.json.encode(
-            LatestRecord(
-                process_id=process_id, version=version, source_hash=source_hash, name=name, deployed_at=at
-            )
-        )
-        try:
-            if latest_rev is None:
-                revision = await kv.create(latest_key, pointer)
-            else:
-                revision = await kv.update(latest_key, pointer, last=latest_rev)
-        except KeyWrongLastSequenceError:
-            continue
-        log.info("deployed %s version %d for tenant %s", process_id, version, tenant)
-        return DeployedProcess(process_id, version, source_hash, revision, created=True)
-    raise ConflictError(f"could not deploy {process_id!r}: too many concurrent deployments")
+        # a concurrent deploy that took this version number fails this create: look again
+        await kv.create(layout.workflow_key(tenant, process_id, version), msgspec.json.encode(record))
+        pointer[:] = [
+            LatestRecord(process_id=process_id, version=version, source_hash=source_hash, name=name, deployed_at=at)
+        ]
+        return msgspec.json.encode(pointer[0])
+
+    written = await compare_and_set(kv, layout.workflow_latest_key(tenant, process_id), next_version)
+    if written.changed:
+        log.info("deployed %s version %d for tenant %s", process_id, pointer[0].version, tenant)
+    return DeployedProcess(process_id, pointer[0].version, source_hash, written.revision or 0, created=written.changed)
 
 
 async def get_latest(kv: KeyValue, tenant: str, process_id: str) -> LatestRecord:
@@ -163,6 +152,29 @@ async def get_latest(kv: KeyValue, tenant: str, process_id: str) -> LatestRecord
     except KeyNotFoundError:
         raise NotFoundError(f"process {process_id!r} is not deployed in tenant {tenant!r}") from None
     return _latest_decoder.decode(entry.value or b"")
+
+
+async def resolve_version(
+    kv: KeyValue,
+    tenant: str,
+    process_id: str,
+    version: int | None = None,
+    *,
+    latest: Mapping[tuple[str, str], int] | None = None,
+    check: bool = False,
+) -> int:
+    """The version a launch of ``process_id`` runs: ``version`` when given (with ``check``, only
+    if it is deployed), else the latest, from the watched index ``latest`` where it has it (a
+    version deployed a moment ago may not be in it yet) or read from KV. Raises
+    :class:`NotFoundError` for a process or version that is not deployed."""
+    if version is not None:
+        if check:
+            await get_definition(kv, tenant, process_id, version)
+        return version
+    known = latest.get((tenant, process_id)) if latest is not None else None
+    if known is not None:
+        return known
+    return (await get_latest(kv, tenant, process_id)).version
 
 
 async def get_definition(kv: KeyValue, tenant: str, process_id: str, version: int) -> DefinitionRecord:

@@ -1,12 +1,14 @@
 """The engine: consumes commands from JetStream, steps instances, publishes effects.
 
-One step, for one command (DESIGN.md section 2)::
+One step, for one command (DESIGN.md section 2), reads as load → decide → commit → publish::
 
-    load record (cache or KV) ─► publish a previous step's effects if not known flushed
-      ─► skip if the command was applied ─► interpreter.step (pure)
-      ─► KV update(last=revision)  ── conflict: reload, run again
-      ─► publish effects (pipelined, deterministic Nats-Msg-Id) ─► ack the command
+    load      the record (cache or KV); a previous step's effects not known to be published
+              are published again (InstanceStore.load)
+    decide    skip a command applied already, else run the pure interpreter (Engine._decide)
+    commit    KV update(last=revision) of the record with its outbox; a conflict: load again
+    publish   the outbox, pipelined, deterministic Nats-Msg-Id; then ack the command
 
+How the record and its effects reach NATS is decided in one place, :mod:`natsflow_engine.store`.
 The record keeps the step's effects (its *outbox*) until the next step replaces them, so a
 crash between the KV write and the publishes is repaired by whichever replica handles the
 instance next, or by the redelivered command; JetStream drops republished effects inside its
@@ -20,29 +22,38 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
 
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from natsflow_engine import layout
 from natsflow_engine.bpmn.model import Process
 from natsflow_engine.errors import NatsflowError, NotFoundError
 from natsflow_engine.natsutil import PullLoop
 from natsflow_engine.runtime import records as r
-from natsflow_engine.runtime.definitions import DefinitionCache, get_latest
+from natsflow_engine.runtime.definitions import DefinitionCache, resolve_version
 from natsflow_engine.runtime.interpreter import APPLIED_MEMORY, StepResult, step
 from natsflow_engine.runtime.messaging import Messaging, StartIndex
 from natsflow_engine.runtime.setup import LayoutSettings, ensure_layout, open_buckets
 from natsflow_engine.runtime.starts import first_timer_starts, is_timer_start
+from natsflow_engine.store import (
+    ConcurrentUpdateError,
+    Effect,
+    EffectPublisher,
+    InstanceStore,
+    JetStreamTimers,
+    RecordTooLargeError,
+    RetryPolicy,
+    TimerService,
+    compare_and_set,
+    publish_command,
+)
 
 __all__ = ["Engine", "EngineSettings"]
 
@@ -63,67 +74,22 @@ class EngineSettings:
     """Commands being applied at once (across instances)."""
     cache_size: int = 20_000
     """Instance records kept in memory (LRU); a stale entry costs one conflict and a reload."""
-    max_conflicts: int = 50
-    """Revision conflicts tolerated for one command before it is left for redelivery."""
+    conflicts: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=50))
+    """Revision conflicts tolerated for one command; then :class:`ConcurrentUpdateError` and
+    the command is left unacknowledged, for redelivery."""
     fetch_timeout: float = 5.0
     """Seconds a pull request for commands stays open on the server."""
 
 
-class TimerService(Protocol):
-    """Where timer effects go: JetStream message schedules, or the test kit's virtual clock."""
+class Verdict(Enum):
+    """How a command ends on the stream."""
 
-    async def schedule(self, spec: r.TimerSpec) -> None: ...
-
-    async def cancel(self, spec: r.TimerCancel) -> None: ...
-
-
-class JetStreamTimers:
-    """Timers as JetStream message schedules (``Nats-Schedule: @at``, nats-server >= 2.12).
-
-    The schedule message waits on ``nf.sched.<tenant>.<instance>.<timer>`` in the command
-    stream and, when due, the server publishes its body, a ``timer-fired`` command, to the
-    instance's command subject. Durable across restarts of every process, the server's too.
-    """
-
-    def __init__(self, js: JetStreamContext) -> None:
-        self.js = js
-
-    async def schedule(self, spec: r.TimerSpec) -> None:
-        due = datetime.fromisoformat(spec.due.replace("Z", "+00:00"))
-        command: r.Command = spec.launch or r.TimerFired(
-            id=spec.id, tenant=spec.tenant, instance=spec.instance, ei=spec.ei, timer=spec.id, due=spec.due
-        )
-        target = layout.command_subject(spec.tenant, spec.instance)
-        if due <= datetime.now(UTC) + timedelta(milliseconds=500):
-            await self.js.publish(target, r.encode(command), headers={"Nats-Msg-Id": spec.id})
-            return
-        at = (due + timedelta(seconds=1)).replace(microsecond=0) if due.microsecond else due
-        await self.js.publish(
-            layout.schedule_subject(spec.tenant, spec.instance, spec.id),
-            r.encode(command),
-            headers={
-                "Nats-Schedule": f"@at {at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}",
-                "Nats-Schedule-Target": target,
-                "Nats-Msg-Id": f"sched.{spec.id}",
-            },
-        )
-
-    async def cancel(self, spec: r.TimerCancel) -> None:
-        with contextlib.suppress(Exception):
-            await self.js.purge_stream(layout.STREAM_COMMANDS,
-                                       subject=layout.schedule_subject(spec.tenant, spec.instance, spec.id))
-
-
-class _Bounded(OrderedDict[str, Any]):
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def remember(self, key: str, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        if len(self) > self.limit:
-            self.popitem(last=False)
+    ACK = "ack"
+    """Applied, or nothing to do (applied before, or changes nothing)."""
+    TERM = "term"
+    """Cannot ever be applied (undecodable, unknown instance, replaced timer start)."""
+    CONFLICT = "conflict"
+    """A concurrent write won: load again and decide again."""
 
 
 class Engine:
@@ -143,8 +109,6 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.layout = layout_settings or LayoutSettings()
         self.clock = clock
-        self._cache: _Bounded = _Bounded(self.settings.cache_size)
-        self._flushed: _Bounded = _Bounded(self.settings.cache_size)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._loop: PullLoop | None = None
         self._advisories: Subscription | None = None
@@ -160,10 +124,13 @@ class Engine:
         buckets = await open_buckets(self.js)
         self.kv = buckets[layout.BUCKET_INSTANCES]
         self.workflows = buckets[layout.BUCKET_WORKFLOWS]
-        self.usertasks = buckets[layout.BUCKET_USERTASKS]
         self.definitions = DefinitionCache(self.workflows)
         self.start_index = await StartIndex(self.workflows, self.definitions, self._version_deployed).start()
         self.messaging = Messaging(self.js, buckets[layout.BUCKET_MESSAGES], self.start_index, self.kv)
+        effects = EffectPublisher(self.js, buckets[layout.BUCKET_USERTASKS], self.timers, self.messaging, self.clock)
+        self.store = InstanceStore(
+            self.kv, effects, cache_size=self.settings.cache_size, max_payload=self.layout.max_payload
+        )
         self._stopping.clear()
         self._loop = await PullLoop(
             self.nc,
@@ -176,8 +143,8 @@ class Engine:
             name="engine",
         ).start()
         self._advisories = await self.nc.subscribe(
-            f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{layout.STREAM_JOBS}.*",
-            queue="natsflow-engine",
+            layout.job_max_deliveries_advisories(),
+            queue=layout.ENGINE_ADVISORY_QUEUE,
             cb=self._on_max_deliveries,
         )
         log.info("engine started")
@@ -199,8 +166,7 @@ class Engine:
             id=f"{job.key}.maxdeliver", tenant=job.tenant, instance=job.instance, job=job.key, ei=job.ei,
             message=f"job delivered {deliveries} times without an answer (its workers crashed or timed out)",
         )
-        await self.js.publish(layout.command_subject(job.tenant, job.instance), r.encode(command),
-                              headers={"Nats-Msg-Id": command.id})
+        await publish_command(self.js, command)
         with contextlib.suppress(Exception):
             await self.js.delete_msg(layout.STREAM_JOBS, seq)
 
@@ -211,19 +177,13 @@ class Engine:
         specs = first_timer_starts(tenant, process, version, self.clock())
         if not specs:
             return
-        marker = f"{tenant}.{layout.token(process_id)}.timerstarts"
         value = str(version).encode()
-        try:
-            entry = await self.workflows.get(marker)
-            if entry.value == value:
-                return  # scheduled already
-            await self.workflows.update(marker, value, last=entry.revision)
-        except KeyNotFoundError:
-            try:
-                await self.workflows.create(marker, value)
-            except KeyWrongLastSequenceError:
-                return
-        except KeyWrongLastSequenceError:
+
+        async def claim(current: bytes | None) -> bytes | None:
+            return None if current == value else value  # None: scheduled already
+
+        marker = layout.timer_starts_key(tenant, process_id)
+        if not (await compare_and_set(self.workflows, marker, claim)).changed:
             return  # another replica won
         for spec in specs:
             await self.timers.schedule(spec)
@@ -260,7 +220,7 @@ class Engine:
     # --- consuming ------------------------------------------------------------------------------
 
     async def _handle(self, msg: Msg) -> None:
-        key = msg.subject[len("nf.cmd.") :]
+        key = layout.instance_key_of_command(msg.subject)
         lock, users = self._locks.get(key, (None, 0))
         if lock is None:
             lock = asyncio.Lock()
@@ -275,85 +235,69 @@ class Engine:
             else:
                 self._locks[key] = (lock, users - 1)
 
-    # --- one command ----------------------------------------------------------------------------
+    # --- one command: load → decide → commit → publish ------------------------------------------
 
     async def _apply(self, msg: Msg) -> None:
         try:
-            cmd: Any = r.command_decoder.decode(msg.data)
+            cmd = r.command_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
             log.error("dropping undecodable command on %s: %s", msg.subject, exc)
-            await msg.term()
-            return
+            verdict = Verdict.TERM
+        else:
+            verdict = await self._run(cmd)
+        await (msg.ack() if verdict is Verdict.ACK else msg.term())
+
+    async def _run(self, cmd: r.AnyCommand) -> Verdict:
+        """Apply ``cmd``, loading again after each conflict, as ``EngineSettings.conflicts`` allows."""
         key = layout.instance_key(cmd.tenant, cmd.instance)
-        for attempt in range(self.settings.max_conflicts):
+        for attempt in range(self.settings.conflicts.attempts):
             try:
-                if attempt == 0 and isinstance(cmd, r.Launch) and key not in self._cache:
-                    # a launch almost always names a new instance: skip the read, and let the
-                    # create-if-absent below tell a repeated launch (conflict, then a real read)
-                    state, rev = None, None
-                else:
-                    state, rev = await self._load(key)
+                verdict = await self._attempt(key, cmd, first=attempt == 0)
             except msgspec.DecodeError as exc:
                 await self._corrupt_record(cmd, str(exc))
-                await msg.term()
-                return
-            if state is not None and state.outbox and state.outbox_cmd not in self._flushed:
-                await self._publish(state.outbox)
-                self._flushed.remember(state.outbox_cmd or "", True)
-            if state is None and not isinstance(cmd, r.Launch):
-                log.warning("command %s for unknown instance %s dropped", cmd.id, key)
-                await msg.term()
-                return
-            if state is not None and cmd.id in state.applied:
-                await msg.ack()
-                return
-            if state is not None and isinstance(cmd, r.Launch):
-                log.info("launch %s: instance %s exists already", cmd.id, key)
-                await msg.ack()
-                return
-            result = await self._step(state, cmd)
-            if result is None:
-                await msg.term()
-                return
-            if not result.changed:
-                await msg.ack()
-                return
-            new = result.state
-            outbox: list[Any] = [*result.effects]
-            if result.history is not None:
-                outbox.append(result.history)
-            new.outbox = outbox
-            new.outbox_cmd = cmd.id
-            new.outbox_at = self.clock().isoformat()
-            data = r.encode(new)
-            if len(data) > self.layout.max_payload:
-                self._cache.pop(key, None)
-                data, new, outbox = await self._oversized(key, cmd, len(data))
-            try:
-                if rev is None:
-                    rev = await self.kv.create(key, data)
-                else:
-                    rev = await self.kv.update(key, data, last=rev)
-            except KeyWrongLastSequenceError:
-                self.conflicts += 1
-                self._cache.pop(key, None)
-                continue
-            if new.state == "active":
-                self._cache.remember(key, (new, rev))
-            else:
-                self._cache.pop(key, None)
-            await self._publish(outbox)
-            self._flushed.remember(cmd.id, True)
-            self.steps += 1
-            await msg.ack()
-            return
-        log.warning(
-            "command %s: %d revision conflicts in a row; left for redelivery",
-            cmd.id,
-            self.settings.max_conflicts,
-        )
+                verdict = Verdict.TERM
+            if verdict is not Verdict.CONFLICT:
+                return verdict
+            self.conflicts += 1
+        raise ConcurrentUpdateError(key, self.settings.conflicts.attempts)  # redelivered after its ack wait
 
-    async def _corrupt_record(self, cmd: Any, error: str) -> None:
+    async def _attempt(self, key: str, cmd: r.AnyCommand, *, first: bool) -> Verdict:
+        # a launch almost always names a new instance: skip the read, and let the
+        # create-if-absent of the commit tell a repeated launch (conflict, then a real read)
+        state, revision = await self.store.load(key, expect_new=first and isinstance(cmd, r.Launch))
+        decided = await self._decide(state, cmd)
+        if isinstance(decided, Verdict):
+            return decided
+        outbox: list[Effect] = [*decided.effects]
+        if decided.history is not None:
+            outbox.append(decided.history)
+        try:
+            written = await self.store.commit(key, revision, cmd.id, decided.state, outbox, self.clock().isoformat())
+        except RecordTooLargeError as exc:
+            fresh = await self.incident_for_oversized(key, cmd, exc)
+            written = await self.store.commit(key, revision, cmd.id, fresh.state, [fresh.history] if fresh.history else [],
+                                              self.clock().isoformat())
+        if not written:
+            return Verdict.CONFLICT
+        self.steps += 1
+        return Verdict.ACK
+
+    async def _decide(self, state: r.InstanceState | None, cmd: r.AnyCommand) -> StepResult | Verdict:
+        """The interpreter's step, unless the command needs none."""
+        if state is None and not isinstance(cmd, r.Launch):
+            log.warning("command %s for unknown instance %s.%s dropped", cmd.id, cmd.tenant, cmd.instance)
+            return Verdict.TERM
+        if state is not None and cmd.id in state.applied:
+            return Verdict.ACK
+        if state is not None and isinstance(cmd, r.Launch):
+            log.info("launch %s: instance %s exists already", cmd.id, state.id)
+            return Verdict.ACK
+        result = await self._step(state, cmd)
+        if result is None:
+            return Verdict.TERM
+        return result if result.changed else Verdict.ACK
+
+    async def _corrupt_record(self, cmd: r.AnyCommand, error: str) -> None:
         """The record does not decode: raise an incident in the instance's history, keep the
         record as it is for an operator to inspect or repair, and leave the command unapplied."""
         log.error("instance record %s.%s is corrupt (%s); command %s not applied", cmd.tenant, cmd.instance, error,
@@ -380,35 +324,16 @@ class Engine:
             headers={"Nats-Msg-Id": f"{cmd.instance}.corrupt.{cmd.id}"},
         )
 
-    async def _load(self, key: str) -> tuple[r.InstanceState | None, int | None]:
-        # Taken out of the cache: the interpreter changes the state in place, and only a write
-        # that succeeded may put it back (a failed write must not leave a state ahead of KV).
-        cached = self._cache.pop(key, None)
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
-        try:
-            entry = await self.kv.get(key)
-        except KeyNotFoundError:
-            return None, None
-        if entry.value is None:
-            return None, None
-        return r.decode_state(entry.value), entry.revision
-
-    async def _step(self, state: r.InstanceState | None, cmd: Any) -> StepResult | None:
+    async def _step(self, state: r.InstanceState | None, cmd: r.AnyCommand) -> StepResult | None:
         """Run the interpreter; a failure of the interpreter becomes an incident, never a crash."""
         now = self.clock()
         try:
             if isinstance(cmd, r.Launch):
-                version = cmd.version
-                if version is None:
-                    # the watched index of latest versions saves a KV read; a version deployed a
-                    # moment ago may not be in it yet (launchers that must have it pass it)
-                    version = self.start_index.latest.get((cmd.tenant, cmd.process_id))
-                    if version is None:
-                        version = (await get_latest(self.workflows, cmd.tenant, cmd.process_id)).version
-                    cmd = msgspec.structs.replace(cmd, version=version)
+                index = self.start_index.latest
+                version = await resolve_version(self.workflows, cmd.tenant, cmd.process_id, cmd.version, latest=index)
+                cmd = msgspec.structs.replace(cmd, version=version)
                 process: Process | None = await self.definitions.get(cmd.tenant, cmd.process_id, version)
-                latest = self.start_index.latest.get((cmd.tenant, cmd.process_id), version)
+                latest = index.get((cmd.tenant, cmd.process_id), version)
                 if version < latest and process is not None and is_timer_start(process, cmd.start_event):
                     log.info("timer start of %s v%d replaced by v%d; not launched", cmd.process_id, version, latest)
                     return None
@@ -426,15 +351,13 @@ class Engine:
             log.exception("interpreter failed on command %s of instance %s", cmd.id, cmd.instance)
             if state is None:
                 return None
-            key = layout.instance_key(cmd.tenant, cmd.instance)
-            self._cache.pop(key, None)
-            fresh, _ = await self._load(key)
+            fresh = await self.store.reload(layout.instance_key(cmd.tenant, cmd.instance))
             if fresh is None:
                 return None
             return self._engine_incident(fresh, cmd, f"internal error: {type(exc).__name__}: {exc}")
 
     def _engine_incident(
-        self, state: r.InstanceState, cmd: Any, message: str, kind: str = "engine"
+        self, state: r.InstanceState, cmd: r.AnyCommand, message: str, kind: str = "engine"
     ) -> StepResult:
         state.step += 1
         at = self.clock().isoformat()
@@ -464,76 +387,10 @@ class Engine:
         )
         return StepResult(state, [], history)
 
-    async def _oversized(self, key: str, cmd: Any, size: int) -> tuple[bytes, r.InstanceState, list[Any]]:
-        fresh, _ = await self._load(key)
-        message = (
-            f"the instance record would be {size} bytes, more than the limit of {self.layout.max_payload};"
-            " variables not applied"
-        )
+    async def incident_for_oversized(self, key: str, cmd: r.AnyCommand, exc: RecordTooLargeError) -> StepResult:
+        """The step would write a record over the limit: the record as it was, with an incident."""
+        fresh = await self.store.reload(key)
+        message = f"{exc}; variables not applied"
         if fresh is None:
             raise NatsflowError(message)
-        result = self._engine_incident(fresh, cmd, message, kind="payload")
-        assert result.history is not None
-        outbox: list[Any] = [result.history]
-        fresh.outbox = outbox
-        fresh.outbox_cmd = cmd.id
-        return r.encode(fresh), fresh, outbox
-
-    # --- effects --------------------------------------------------------------------------------
-
-    async def _publish(self, outbox: list[Any]) -> None:
-        pending: list[Awaitable[Any]] = []
-        js = self.js
-        for item in outbox:
-            if isinstance(item, r.Job):
-                pending.append(
-                    js.publish(
-                        layout.job_subject(item.tenant, item.type),
-                        r.encode(item),
-                        headers={"Nats-Msg-Id": item.key},
-                    )
-                )
-            elif isinstance(item, r.HistoryRecord):
-                pending.append(
-                    js.publish(
-                        layout.history_subject(item.tenant, item.instance),
-                        r.encode(item),
-                        headers={"Nats-Msg-Id": f"{item.instance}.h{item.step}"},
-                    )
-                )
-            elif isinstance(item, r.UserTask):
-                pending.append(self.usertasks.put(layout.usertask_key(item.tenant, item.id), r.encode(item)))
-            elif isinstance(item, r.UserTaskDone):
-                pending.append(self._delete_usertask(layout.usertask_key(item.tenant, item.id)))
-            elif isinstance(item, r.Command):
-                pending.append(
-                    js.publish(
-                        layout.command_subject(item.tenant, item.instance),
-                        r.encode(item),
-                        headers={"Nats-Msg-Id": item.id},
-                    )
-                )
-            elif isinstance(item, r.TimerSpec):
-                pending.append(self.timers.schedule(item))
-            elif isinstance(item, r.TimerCancel):
-                pending.append(self.timers.cancel(item))
-            elif isinstance(item, r.Subscribe):
-                pending.append(self.messaging.subscribe(item, self.clock()))
-            elif isinstance(item, r.Unsubscribe):
-                pending.append(self.messaging.unsubscribe(item))
-            elif isinstance(item, r.MessagePublish):
-                pending.append(self.messaging.publish_message(
-                    item.tenant, item.name, item.key, item.variables, ttl=timedelta(seconds=item.ttl),
-                    message_id=item.id, now=self.clock(),
-                ))
-            elif isinstance(item, r.SignalBroadcast):
-                pending.append(self.messaging.broadcast_signal(item.tenant, item.name, item.variables,
-                                                               signal_id=item.id))
-            else:
-                log.warning("no publisher for effect %s", type(item).__name__)
-        if pending:
-            await asyncio.gather(*pending)
-
-    async def _delete_usertask(self, key: str) -> None:
-        with contextlib.suppress(KeyNotFoundError):
-            await self.usertasks.delete(key)
+        return self._engine_incident(fresh, cmd, message, kind="payload")

@@ -26,13 +26,14 @@ from typing import Any
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
 from natsflow_engine.bpmn.model import Event, MessageTrigger, Process, SignalTrigger
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import DefinitionCache, LatestRecord
+from natsflow_engine.store import compare_and_set, publish_command
 
 __all__ = ["Messaging", "StartIndex"]
 
@@ -63,18 +64,6 @@ class BufferRecord(msgspec.Struct, kw_only=True):
 
 
 _buffer_decoder = msgspec.json.Decoder(BufferRecord)
-
-
-def _msub_key(tenant: str, name: str, key: str) -> str:
-    return f"msub.{tenant}.{layout.token(name)}.{layout.token(key)}"
-
-
-def _mbuf_key(tenant: str, name: str, key: str) -> str:
-    return f"mbuf.{tenant}.{layout.token(name)}.{layout.token(key)}"
-
-
-def _ssub_key(tenant: str, name: str) -> str:
-    return f"ssub.{tenant}.{layout.token(name)}"
 
 
 class StartIndex:
@@ -165,11 +154,11 @@ class Messaging:
     async def subscribe(self, sub: r.Subscribe, now: datetime) -> None:
         entry_id = (sub.instance, sub.ei)
         if sub.kind == "signal":
-            await self._change(_ssub_key(sub.tenant, sub.name), lambda subs: [*subs, entry_id])
+            await self._change(layout.signal_subscriptions_key(sub.tenant, sub.name), lambda subs: [*subs, entry_id])
             return
-        await self._change(_msub_key(sub.tenant, sub.name, sub.key), lambda subs: [*subs, entry_id])
+        await self._change(layout.message_subscriptions_key(sub.tenant, sub.name, sub.key), lambda subs: [*subs, entry_id])
         try:
-            entry = await self.kv.get(_mbuf_key(sub.tenant, sub.name, sub.key))
+            entry = await self.kv.get(layout.message_buffer_key(sub.tenant, sub.name, sub.key))
         except KeyNotFoundError:
             return
         record = _buffer_decoder.decode(entry.value or b"")
@@ -181,7 +170,10 @@ class Messaging:
 
     async def unsubscribe(self, sub: r.Unsubscribe) -> None:
         entry_id = (sub.instance, sub.ei)
-        key = _ssub_key(sub.tenant, sub.name) if sub.kind == "signal" else _msub_key(sub.tenant, sub.name, sub.key)
+        if sub.kind == "signal":
+            key = layout.signal_subscriptions_key(sub.tenant, sub.name)
+        else:
+            key = layout.message_subscriptions_key(sub.tenant, sub.name, sub.key)
         await self._change(key, lambda subs: [s for s in subs if tuple(s) != entry_id])
 
     async def _subscriptions(self, key: str) -> list[tuple[str, int]]:
@@ -191,24 +183,12 @@ class Messaging:
             return []
         return [(str(i), int(e)) for i, e in _subs_decoder.decode(entry.value or b"").subs]
 
-    async def _change(self, key: str, change: Any) -> None:
-        for _ in range(50):
-            try:
-                entry = await self.kv.get(key)
-                subs = [tuple(s) for s in _subs_decoder.decode(entry.value or b"").subs]
-                revision: int | None = entry.revision
-            except KeyNotFoundError:
-                subs, revision = [], None
-            data = msgspec.json.encode(SubsRecord(subs=change(subs)))
-            try:
-                if revision is None:
-                    await self.kv.create(key, data)
-                else:
-                    await self.kv.update(key, data, last=revision)
-                return
-            except KeyWrongLastSequenceError:
-                continue
-        log.warning("subscription list %s: too many concurrent changes", key)
+    async def _change(self, key: str, change: Callable[[list[tuple[str, int]]], list[tuple[str, int]]]) -> None:
+        async def apply(current: bytes | None) -> bytes:
+            subs = [(str(i), int(e)) for i, e in _subs_decoder.decode(current).subs] if current is not None else []
+            return msgspec.json.encode(SubsRecord(subs=change(subs)))
+
+        await compare_and_set(self.kv, key, apply)
 
     # --- publishing -----------------------------------------------------------------------------
 
@@ -231,7 +211,7 @@ class Messaging:
                 id=message_id, expires=(now + ttl).isoformat(), variables=variables), now)
         reached = 0
         seen: set[str] = set()
-        for instance, ei in await self._subscriptions(_msub_key(tenant, name, correlation_key)):
+        for instance, ei in await self._subscriptions(layout.message_subscriptions_key(tenant, name, correlation_key)):
             if instance in seen:
                 continue  # one correlation per instance
             seen.add(instance)
@@ -248,39 +228,32 @@ class Messaging:
 
     async def _claim_key(self, tenant: str, process_id: str, key: str, iid: str) -> bool:
         """Claim ``key`` for a new instance unless an active instance of the process holds it."""
-        lock = f"mkey.{tenant}.{layout.token(process_id)}.{layout.token(key)}"
-        for _ in range(10):
-            try:
-                entry = await self.kv.get(lock)
-            except KeyNotFoundError:
-                try:
-                    await self.kv.create(lock, iid.encode())
-                    return True
-                except KeyWrongLastSequenceError:
-                    continue
-            holder = (entry.value or b"").decode()
-            if holder == iid:
-                return True  # the same message again: its launch is idempotent
-            if self.instances is not None:
-                try:
-                    state = r.decode_state((await self.instances.get(layout.instance_key(tenant, holder))).value or b"")
-                    if state.state == "active":
-                        return False
-                except KeyNotFoundError:
-                    pass  # launched a moment ago and not applied yet: treat as active
-                    return False
-            try:
-                await self.kv.update(lock, iid.encode(), last=entry.revision)
-                return True
-            except KeyWrongLastSequenceError:
-                continue
-        return False
+        mine = iid.encode()
+
+        async def claim(current: bytes | None) -> bytes | None:
+            if current is None:
+                return mine
+            if current == mine or await self._active(tenant, current.decode()):
+                return None  # the same message again (its launch is idempotent), or held
+            return mine
+
+        written = await compare_and_set(self.kv, layout.message_start_key(tenant, process_id, key), claim)
+        return written.value == mine
+
+    async def _active(self, tenant: str, instance: str) -> bool:
+        if self.instances is None:
+            return False
+        try:
+            entry = await self.instances.get(layout.instance_key(tenant, instance))
+        except KeyNotFoundError:
+            return True  # launched a moment ago and not applied yet: treat as active
+        return r.decode_state(entry.value or b"").state == "active"
 
     async def broadcast_signal(self, tenant: str, name: str, variables: dict[str, Any], *,
                                signal_id: str | None = None) -> int:
         signal_id = signal_id or r.new_id()
         reached = 0
-        for instance, ei in await self._subscriptions(_ssub_key(tenant, name)):
+        for instance, ei in await self._subscriptions(layout.signal_subscriptions_key(tenant, name)):
             cmd = r.SignalReceived(id=f"sig.{signal_id}.{instance}.{ei}", tenant=tenant, instance=instance,
                                    ei=ei, name=name, variables=variables)
             await self._send(cmd)
@@ -294,27 +267,14 @@ class Messaging:
     # --- helpers --------------------------------------------------------------------------------
 
     async def _buffer(self, tenant: str, name: str, key: str, message: Buffered, now: datetime) -> None:
-        kv_key = _mbuf_key(tenant, name, key)
-        for _ in range(20):
-            try:
-                entry = await self.kv.get(kv_key)
-                record = _buffer_decoder.decode(entry.value or b"")
-                revision: int | None = entry.revision
-            except KeyNotFoundError:
-                record, revision = BufferRecord(name=name, key=key), None
+        async def add(current: bytes | None) -> bytes:
+            record = _buffer_decoder.decode(current) if current is not None else BufferRecord(name=name, key=key)
             stamp = now.isoformat()
             record.messages = [m for m in record.messages if m.expires > stamp and m.id != message.id]
             record.messages.append(message)
-            data = msgspec.json.encode(record)
-            try:
-                if revision is None:
-                    await self.kv.create(kv_key, data)
-                else:
-                    await self.kv.update(kv_key, data, last=revision)
-                return
-            except KeyWrongLastSequenceError:
-                continue
-        log.warning("could not buffer message %s after 20 concurrent updates", message.id)
+            return msgspec.json.encode(record)
+
+        await compare_and_set(self.kv, layout.message_buffer_key(tenant, name, key), add)
 
     async def _correlate(self, tenant: str, instance: str, ei: int, name: str, key: str, message_id: str,
                          variables: dict[str, Any]) -> None:
@@ -327,6 +287,5 @@ class Messaging:
         await self._send(r.Launch(id=f"launch.{iid}", tenant=tenant, instance=iid, process_id=process.id,
                                   variables=variables, start_event=start.id))
 
-    async def _send(self, cmd: r.Command) -> None:
-        await self.js.publish(layout.command_subject(cmd.tenant, cmd.instance), r.encode(cmd),
-                              headers={"Nats-Msg-Id": cmd.id})
+    async def _send(self, cmd: r.AnyCommand) -> None:
+        await publish_command(self.js, cmd)

@@ -20,10 +20,11 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
+from natsflow_engine.store import open_or_create_bucket
 
 __all__ = ["JobConsumerSettings", "LayoutSettings", "ensure_job_consumer", "ensure_layout", "open_buckets"]
 
@@ -86,20 +87,20 @@ def _streams(settings: LayoutSettings) -> list[StreamConfig]:
     return [
         StreamConfig(
             name=layout.STREAM_COMMANDS,
-            subjects=["nf.cmd.>", "nf.sched.>"],
+            subjects=[layout.COMMAND_SUBJECTS, layout.SCHEDULE_SUBJECTS],
             retention=RetentionPolicy.WORK_QUEUE,
             allow_msg_schedules=True,
             **common,  # type: ignore[arg-type]
         ),
         StreamConfig(
             name=layout.STREAM_JOBS,
-            subjects=["nf.job.>"],
+            subjects=[layout.JOB_SUBJECTS],
             retention=RetentionPolicy.WORK_QUEUE,
             **common,  # type: ignore[arg-type]
         ),
         StreamConfig(
             name=layout.STREAM_HISTORY,
-            subjects=["nf.hist.>"],
+            subjects=[layout.HISTORY_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
             max_age=settings.history_max_age,
             **common,  # type: ignore[arg-type]
@@ -121,20 +122,10 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
 
 
 async def _ensure_bucket(js: JetStreamContext, name: str, settings: LayoutSettings) -> None:
-    try:
-        await js.key_value(name)
-        return  # exists: keep its configuration (replicas chosen by whoever created it)
-    except BucketNotFoundError:
-        pass
-    await js.create_key_value(
-        KeyValueConfig(
-            bucket=name,
-            history=1,
-            storage=settings.storage,
-            replicas=settings.replicas,
-            max_value_size=settings.max_payload,
-        )
+    config = KeyValueConfig(
+        bucket=name, history=1, storage=settings.storage, replicas=settings.replicas, max_value_size=settings.max_payload
     )
+    await open_or_create_bucket(js, config)
 
 
 async def ensure_layout(
@@ -159,7 +150,7 @@ async def ensure_layout(
         layout.STREAM_COMMANDS,
         ConsumerConfig(
             durable_name=layout.ENGINE_CONSUMER,
-            filter_subject="nf.cmd.>",
+            filter_subject=layout.COMMAND_SUBJECTS,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=settings.command_ack_wait,

@@ -30,8 +30,7 @@ __all__ = ["DLQ_STREAM", "dead_letter_subject", "ensure_dlq_stream", "publish_de
 
 log = logging.getLogger(__name__)
 
-DLQ_STREAM = "NF_DLQ"
-DLQ_PREFIX = "nf.dlq"
+DLQ_STREAM = layout.STREAM_DEAD_LETTERS
 _DROP = (
     "Nats-Msg-Id",
     "Nats-Expected-Stream",
@@ -45,7 +44,7 @@ _DROP = (
 
 
 def dead_letter_subject(tenant: str, trigger: str, configured: str | None) -> str:
-    return configured or f"{DLQ_PREFIX}.{tenant}.{layout.token(trigger)}"
+    return configured or layout.dead_letter_subject(tenant, trigger)
 
 
 async def ensure_dlq_stream(
@@ -61,7 +60,7 @@ async def ensure_dlq_stream(
         await js.add_stream(
             StreamConfig(
                 name=DLQ_STREAM,
-                subjects=[f"{DLQ_PREFIX}.>"],
+                subjects=[f"{layout.DEAD_LETTER_PREFIX}.>"],
                 retention=RetentionPolicy.LIMITS,
                 storage=StorageType.FILE,
                 max_age=max_age,

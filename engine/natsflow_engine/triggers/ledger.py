@@ -23,17 +23,18 @@ from datetime import UTC, datetime
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
 from natsflow_engine.runtime import records as r
+from natsflow_engine.store import open_or_create_bucket, publish_command
 
-__all__ = ["BUCKET_LAUNCHES", "DEFAULT_RETENTION", "LaunchLedger", "LaunchMarker", "open_or_create_bucket"]
+__all__ = ["BUCKET_LAUNCHES", "DEFAULT_RETENTION", "LaunchLedger", "LaunchMarker"]
 
 log = logging.getLogger(__name__)
 
-BUCKET_LAUNCHES = "nf_launches"
+BUCKET_LAUNCHES = layout.BUCKET_LAUNCHES
 """Markers of launched instance ids, key ``<tenant>.<instance>``."""
 DEFAULT_RETENTION = 7 * 24 * 3600.0
 """Seconds a launch marker is kept (duplicates older than this are still harmless, not counted)."""
@@ -48,19 +49,6 @@ class LaunchMarker(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 _marker_decoder = msgspec.json.Decoder(LaunchMarker)
-
-
-async def open_or_create_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
-    """Open a bucket; create it with ``config`` when missing (an existing one keeps its settings)."""
-    assert config.bucket is not None
-    try:
-        return await js.key_value(config.bucket)
-    except BucketNotFoundError:
-        pass
-    try:
-        return await js.create_key_value(config)
-    except Exception:  # another process created it first (with other settings): use it
-        return await js.key_value(config.bucket)
 
 
 class LaunchLedger:
@@ -99,10 +87,7 @@ class LaunchLedger:
         by another message or request). Raises when the publish is not acknowledged: the
         caller must not acknowledge its source then.
         """
-        payload = data if data is not None else r.encode(cmd)
-        ack = await self.js.publish(
-            layout.command_subject(cmd.tenant, cmd.instance), payload, headers={"Nats-Msg-Id": cmd.id}
-        )
+        ack = await publish_command(self.js, cmd, data=data)
         key = layout.instance_key(cmd.tenant, cmd.instance)
         marker = LaunchMarker(origin=origin, process_id=cmd.process_id, at=datetime.now(UTC).isoformat())
         try:

@@ -18,16 +18,16 @@ from datetime import UTC, datetime
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from natsflow_engine.triggers.ledger import open_or_create_bucket
+from natsflow_engine import layout
+from natsflow_engine.store import compare_and_set, open_or_create_bucket
 
 __all__ = ["BUCKET_TRIGGER_STATS", "StatsBook", "TriggerStats", "decode_stats", "open_stats_bucket"]
 
 log = logging.getLogger(__name__)
 
-BUCKET_TRIGGER_STATS = "nf_trigger_stats"
+BUCKET_TRIGGER_STATS = layout.BUCKET_TRIGGER_STATS
 
 
 class TriggerStats(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -161,29 +161,19 @@ class StatsBook:
             into.last_error, into.last_error_at = delta.last_error, delta.last_error_at
 
     async def _merge(self, key: str, delta: _Delta) -> None:
-        for _ in range(20):
-            try:
-                entry = await self.kv.get(key)
-                current, revision = decode_stats(entry.value), entry.revision
-            except KeyNotFoundError:
-                current, revision = TriggerStats(), None
-            merged = TriggerStats(
-                received=current.received + delta.received,
-                launched=current.launched + delta.launched,
-                duplicates=current.duplicates + delta.duplicates,
-                rejected=current.rejected + delta.rejected,
-                redelivered=current.redelivered + delta.redelivered,
-                last_error=delta.last_error or current.last_error,
-                last_error_at=delta.last_error_at if delta.last_error else current.last_error_at,
-                updated=datetime.now(UTC).isoformat(),
+        async def add(current: bytes | None) -> bytes:
+            total = decode_stats(current)
+            return msgspec.json.encode(
+                TriggerStats(
+                    received=total.received + delta.received,
+                    launched=total.launched + delta.launched,
+                    duplicates=total.duplicates + delta.duplicates,
+                    rejected=total.rejected + delta.rejected,
+                    redelivered=total.redelivered + delta.redelivered,
+                    last_error=delta.last_error or total.last_error,
+                    last_error_at=delta.last_error_at if delta.last_error else total.last_error_at,
+                    updated=datetime.now(UTC).isoformat(),
+                )
             )
-            data = msgspec.json.encode(merged)
-            try:
-                if revision is None:
-                    await self.kv.create(key, data)
-                else:
-                    await self.kv.update(key, data, last=revision)
-                return
-            except KeyWrongLastSequenceError:
-                continue  # another replica merged first: reload
-        raise RuntimeError(f"could not merge trigger stats of {key}: too many concurrent updates")
+
+        await compare_and_set(self.kv, key, add)  # another replica merged first: reload and add again

@@ -19,6 +19,7 @@ from natsflow_engine.runtime.definitions import deploy_definitions
 from natsflow_engine.runtime.engine import Engine
 from natsflow_engine.runtime.setup import ensure_layout, open_buckets
 from natsflow_engine.server import EmbeddedNatsServer
+from natsflow_engine.store import publish_command
 
 __all__ = ["make_orders", "run_demo"]
 
@@ -82,7 +83,7 @@ async def run_demo(directory: Path, *, count: int, timeout: float, tenant: str) 
                 if len(finished) == count:
                     done.set()
 
-        sub = await nc.subscribe(f"nf.hist.{tenant}.>", cb=on_history)
+        sub = await nc.subscribe(layout.tenant_history_subjects(tenant), cb=on_history)
         orders = make_orders(count)
         started = time.perf_counter()
         ids = {}
@@ -97,9 +98,7 @@ async def run_demo(directory: Path, *, count: int, timeout: float, tenant: str) 
                 variables=order,
                 business_key=order["orderId"],
             )
-            await js.publish(
-                layout.command_subject(tenant, iid), r.encode(cmd), headers={"Nats-Msg-Id": cmd.id}
-            )
+            await publish_command(js, cmd)
         try:
             await asyncio.wait_for(done.wait(), timeout)
         except TimeoutError:

@@ -1,0 +1,401 @@
+"""How natsflow writes to NATS: one place per primitive.
+
+::
+
+    publish_command(js, cmd)            a command onto the engine's command stream (deduplicated
+                                        by its id), from the API, triggers, workers, the engine
+    compare_and_set(kv, key, change)    read, change, write under the revision; retried on a
+                                        conflict as a RetryPolicy says, ConcurrentUpdateError when
+                                        the tries are used up
+    open_or_create_bucket(js, config)   a bucket handle, created when missing
+    InstanceStore                       how a step's record and effects reach NATS: load (cache
+                                        or KV), commit (record with its outbox, under the
+                                        revision), publish (one publisher per effect type)
+    JetStreamTimers                     timer effects as JetStream message schedules
+
+Every name of a stream, bucket, subject or consumer comes from :mod:`natsflow_engine.layout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar, assert_never
+
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, PubAck
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from natsflow_engine import layout
+from natsflow_engine.errors import ConflictError, PayloadTooLargeError
+from natsflow_engine.runtime import records as r
+
+if TYPE_CHECKING:  # messaging writes through this module
+    from natsflow_engine.runtime.messaging import Messaging
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "ConcurrentUpdateError",
+    "Effect",
+    "EffectPublisher",
+    "InstanceStore",
+    "JetStreamTimers",
+    "RecordTooLargeError",
+    "RetryPolicy",
+    "TimerService",
+    "Written",
+    "compare_and_set",
+    "open_or_create_bucket",
+    "publish_command",
+]
+
+Effect: TypeAlias = (
+    r.Job
+    | r.HistoryRecord
+    | r.UserTask
+    | r.UserTaskDone
+    | r.TimerSpec
+    | r.TimerCancel
+    | r.Subscribe
+    | r.Unsubscribe
+    | r.SignalBroadcast
+    | r.MessagePublish
+    | r.AnyCommand
+)
+"""What a step asks of the world; kept in the record's outbox until the next step."""
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def publish_command(
+    js: JetStreamContext, cmd: r.AnyCommand, *, data: bytes | None = None, msg_id: str | None = None
+) -> Awaitable[PubAck]:
+    """Publish ``cmd`` to its instance's command subject; JetStream drops a copy with the same
+    id (``msg_id``, by default the command id) inside the duplicate window. ``data`` is the
+    command already encoded, where the caller has it."""
+    return js.publish(
+        layout.command_subject(cmd.tenant, cmd.instance),
+        data if data is not None else r.encode(cmd),
+        headers={"Nats-Msg-Id": msg_id or cmd.id},
+    )
+
+
+# --- compare-and-set ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a compare-and-set is tried when concurrent writers keep winning.
+
+    A conflict means a newer value is there already, so the next try reads it at once (no
+    pause). When every try lost, :class:`ConcurrentUpdateError` is raised: the API answers
+    ``conflict``, a command that caused it is left unacknowledged and redelivered.
+    """
+
+    attempts: int = 20
+    """Tries of one read-change-write before giving up (at least 1)."""
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+class ConcurrentUpdateError(ConflictError):
+    """A compare-and-set lost every try of its :class:`RetryPolicy` to concurrent writers."""
+
+    def __init__(self, key: str, attempts: int) -> None:
+        self.key = key
+        self.attempts = attempts
+        super().__init__(f"{key}: changed concurrently {attempts} times in a row; try again")
+
+
+@dataclass(frozen=True)
+class Written:
+    """The outcome of :func:`compare_and_set`."""
+
+    value: bytes | None
+    """What the key holds now (None: absent)."""
+    revision: int | None
+    changed: bool
+    """Whether this call wrote it (False: ``change`` kept the value as it was)."""
+
+
+Change = Callable[[bytes | None], Awaitable[bytes | None]]
+"""Given the current value (None: absent), the new value, or None to keep it as it is. May
+raise to abort (the error propagates), or ``KeyWrongLastSequenceError`` to try again."""
+
+
+async def compare_and_set(
+    kv: KeyValue, key: str, change: Change, policy: RetryPolicy = DEFAULT_RETRY
+) -> Written:
+    """Read ``key``, ask ``change`` for its new value and write it under the revision read
+    (create-if-absent when it was absent); on a conflict read again, up to ``policy.attempts``
+    times, then raise :class:`ConcurrentUpdateError`."""
+    for _ in range(max(1, policy.attempts)):
+        current: bytes | None
+        try:
+            entry = await kv.get(key)
+            current, revision = entry.value or b"", entry.revision
+        except KeyNotFoundError:
+            current, revision = None, None
+        try:
+            new = await change(current)
+            if new is None:
+                return Written(current, revision, changed=False)
+            if revision is None:
+                revision = await kv.create(key, new)
+            else:
+                revision = await kv.update(key, new, last=revision)
+        except KeyWrongLastSequenceError:
+            continue
+        return Written(new, revision, changed=True)
+    raise ConcurrentUpdateError(key, policy.attempts)
+
+
+# --- buckets ------------------------------------------------------------------------------------
+
+
+async def open_or_create_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    """Open a bucket; create it with ``config`` when missing (an existing one keeps its settings:
+    replicas and limits are an operator's choice, never whichever process starts first)."""
+    assert config.bucket is not None
+    try:
+        return await js.key_value(config.bucket)
+    except BucketNotFoundError:
+        pass
+    try:
+        return await js.create_key_value(config)
+    except Exception:  # another process created it first (with other settings): use it
+        return await js.key_value(config.bucket)
+
+
+# --- timers -------------------------------------------------------------------------------------
+
+
+class TimerService(Protocol):
+    """Where timer effects go: JetStream message schedules, or the test kit's virtual clock."""
+
+    async def schedule(self, spec: r.TimerSpec) -> None: ...
+
+    async def cancel(self, spec: r.TimerCancel) -> None: ...
+
+
+class JetStreamTimers:
+    """Timers as JetStream message schedules (``Nats-Schedule: @at``, nats-server >= 2.12).
+
+    The schedule message waits on ``nf.sched.<tenant>.<instance>.<timer>`` in the command
+    stream and, when due, the server publishes its body, a ``timer-fired`` command, to the
+    instance's command subject. Durable across restarts of every process, the server's too.
+    """
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+
+    async def schedule(self, spec: r.TimerSpec) -> None:
+        due = datetime.fromisoformat(spec.due.replace("Z", "+00:00"))
+        command: r.AnyCommand = spec.launch or r.TimerFired(
+            id=spec.id, tenant=spec.tenant, instance=spec.instance, ei=spec.ei, timer=spec.id, due=spec.due
+        )
+        if due <= datetime.now(UTC) + timedelta(milliseconds=500):
+            await publish_command(self.js, command, msg_id=spec.id)
+            return
+        at = (due + timedelta(seconds=1)).replace(microsecond=0) if due.microsecond else due
+        await self.js.publish(
+            layout.schedule_subject(spec.tenant, spec.instance, spec.id),
+            r.encode(command),
+            headers={
+                "Nats-Schedule": f"@at {at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}",
+                "Nats-Schedule-Target": layout.command_subject(spec.tenant, spec.instance),
+                "Nats-Msg-Id": f"sched.{spec.id}",
+            },
+        )
+
+    async def cancel(self, spec: r.TimerCancel) -> None:
+        with contextlib.suppress(Exception):
+            await self.js.purge_stream(
+                layout.STREAM_COMMANDS, subject=layout.schedule_subject(spec.tenant, spec.instance, spec.id)
+            )
+
+
+# --- effects ------------------------------------------------------------------------------------
+
+
+class EffectPublisher:
+    """Publishes effects, each by the one publisher of its type, pipelined."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        usertasks: KeyValue,
+        timers: TimerService,
+        messaging: Messaging,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.js = js
+        self.usertasks = usertasks
+        self.timers = timers
+        self.messaging = messaging
+        self.clock = clock
+
+    async def publish(self, effects: list[Effect]) -> None:
+        if effects:
+            await asyncio.gather(*(self._one(effect) for effect in effects))
+
+    def _one(self, effect: Effect) -> Awaitable[object]:
+        match effect:
+            case r.Job():
+                return self.js.publish(
+                    layout.job_subject(effect.tenant, effect.type), r.encode(effect),
+                    headers={"Nats-Msg-Id": effect.key},
+                )
+            case r.HistoryRecord():
+                return self.js.publish(
+                    layout.history_subject(effect.tenant, effect.instance), r.encode(effect),
+                    headers={"Nats-Msg-Id": f"{effect.instance}.h{effect.step}"},
+                )
+            case r.UserTask():
+                return self.usertasks.put(layout.usertask_key(effect.tenant, effect.id), r.encode(effect))
+            case r.UserTaskDone():
+                return self._delete_usertask(layout.usertask_key(effect.tenant, effect.id))
+            case r.TimerSpec():
+                return self.timers.schedule(effect)
+            case r.TimerCancel():
+                return self.timers.cancel(effect)
+            case r.Subscribe():
+                return self.messaging.subscribe(effect, self.clock())
+            case r.Unsubscribe():
+                return self.messaging.unsubscribe(effect)
+            case r.MessagePublish():
+                return self.messaging.publish_message(
+                    effect.tenant, effect.name, effect.key, effect.variables,
+                    ttl=timedelta(seconds=effect.ttl), message_id=effect.id, now=self.clock(),
+                )
+            case r.SignalBroadcast():
+                return self.messaging.broadcast_signal(
+                    effect.tenant, effect.name, effect.variables, signal_id=effect.id
+                )
+            case (
+                r.Launch() | r.JobCompleted() | r.JobFailed() | r.JobError() | r.UserTaskCompleted()
+                | r.Cancel() | r.ResolveIncident() | r.SetVariables() | r.TimerFired()
+                | r.MessageCorrelated() | r.SignalReceived() | r.ChildFinished()
+            ):
+                return publish_command(self.js, effect)
+            case _:
+                assert_never(effect)
+
+    async def _delete_usertask(self, key: str) -> None:
+        with contextlib.suppress(KeyNotFoundError):
+            await self.usertasks.delete(key)
+
+
+# --- instance records ---------------------------------------------------------------------------
+
+V = TypeVar("V")
+
+
+class _Bounded(OrderedDict[str, V]):
+    """An LRU map of at most ``limit`` entries."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def remember(self, key: str, value: V) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class RecordTooLargeError(PayloadTooLargeError):
+    """A step's record (with its outbox) is larger than the bucket's value limit; nothing was written."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"the instance record would be {size} bytes, more than the limit of {limit}")
+
+
+Loaded: TypeAlias = tuple[r.InstanceState | None, int | None]
+"""An instance record and its KV revision (None, None: no record)."""
+
+
+class InstanceStore:
+    """Instance records in KV with an LRU cache, and the outbox of each step.
+
+    A record is taken out of the cache while its step runs (the interpreter changes it in
+    place) and only a write that succeeded puts it back, so a failed write never leaves a state
+    ahead of KV. A loaded record whose outbox this process has not published is published again
+    (JetStream drops the copies: every effect has a deterministic message id).
+    """
+
+    def __init__(
+        self, kv: KeyValue, effects: EffectPublisher, *, cache_size: int, max_payload: int
+    ) -> None:
+        self.kv = kv
+        self.effects = effects
+        self.max_payload = max_payload
+        self._cache: _Bounded[tuple[r.InstanceState, int]] = _Bounded(cache_size)
+        self._flushed: _Bounded[bool] = _Bounded(cache_size)
+
+    async def load(self, key: str, *, expect_new: bool = False) -> Loaded:
+        """The record under ``key``; with ``expect_new`` (a launch) no read at all unless it is
+        cached: create-if-absent in :meth:`commit` tells a repeated launch. Raises
+        ``msgspec.DecodeError`` for a record that does not decode."""
+        loaded: Loaded | None = self._cache.pop(key, None)
+        if loaded is None:
+            loaded = (None, None) if expect_new else await self._read(key)
+        state, revision = loaded
+        if state is not None and state.outbox and state.outbox_cmd not in self._flushed:
+            await self.effects.publish(state.outbox)
+            self._flushed.remember(state.outbox_cmd or "", True)
+        return state, revision
+
+    async def reload(self, key: str) -> r.InstanceState | None:
+        """The record as KV has it, bypassing (and dropping) the cache."""
+        self._cache.pop(key, None)
+        state, _ = await self._read(key)
+        return state
+
+    async def _read(self, key: str) -> Loaded:
+        try:
+            entry = await self.kv.get(key)
+        except KeyNotFoundError:
+            return None, None
+        if entry.value is None:
+            return None, None
+        return r.decode_state(entry.value), entry.revision
+
+    async def commit(
+        self, key: str, revision: int | None, cmd_id: str, state: r.InstanceState, outbox: list[Effect], at: str
+    ) -> bool:
+        """Write ``state`` with ``outbox`` under ``revision`` (create-if-absent when None), then
+        publish the outbox. False: a concurrent write won (nothing written, nothing published).
+        Raises :class:`RecordTooLargeError` before writing a record over the limit."""
+        state.outbox = outbox
+        state.outbox_cmd = cmd_id
+        state.outbox_at = at
+        data = r.encode(state)
+        if len(data) > self.max_payload:
+            self._cache.pop(key, None)
+            raise RecordTooLargeError(len(data), self.max_payload)
+        try:
+            if revision is None:
+                revision = await self.kv.create(key, data)
+            else:
+                revision = await self.kv.update(key, data, last=revision)
+        except KeyWrongLastSequenceError:
+            self._cache.pop(key, None)
+            return False
+        if state.state == "active":
+            self._cache.remember(key, (state, revision))
+        else:
+            self._cache.pop(key, None)
+        await self.effects.publish(outbox)
+        self._flushed.remember(cmd_id, True)
+        return True
