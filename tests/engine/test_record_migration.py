@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from natsflow_engine import layout
 from natsflow_engine.runtime import records as r
+from natsflow_engine.runtime import waits as w
 from natsflow_engine.testing import ProcessTestEngine
 
 GOLDEN = Path(__file__).parents[1] / "golden"
@@ -91,19 +92,19 @@ def test_migrated_details_keep_their_values() -> None:
         return r.decode_state(golden("v1", next(s for s in SCENARIOS if s.name == name)))
 
     tick = next(ei for ei in load("boundaries").eis.values() if ei.el == "tick")
-    assert isinstance(tick.wait, r.TimerWait) and tick.wait.due == "2026-01-01T00:10:00Z"
-    assert tick.wait.cycle == r.TimerCycle(r=3, i=600.0) and tick.role == r.Listener(of="boundary")
+    assert isinstance(tick.wait, w.TimerWait) and tick.wait.due == "2026-01-01T00:10:00Z"
+    assert tick.wait.cycle == w.TimerCycle(r=3, i=600.0) and tick.role == w.Listener(of="boundary")
     body = load("multi_instance_parallel").eis[3]
-    assert body.role == r.LoopBody(n=3, next=3, seq=False, items=[3, 1, 2], out=[None, None, None])
+    assert body.role == w.LoopBody(n=3, next=3, seq=False, items=[3, 1, 2], out=[None, None, None])
     assert body.flow == "f_s_each"
     running = load("compensation_running")
-    assert running.eis[6].role == r.CompensationThrow(queue=["cancel_hotel"])
-    assert running.eis[7].role == r.CompensationHandler(thrower=6)
+    assert running.eis[6].role == w.CompensationThrow(queue=["cancel_hotel"])
+    assert running.eis[7].role == w.CompensationHandler(thrower=6)
     assert load("compensation_recorded").eis[1].compensable == ["book_hotel", "book_flight"]
     incident = load("incident_no_flow").eis[4]
     assert incident.phase == "leave" and incident.incident is not None
     message = next(ei for ei in load("event_gateway").eis.values() if ei.el == "paid")
-    assert message.wait == r.MessageWait(name="payment", key="C-3")
+    assert message.wait == w.MessageWait(name="payment", key="C-3")
     assert load("parallel_join").joins == {"1/join": ["f3"]}
 
 
@@ -119,18 +120,18 @@ def satisfy(state: r.InstanceState, ei: r.ElementInstance, n: int) -> r.Command:
     """The command that ends what ``ei`` waits for."""
     cid, tenant, iid = f"golden.{n}", state.tenant, state.id
     match ei.wait:
-        case r.JobWait(key=key):
+        case w.JobWait(key=key):
             return r.JobCompleted(id=cid, tenant=tenant, instance=iid, job=key, ei=ei.key)
-        case r.UserTaskWait(task=task):
+        case w.UserTaskWait(task=task):
             return r.UserTaskCompleted(id=cid, tenant=tenant, instance=iid, task=task)
-        case r.TimerWait(timer=timer, due=due):
+        case w.TimerWait(timer=timer, due=due):
             return r.TimerFired(id=cid, tenant=tenant, instance=iid, ei=ei.key, timer=timer, due=due)
-        case r.MessageWait(name=name, key=key):
+        case w.MessageWait(name=name, key=key):
             return r.MessageCorrelated(id=cid, tenant=tenant, instance=iid, ei=ei.key, name=name, key=key,
                                        message_id=cid)
-        case r.SignalWait(name=name):
+        case w.SignalWait(name=name):
             return r.SignalReceived(id=cid, tenant=tenant, instance=iid, ei=ei.key, name=name)
-        case r.ChildCall(child=child):
+        case w.ChildCall(child=child):
             return r.ChildFinished(id=cid, tenant=tenant, instance=iid, ei=ei.key, child=child, state="completed")
         case None:
             raise AssertionError(f"element instance {ei.key} ({ei.el}) waits for nothing")

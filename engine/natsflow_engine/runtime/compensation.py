@@ -1,6 +1,3 @@
-# mypy: disable-error-code="misc"
-# (mixins of the interpreter step annotate self as _Step, the class they are mixed into;
-# mypy wants a self type to be a supertype of the mixin, which a mixin cannot offer)
 """Compensation: undo completed work by running its compensation handlers, newest first.
 
 An activity with a compensation boundary event is recorded in its scope when it completes.
@@ -11,19 +8,16 @@ activities of its scope, in reverse order of completion (or only the handler of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from natsflow_engine.bpmn.model import Activity, CompensateTrigger, Event, FlowNode
 from natsflow_engine.runtime import records as r
+from natsflow_engine.runtime import waits as w
+from natsflow_engine.runtime.context import Part
 
-if TYPE_CHECKING:
-    from natsflow_engine.runtime.interpreter import _Step
-
-__all__ = ["CompensationMixin"]
+__all__ = ["Compensation"]
 
 
-class CompensationMixin:
-    def _handler_of(self: _Step, activity_id: str) -> str | None:
+class Compensation(Part):
+    def _handler_of(self, activity_id: str) -> str | None:
         node = self.p.nodes[activity_id]
         for bid in getattr(node, "boundaries", ()):
             b = self.p.nodes[bid]
@@ -31,17 +25,17 @@ class CompensationMixin:
                 return b.compensation_handler
         return None
 
-    def record_compensable(self: _Step, node: FlowNode, ei: r.ElementInstance) -> None:
+    def record(self, node: FlowNode, ei: r.ElementInstance) -> None:
         if not isinstance(node, Activity) or self._handler_of(node.id) is None:
             return
         scope = self.s.eis.get(ei.parent)
-        while scope is not None and isinstance(scope.role, r.LoopBody):
+        while scope is not None and isinstance(scope.role, w.LoopBody):
             scope = self.s.eis.get(scope.parent)
         if scope is None:
             return
         scope.compensable = [*scope.compensable, node.id]
 
-    def throw_compensation(self: _Step, node: Event, scope: int, flow: str | None) -> None:
+    def throw(self, node: Event, scope: int, flow: str | None) -> None:
         trig = node.trigger
         assert isinstance(trig, CompensateTrigger)
         scope_ei = self.s.eis[scope]
@@ -49,36 +43,36 @@ class CompensationMixin:
         chosen = [a for a in recorded if trig.activity_ref in (None, a)]
         handlers = [h for h in (self._handler_of(a) for a in reversed(chosen)) if h]
         scope_ei.compensable = [a for a in recorded if a not in chosen]
-        thrower = self.new_ei(node, scope, flow)
-        self.event("element-activated", node.id, thrower.key)
-        self.event("compensation-thrown", node.id, thrower.key, handlers=handlers)
-        thrower.role = r.CompensationThrow(queue=handlers)
-        self.next_compensation(thrower)
+        thrower = self.c.new_ei(node, scope, flow)
+        self.c.event("element-activated", node.id, thrower.key)
+        self.c.event("compensation-thrown", node.id, thrower.key, handlers=handlers)
+        thrower.role = w.CompensationThrow(queue=handlers)
+        self._next(thrower)
 
-    def next_compensation(self: _Step, thrower: r.ElementInstance) -> None:
-        queue = thrower.role.queue if isinstance(thrower.role, r.CompensationThrow) else []
+    def _next(self, thrower: r.ElementInstance) -> None:
+        queue = thrower.role.queue if isinstance(thrower.role, w.CompensationThrow) else []
         if queue:
             handler = self.p.nodes[queue.pop(0)]
             assert isinstance(handler, Activity)
             ei = r.ElementInstance(
-                key=self.new_key(),
+                key=self.c.new_key(),
                 el=handler.id,
                 parent=thrower.parent,
-                role=r.CompensationHandler(thrower=thrower.key),
+                role=w.CompensationHandler(thrower=thrower.key),
             )
             self.s.eis[ei.key] = ei
-            self.event("element-activated", handler.id, ei.key)
-            self.start_activity(ei, handler)
+            self.c.event("element-activated", handler.id, ei.key)
+            self.c.activities.start_activity(ei, handler)
             return
         node = self.p.nodes[thrower.el]
         del self.s.eis[thrower.key]
-        self.event("element-completed", node.id, thrower.key)
+        self.c.event("element-completed", node.id, thrower.key)
         if node.kind == "endEvent":
-            self.token_ended(thrower.parent)
+            self.c.tokens.token_ended(thrower.parent)
         else:
-            self.leave(node, thrower.parent)
+            self.c.tokens.leave(node, thrower.parent)
 
-    def compensation_done(self: _Step, handler: r.CompensationHandler) -> None:
+    def handler_done(self, handler: w.CompensationHandler) -> None:
         thrower = self.s.eis.get(handler.thrower)
         if thrower is not None:
-            self.next_compensation(thrower)
+            self._next(thrower)

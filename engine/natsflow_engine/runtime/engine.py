@@ -38,7 +38,7 @@ from natsflow_engine.errors import NatsflowError, NotFoundError
 from natsflow_engine.natsutil import PullLoop
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import DefinitionCache, resolve_version
-from natsflow_engine.runtime.interpreter import APPLIED_MEMORY, StepResult, step
+from natsflow_engine.runtime.interpreter import StepResult, engine_incident, step, unreadable_record
 from natsflow_engine.runtime.messaging import Messaging, StartIndex
 from natsflow_engine.runtime.setup import LayoutSettings, ensure_layout, open_buckets
 from natsflow_engine.runtime.starts import first_timer_starts, is_timer_start
@@ -302,22 +302,7 @@ class Engine:
         record as it is for an operator to inspect or repair, and leave the command unapplied."""
         log.error("instance record %s.%s is corrupt (%s); command %s not applied", cmd.tenant, cmd.instance, error,
                   cmd.id)
-        record = r.HistoryRecord(
-            tenant=cmd.tenant,
-            instance=cmd.instance,
-            process_id="",
-            step=0,
-            at=self.clock().isoformat(),
-            command=type(cmd).__name__,
-            state="unknown",
-            events=[
-                r.HistoryEvent(
-                    type="incident-raised",
-                    data={"kind": "corrupt-record", "command": cmd.id,
-                          "message": f"the instance record cannot be read: {error}"},
-                )
-            ],
-        )
+        record = unreadable_record(cmd, error, self.clock())
         await self.js.publish(
             layout.history_subject(cmd.tenant, cmd.instance),
             r.encode(record),
@@ -359,33 +344,7 @@ class Engine:
     def _engine_incident(
         self, state: r.InstanceState, cmd: r.AnyCommand, message: str, kind: str = "engine"
     ) -> StepResult:
-        state.step += 1
-        at = self.clock().isoformat()
-        ei = getattr(cmd, "ei", None) or 1
-        element = state.eis[ei].el if ei in state.eis else state.process_id
-        incident = r.Incident(
-            id=f"{state.id}.{ei}.{state.step}", ei=ei, element_id=element, kind=kind, message=message, at=at
-        )
-        state.incidents.append(incident)
-        state.applied = [*state.applied, cmd.id][-APPLIED_MEMORY:]
-        history = r.HistoryRecord(
-            tenant=state.tenant,
-            instance=state.id,
-            process_id=state.process_id,
-            step=state.step,
-            at=at,
-            command=type(cmd).__name__,
-            state=state.state,
-            events=[
-                r.HistoryEvent(
-                    type="incident-raised",
-                    element_id=element,
-                    ei=ei,
-                    data={"incident": incident.id, "kind": kind, "message": message},
-                )
-            ],
-        )
-        return StepResult(state, [], history)
+        return engine_incident(state, cmd, message, self.clock(), kind)
 
     async def incident_for_oversized(self, key: str, cmd: r.AnyCommand, exc: RecordTooLargeError) -> StepResult:
         """The step would write a record over the limit: the record as it was, with an incident."""

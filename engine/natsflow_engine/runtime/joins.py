@@ -1,7 +1,8 @@
-# mypy: disable-error-code="misc"
-# (mixins of the interpreter step annotate self as _Step, the class they are mixed into;
-# mypy wants a self type to be a supertype of the mixin, which a mixin cannot offer)
-"""Inclusive gateways: split on every true condition, join once no other token can arrive.
+"""Joins of one step: parallel gateways wait for a token on every incoming flow; inclusive
+gateways split on every true condition and join once no other token can arrive.
+
+Tokens parked at a join are kept in ``InstanceState.joins`` under ``<scope>/<gateway id>``,
+one entry per arrived token (its flow id).
 
 The join does not count tokens. It fires when, for every incoming flow that has no token yet,
 no token anywhere in the scope (a waiting element instance, a token queued in this step, a
@@ -11,16 +12,12 @@ is computed once per process and cached.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
 from natsflow_engine.bpmn.model import Gateway, Process
 from natsflow_engine.errors import NatsflowError
+from natsflow_engine.runtime.context import Part
+from natsflow_engine.runtime.scopes import context_of
 
-if TYPE_CHECKING:
-    from natsflow_engine.runtime.interpreter import _Step
-
-__all__ = ["JoinsMixin", "reachable"]
+__all__ = ["Joins", "reachable"]
 
 _REACH: dict[int, tuple[Process, dict[str, frozenset[str]]]] = {}
 
@@ -53,35 +50,59 @@ def reachable(process: Process) -> dict[str, frozenset[str]]:
     return result
 
 
-class JoinsMixin:
-    def take_inclusive(self: _Step, node: Gateway, scope: int, flow: str | None) -> None:
-        from natsflow_engine.runtime.interpreter import _condition
-        from natsflow_engine.runtime.scopes import context_of
+class Joins(Part):
+    def arrive_parallel(self, node: Gateway, scope: int, flow: str | None) -> bool:
+        """A token arrives at a parallel join: True (and the tokens are consumed) when one has
+        arrived on every incoming flow."""
+        key = f"{scope}/{node.id}"
+        arrived = self.s.joins.setdefault(key, [])
+        arrived.append(flow or "")
+        if not all(f in arrived for f in node.incoming):
+            return False
+        for f in node.incoming:
+            arrived.remove(f)
+        if not arrived:
+            del self.s.joins[key]
+        return True
 
-        ctx: Mapping[str, Any] = context_of(self.s, scope)
+    def arrive_inclusive(self, node: Gateway, scope: int, flow: str | None) -> None:
+        self.s.joins.setdefault(f"{scope}/{node.id}", []).append(flow or "")
+
+    def waiting_in(self, scope: int) -> bool:
+        """Whether a token waits at a join of ``scope``."""
+        prefix = f"{scope}/"
+        return any(k.startswith(prefix) for k in self.s.joins)
+
+    def clear(self, scope: int) -> None:
+        """Drop the tokens waiting at the joins of ``scope`` (it ends or is interrupted)."""
+        prefix = f"{scope}/"
+        if any(k.startswith(prefix) for k in self.s.joins):
+            self.s.joins = {k: v for k, v in self.s.joins.items() if not k.startswith(prefix)}
+
+    def take_inclusive(self, node: Gateway, scope: int, flow: str | None) -> None:
+        c = self.c
+        ctx = context_of(self.s, scope)
         chosen = []
         try:
             for fid in node.outgoing:
                 f = self.p.flows[fid]
-                if fid != node.default and (f.condition is None or _condition(f.condition, ctx)):
+                if fid != node.default and (f.condition is None or c.x.condition(f.condition, ctx)):
                     chosen.append(fid)
         except NatsflowError as exc:
-            self.raise_incident(self.new_ei(node, scope, flow), "expression", f"condition failed: {exc}")
+            c.raise_incident(c.new_ei(node, scope, flow), "expression", f"condition failed: {exc}")
             return
         if not chosen and node.default:
             chosen = [node.default]
         if not chosen:
-            self.raise_incident(self.new_ei(node, scope, flow), "no-flow",
-                                f"no outgoing sequence flow of inclusive gateway '{node.id}' has a true condition"
-                                " and there is no default flow")
+            c.raise_incident(c.new_ei(node, scope, flow), "no-flow",
+                             f"no outgoing sequence flow of inclusive gateway '{node.id}' has a true condition"
+                             " and there is no default flow")
             return
-        key = self.new_key()
-        self.event("element-activated", node.id, key)
-        self.event("element-completed", node.id, key, flows=chosen)
+        c.passed(node, flows=chosen)
         for fid in chosen:
-            self.enqueue_enter(self.p.flows[fid].target, scope, fid)
+            c.tokens.enqueue_enter(self.p.flows[fid].target, scope, fid)
 
-    def fire_inclusive_joins(self: _Step) -> bool:
+    def fire_ready(self) -> bool:
         """Fire every inclusive join no further token can reach; True when one fired."""
         fired = False
         for key in list(self.s.joins):
@@ -104,7 +125,7 @@ class JoinsMixin:
             fired = True
         return fired
 
-    def _can_still_arrive(self: _Step, scope: int, gw_id: str, missing: list[str]) -> bool:
+    def _can_still_arrive(self, scope: int, gw_id: str, missing: list[str]) -> bool:
         reach = reachable(self.p)
         wanted = set(missing)
         positions: list[str] = []

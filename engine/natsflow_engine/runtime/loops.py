@@ -1,7 +1,4 @@
-# mypy: disable-error-code="misc"
-# (mixins of the interpreter step annotate self as _Step, the class they are mixed into;
-# mypy wants a self type to be a supertype of the mixin, which a mixin cannot offer)
-"""Multi-instance activities and standard loops. A mixin of the interpreter's step.
+"""Multi-instance activities and standard loops.
 
 A looped activity runs as a *body* element instance (it carries the activity's boundary
 events) with one child element instance per iteration. Each iteration has its own local
@@ -13,32 +10,26 @@ holds (the others are terminated); then the activity's outgoing flows are taken.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from natsflow_engine.bpmn.model import Activity, MultiInstance, StandardLoop
+from natsflow_engine.bpmn.model import Activity, MultiInstance
 from natsflow_engine.errors import NatsflowError
 from natsflow_engine.runtime import records as r
+from natsflow_engine.runtime import waits as w
+from natsflow_engine.runtime.context import Part
+from natsflow_engine.runtime.expressions import Variables
 from natsflow_engine.runtime.scopes import context_of, propagate
 
-if TYPE_CHECKING:
-    from natsflow_engine.runtime.interpreter import _Step
-
-__all__ = ["LoopsMixin"]
+__all__ = ["Loops"]
 
 
-def _json(value: Any) -> Any:
-    from natsflow_engine.feel import to_json_value
-
-    return to_json_value(value)
-
-
-class LoopsMixin:
-    def enter_loop_body(self: _Step, node: Activity, scope: int, flow: str | None) -> None:
-        body = self.new_ei(node, scope, flow, vars_={})
-        data = r.LoopBody(n=None, seq=True)
+class Loops(Part):
+    def enter_body(self, node: Activity, scope: int, flow: str | None) -> None:
+        body = self.c.new_ei(node, scope, flow, vars_={})
+        data = w.LoopBody(n=None, seq=True)
         body.role = data
-        self.event("element-activated", node.id, body.key, body=True)
-        if not self.arm_boundaries(body, node):
+        self.c.event("element-activated", node.id, body.key, body=True)
+        if not self.c.events.arm_boundaries(body, node):
             return
         ctx = context_of(self.s, scope)
         mi = node.multi_instance
@@ -50,11 +41,11 @@ class LoopsMixin:
                     data.out = [None] * len(items)
             else:
                 assert node.loop is not None
-                if node.loop.test_before and not self._loop_condition(node.loop, context_of(self.s, body.key)):
+                if node.loop.test_before and not self.c.x.holds(node.loop.condition, context_of(self.s, body.key)):
                     self.finish_body(body, node)
                     return
         except NatsflowError as exc:
-            self.raise_incident(body, "expression", f"multi-instance failed: {exc}")
+            self.c.raise_incident(body, "expression", f"multi-instance failed: {exc}")
             return
         if data.n == 0:
             self.finish_body(body, node)
@@ -65,22 +56,22 @@ class LoopsMixin:
             for _ in range(data.n):
                 self.spawn_iteration(body, node, data)
 
-    @staticmethod
-    def _items(mi: MultiInstance, ctx: Any) -> list[Any]:
+    def _items(self, mi: MultiInstance, ctx: Variables) -> list[Any]:
+        x = self.c.x
         if mi.input_collection is not None:
-            value = mi.input_collection.evaluate(ctx)
+            value = x.value(mi.input_collection, ctx)
             if value is None:
                 raise NatsflowError(f"input collection '{mi.input_collection.source}' is null")
             if not isinstance(value, list):
                 raise NatsflowError(f"input collection '{mi.input_collection.source}' is {value!r}, not a list")
-            return [_json(v) for v in value]
+            return [x.to_json(v) for v in value]
         assert mi.cardinality is not None
-        count = mi.cardinality.evaluate(ctx)
+        count = x.value(mi.cardinality, ctx)
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise NatsflowError(f"loop cardinality '{mi.cardinality.source}' is {count!r}, not a whole number")
         return [None] * count
 
-    def spawn_iteration(self: _Step, body: r.ElementInstance, node: Activity, data: r.LoopBody) -> None:
+    def spawn_iteration(self, body: r.ElementInstance, node: Activity, data: w.LoopBody) -> None:
         index = data.next
         data.next = index + 1
         local: dict[str, Any] = {"loopCounter": index + 1}
@@ -88,15 +79,15 @@ class LoopsMixin:
         if mi is not None and mi.input_element:
             local[mi.input_element] = data.items[index]
         inner = r.ElementInstance(
-            key=self.new_key(), el=node.id, parent=body.key, vars=local, role=r.Iteration(index=index)
+            key=self.c.new_key(), el=node.id, parent=body.key, vars=local, role=w.Iteration(index=index)
         )
         self.s.eis[inner.key] = inner
-        self.event("element-activated", node.id, inner.key, iteration=index)
-        self.start_activity(inner, node)
+        self.c.event("element-activated", node.id, inner.key, iteration=index)
+        self.c.activities.start_activity(inner, node)
 
-    def iteration_completed(self: _Step, inner: r.ElementInstance, iteration: r.Iteration) -> None:
+    def iteration_completed(self, inner: r.ElementInstance, iteration: w.Iteration) -> None:
         body = self.s.eis.get(inner.parent)
-        if body is None or not isinstance(body.role, r.LoopBody):
+        if body is None or not isinstance(body.role, w.LoopBody):
             return
         node = self.p.nodes[body.el]
         assert isinstance(node, Activity)
@@ -106,9 +97,9 @@ class LoopsMixin:
         if mi is not None and mi.output_collection and mi.output_element is not None and data.out is not None:
             ctx = {**context_of(self.s, body.key), **(inner.vars or {})}
             try:
-                data.out[iteration.index] = _json(mi.output_element.evaluate(ctx))
+                data.out[iteration.index] = self.c.x.json(mi.output_element, ctx)
             except NatsflowError as exc:
-                self.raise_incident(body, "expression", f"output element failed: {exc}")
+                self.c.raise_incident(body, "expression", f"output element failed: {exc}")
                 return
         active = sum(1 for e in self.s.eis.values() if e.parent == body.key and not e.listener)
         if mi is not None:
@@ -123,9 +114,9 @@ class LoopsMixin:
         loop = node.loop
         assert loop is not None
         try:
-            again = self._loop_condition(loop, context_of(self.s, body.key))
+            again = self.c.x.holds(loop.condition, context_of(self.s, body.key))
         except NatsflowError as exc:
-            self.raise_incident(body, "expression", f"loop condition failed: {exc}")
+            self.c.raise_incident(body, "expression", f"loop condition failed: {exc}")
             return
         if loop.maximum is not None and data.done >= loop.maximum:
             again = False
@@ -135,7 +126,7 @@ class LoopsMixin:
             self.finish_body(body, node)
 
     def _completion_reached(
-        self: _Step, body: r.ElementInstance, data: r.LoopBody, node: Activity, active: int
+        self, body: r.ElementInstance, data: w.LoopBody, node: Activity, active: int
     ) -> bool:
         mi = node.multi_instance
         if mi is None or mi.completion_condition is None:
@@ -147,25 +138,19 @@ class LoopsMixin:
             "numberOfActiveInstances": active,
         }
         try:
-            return mi.completion_condition.evaluate(ctx) is True
+            return self.c.x.holds(mi.completion_condition, ctx)
         except NatsflowError as exc:
-            self.raise_incident(body, "expression", f"completion condition failed: {exc}")
+            self.c.raise_incident(body, "expression", f"completion condition failed: {exc}")
             return False
 
-    @staticmethod
-    def _loop_condition(loop: StandardLoop, ctx: Any) -> bool:
-        if loop.condition is None:
-            return True
-        return loop.condition.evaluate(ctx) is True
-
-    def finish_body(self: _Step, body: r.ElementInstance, node: Activity) -> None:
+    def finish_body(self, body: r.ElementInstance, node: Activity) -> None:
         """All iterations done (or the completion condition held): leave the activity."""
-        out = body.role.out if isinstance(body.role, r.LoopBody) else None
-        self.close_listeners(body.key)
-        self.terminate_children(body.key)
+        out = body.role.out if isinstance(body.role, w.LoopBody) else None
+        self.c.events.close_listeners(body.key)
+        self.c.tokens.terminate_children(body.key)
         mi = node.multi_instance
         if mi is not None and mi.output_collection:
             propagate(self.s, body.parent, {mi.output_collection: out if out is not None else []})
         del self.s.eis[body.key]
-        self.event("element-completed", node.id, body.key, body=True)
-        self.leave(node, body.parent, body.parent)
+        self.c.event("element-completed", node.id, body.key, body=True)
+        self.c.tokens.leave(node, body.parent, body.parent)

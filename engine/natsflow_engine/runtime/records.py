@@ -11,30 +11,20 @@ All records are JSON on the wire (readable with ``nats kv get`` / ``nats sub``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import os
+import time
+from typing import Any
 
 import msgspec
 
 from natsflow_engine.runtime.migrate import RecordMigrationError, upgrade
+from natsflow_engine.runtime.waits import JobWait, Listener, Phase, Role, UserTaskWait, Wait
 
 __all__ = [
     "COMMAND_TYPES",
     "STATE_VERSION",
-    "ChildCall",
-    "CompensationHandler",
-    "CompensationThrow",
-    "Iteration",
-    "JobWait",
-    "Listener",
-    "LoopBody",
-    "MessageWait",
-    "Phase",
-    "Role",
-    "SignalWait",
-    "TimerCycle",
-    "TimerWait",
-    "UserTaskWait",
-    "Wait",
+    "AnyCommand",
+    "Effect",
     "Cancel",
     "ChildFinished",
     "Command",
@@ -356,104 +346,6 @@ class HistoryRecord(_Record, tag="history"):
 # --- the instance state record ----------------------------------------------------------------
 
 
-# --- what an element instance waits for, and what it is --------------------------------------
-
-
-class _Wait(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="w"):
-    pass
-
-
-class JobWait(_Wait, tag="job"):
-    """A job was published; the element waits for its completion, failure or BPMN error."""
-
-    key: str  # the job key, <instance>.<ei>.<attempt>
-
-
-class UserTaskWait(_Wait, tag="user-task"):
-    task: str  # the user task id, <instance>.<ei>
-
-
-class ChildCall(_Wait, tag="child"):
-    """A call activity waits for the instance it launched."""
-
-    child: str
-
-
-class TimerCycle(msgspec.Struct, kw_only=True):
-    """A timer cycle still to run (:class:`natsflow_engine.runtime.timers.Cycle`, encoded)."""
-
-    r: int | None = None  # repetitions left; None: forever
-    i: float | None = None  # interval in seconds
-    c: str | None = None  # cron expression
-
-
-class TimerWait(_Wait, tag="timer"):
-    timer: str  # the timer id, <instance>.<ei>.t<step>
-    due: str  # RFC 3339, UTC
-    cycle: TimerCycle | None = None
-
-
-class MessageWait(_Wait, tag="message"):
-    name: str
-    key: str = ""  # the correlation key
-
-
-class SignalWait(_Wait, tag="signal"):
-    name: str
-
-
-Wait = JobWait | UserTaskWait | ChildCall | TimerWait | MessageWait | SignalWait
-"""What an element instance waits for; at most one thing at a time."""
-
-ListenerOf = Literal["boundary", "esp", "ebg"]
-
-
-class _Role(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="r"):
-    pass
-
-
-class Listener(_Role, tag="listener"):
-    """Waits for an event on behalf of its parent: a boundary event of the activity
-    (``boundary``), a start event of an event sub-process of the scope (``esp``), or one
-    branch of an event-based gateway (``ebg``). A listener never keeps a scope alive."""
-
-    of: ListenerOf
-
-
-class LoopBody(_Role, tag="loop-body"):
-    """A multi-instance or standard-loop activity: its iterations are its children."""
-
-    n: int | None  # iterations in all; None: a standard loop (until its condition fails)
-    done: int = 0
-    next: int = 0  # index of the next iteration to start
-    seq: bool = False
-    items: list[Any] = []  # the input collection
-    out: list[Any] | None = None  # the output collection, by iteration index
-
-
-class Iteration(_Role, tag="iteration"):
-    index: int
-
-
-class CompensationThrow(_Role, tag="compensation-throw"):
-    """A compensation throw event running its handlers one after the other."""
-
-    queue: list[str] = []  # handlers still to run, in order
-
-
-class CompensationHandler(_Role, tag="compensation-handler"):
-    thrower: int  # the element instance of the compensation throw event
-
-
-Role = Listener | LoopBody | Iteration | CompensationThrow | CompensationHandler
-"""What kind of element instance this is, when more than an element waiting for itself."""
-
-Phase = Literal["enter", "job", "complete", "arm", "leave", "done"]
-"""Where resolving an incident resumes: enter the element again, create its job again,
-complete it, arm its event again, take its outgoing flows, or (after an unhandled error) retry
-its job or enter it again."""
-
-
 class ElementInstance(msgspec.Struct, kw_only=True, omit_defaults=True):
     """An element instance that waits or is a scope.
 
@@ -501,9 +393,8 @@ class Incident(msgspec.Struct, kw_only=True, omit_defaults=True):
     at: str
 
 
-Outbox = list[
+Effect = (
     Job
-    | HistoryRecord
     | UserTask
     | UserTaskDone
     | TimerSpec
@@ -513,7 +404,10 @@ Outbox = list[
     | SignalBroadcast
     | MessagePublish
     | AnyCommand
-]
+)
+"""What a step asks the engine to publish (besides its history record)."""
+
+Outbox = list[Effect | HistoryRecord]
 
 
 class InstanceState(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -566,11 +460,9 @@ def decode_state(data: bytes) -> InstanceState:
 
 
 def new_id() -> str:
-    """A new instance id: 64-bit nanosecond timestamp and 32 random bits, in hex.
+    """A new instance id: 64-bit nanosecond timestamp and 32 random bits, in hex (for launchers:
+    the API, the test kit; the interpreter derives its ids from the command).
 
     Ids sort by creation time (for one clock), fit a KV key and a subject token.
     """
-    import os
-    import time
-
     return f"{time.time_ns():016x}{os.urandom(4).hex()}"

@@ -4,18 +4,18 @@ Each element instance may hold local variables (``ElementInstance.vars``); the r
 (key 1) holds the process variables. Reading walks from an element instance up to the root,
 inner names shadowing outer ones. Writing with :func:`propagate` sets a variable in the
 innermost scope, starting at a given element instance, where it already exists, else in the
-root scope. Input mappings create local variables; output mappings propagate from the parent.
+root scope. Input mappings create local variables; output mappings propagate from the parent
+(the mappings are evaluated by :mod:`natsflow_engine.runtime.expressions`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from natsflow_engine.bpmn.model import IoMapping
 from natsflow_engine.runtime.records import ElementInstance, InstanceState
 
-__all__ = ["apply_mappings", "chain", "context_of", "propagate", "set_path"]
+__all__ = ["ROOT", "chain", "context_of", "propagate", "set_path"]
 
 ROOT = 1
 
@@ -75,17 +75,3 @@ def set_path(target: dict[str, Any], path: str, value: Any) -> None:
             node[part] = nxt
         node = nxt
     node[parts[-1]] = value
-
-
-def apply_mappings(
-    mappings: Iterable[IoMapping], context: Mapping[str, Any], *, convert: Any
-) -> dict[str, Any]:
-    """Evaluate mappings in order; each one sees the results of the ones before it.
-
-    ``convert`` turns FEEL values (dates, durations) into JSON values.
-    """
-    out: dict[str, Any] = {}
-    for mapping in mappings:
-        view = {**context, **out} if out else context
-        set_path(out, mapping.target, convert(mapping.source.evaluate(view)))
-    return out

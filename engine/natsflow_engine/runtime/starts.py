@@ -12,6 +12,7 @@ from datetime import datetime
 from natsflow_engine import layout
 from natsflow_engine.bpmn.model import Event, Process, TimerTrigger
 from natsflow_engine.runtime import records as r
+from natsflow_engine.runtime.expressions import Expressions
 from natsflow_engine.runtime.timers import Cycle, due_at, next_in_cycle, to_rfc3339
 
 __all__ = ["first_timer_starts", "is_timer_start", "next_timer_start"]
@@ -43,7 +44,7 @@ def first_timer_starts(tenant: str, process: Process, version: int, now: datetim
         if is_timer_start(process, sid):
             node = process.nodes[sid]
             assert isinstance(node, Event) and isinstance(node.trigger, TimerTrigger)
-            due, cycle = due_at(node.trigger.kind, node.trigger.value.evaluate({}), now)
+            due, cycle = due_at(node.trigger.kind, Expressions(now).value(node.trigger.value, {}), now)
             specs.append(_spec(tenant, process, version, sid, due, cycle))
     return specs
 
