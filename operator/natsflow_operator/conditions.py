@@ -8,6 +8,15 @@ Every kind reports a summary ``Ready`` plus the conditions that apply to it:
 ``WorkloadReady``  the worker Deployment exists (TaskDefinitions with an image)
 ``ScalingActive``  the autoscaler can read the backlog (informational; not part of Ready)
 
+Beside ``Ready``, the kstatus conditions (abnormal-true, present only while true) let Flux and
+other kstatus readers tell a failing object from one in progress:
+
+``Stalled``        a human must act: the spec, the BPMN, a conflict or a permission is wrong
+``Reconciling``    not ready yet, and the operator keeps retrying (NATS, a missing Secret...)
+
+Each condition carries the ``observedGeneration`` it describes: a condition this pass did not
+re-evaluate keeps the generation it was computed for.
+
 Pure functions: the caller passes the time.
 """
 
@@ -18,10 +27,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["READY_PARTS", "Cond", "Outcome", "merge_conditions", "summary"]
+__all__ = ["READY_PARTS", "STALLED_REASONS", "Cond", "Outcome", "kstatus", "merge_conditions", "summary"]
 
 READY_PARTS = ("Validated", "Synced", "ConsumerReady", "WorkloadReady")
 """Condition types whose conjunction is ``Ready``."""
+STALLED_REASONS = frozenset({"DeploymentConflict", "NatsPermissionDenied", "Forbidden"})
+"""Reasons (besides any ``Validated=False``) that retrying cannot fix."""
+DERIVED = ("Ready", "Stalled", "Reconciling")
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,18 @@ def summary(conditions: Iterable[Cond]) -> Cond:
     return Cond("Ready", True, "Reconciled", "")
 
 
+def kstatus(conditions: Iterable[Cond]) -> list[Cond]:
+    """``Stalled`` or ``Reconciling`` (or neither, when ``Ready``) from the parts."""
+    parts = [c for c in conditions if c.type in READY_PARTS]
+    for c in parts:
+        if c.status is False and (c.type == "Validated" or c.reason in STALLED_REASONS):
+            return [Cond("Stalled", True, c.reason, c.message)]
+    ready = summary(parts)
+    if ready.status is True:
+        return []
+    return [Cond("Reconciling", True, ready.reason, ready.message)]
+
+
 def merge_conditions(
     existing: Sequence[Mapping[str, Any]] | None,
     updates: Iterable[Cond],
@@ -96,7 +120,8 @@ def merge_conditions(
     drop: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
     """The new ``status.conditions``: ``updates`` replace conditions of the same type, ``drop``
-    removes types that no longer apply, others stay; ``Ready`` is recomputed.
+    removes types that no longer apply, others stay (with the ``observedGeneration`` they had);
+    ``Ready``, ``Stalled`` and ``Reconciling`` are recomputed.
 
     ``lastTransitionTime`` changes only when a condition's status changes.
     """
@@ -108,10 +133,13 @@ def merge_conditions(
         t: Cond(t, _parse(c.get("status")), str(c.get("reason", "")), str(c.get("message", "")))
         for t, c in by_type.items()
     }
+    fresh = set(DERIVED)
     for cond in updates:
         current[cond.type] = cond
-    current.pop("Ready", None)
-    ordered = [summary(current.values()), *current.values()]
+        fresh.add(cond.type)
+    for derived in DERIVED:
+        current.pop(derived, None)
+    ordered = [summary(current.values()), *kstatus(current.values()), *current.values()]
     result = []
     for cond in ordered:
         old = by_type.get(cond.type)
@@ -123,7 +151,10 @@ def merge_conditions(
             "message": cond.message[:32_000],
             "lastTransitionTime": stamp if changed or not old else old.get("lastTransitionTime", stamp),
         }
-        if generation is not None:
+        if cond.type not in fresh and old is not None:
+            if old.get("observedGeneration") is not None:
+                item["observedGeneration"] = old["observedGeneration"]
+        elif generation is not None:
             item["observedGeneration"] = generation
         result.append(item)
     return result

@@ -47,6 +47,13 @@ RULES: list[dict[str, Any]] = [
         "verbs": ["patch"],
     },
     {
+        # The worker Deployment's owner reference sets blockOwnerDeletion, which the API server
+        # allows only to who may update the owner's finalizers (OwnerReferencesPermissionEnforcement).
+        "apiGroups": [GROUP],
+        "resources": ["taskdefinitions/finalizers"],
+        "verbs": ["update"],
+    },
+    {
         # spec.natsRef (url, creds) and spec.bpmnFrom.configMapKeyRef.
         "apiGroups": [""],
         "resources": ["secrets", "configmaps"],

@@ -19,7 +19,8 @@ class Condition(CamelModel):
     """A Kubernetes condition (``metav1.Condition``)."""
 
     type: str
-    """``Ready``, ``Validated``, ``Synced``, ``ConsumerReady``, ``WorkloadReady`` or ``ScalingActive``."""
+    """``Ready``, ``Validated``, ``Synced``, ``ConsumerReady``, ``WorkloadReady``, ``ScalingActive``,
+    and the kstatus ``Stalled`` and ``Reconciling`` (present only while true)."""
     status: Literal["True", "False", "Unknown"]
     reason: str
     """CamelCase cause, for example ``InvalidBpmn``, ``NatsUnavailable``, ``ScaleUp``."""

@@ -187,6 +187,26 @@ def _verb(request: kmock.Request) -> str:
     return {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
 
 
+def _owner_grants_missing(request: kmock.Request) -> set[tuple[str, str, str]]:
+    """An owner reference with ``blockOwnerDeletion`` needs ``update`` on the owner's
+    ``<plural>/finalizers`` (the API server's OwnerReferencesPermissionEnforcement)."""
+    data = request.data if isinstance(request.data, dict) else {}
+    refs = (data.get("metadata") or {}).get("ownerReferences") or []
+    needed = set()
+    for ref in refs:
+        if ref.get("blockOwnerDeletion"):
+            group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+            needed.add((group, f"{PLURALS[ref['kind']]}/finalizers", "update"))
+    return {
+        grant
+        for grant in needed
+        if not any(
+            grant[0] in rule["apiGroups"] and grant[1] in rule["resources"] and grant[2] in rule["verbs"]
+            for rule in RULES
+        )
+    }
+
+
 def assert_rbac_covers(k8s: kmock.KubernetesEmulator) -> None:
     """Every API call the operator (Kopf or our client) made is allowed by ``rbac.RULES``."""
     missing, used = set(), set()
@@ -206,6 +226,7 @@ def assert_rbac_covers(k8s: kmock.KubernetesEmulator) -> None:
         )
         if not allowed:
             missing.add((group, plural, verb))
+        missing.update(_owner_grants_missing(request))
     if os.environ.get("NATSFLOW_RBAC_DUMP"):  # list what the operator really calls
         with open(os.environ["NATSFLOW_RBAC_DUMP"], "a", encoding="utf-8") as out:
             out.writelines(f"{call}\n" for call in sorted(used))
