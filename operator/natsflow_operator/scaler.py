@@ -11,6 +11,7 @@ live spec on every poll, so ``pollingInterval`` and the bounds apply without a r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -113,7 +114,10 @@ async def run_autoscaler(
         except RETRYABLE as exc:
             logger.warning("autoscaler poll failed: %s", exc)
             delay = ctx.config.retry_delay
-        await stopped.wait(delay)
+        # Not ``stopped.wait(delay)``: Kopf runs that wait in a task of its own, which an
+        # operator exiting meanwhile finds unfinished and re-raises its TimeoutError. Kopf
+        # cancels the daemon when it stops (cancellation_timeout), which ends this sleep.
+        await asyncio.sleep(delay)
 
 
 class _State:

@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -162,8 +163,9 @@ async def running(operator_config: OperatorConfig, k8s: kmock.KubernetesEmulator
             asyncio.run(operator(operator_config, stop_flag=stop, ready_flag=ready))
         except asyncio.CancelledError:
             pass  # Kopf ends its root task by cancellation when the stop flag is set
-        except BaseException as exc:  # reported to the test below
+        except BaseException as exc:  # reported to the test below, with where it came from
             errors.append(exc)
+            traceback.print_exc()
 
     thread = threading.Thread(target=main, name="operator", daemon=True)
     thread.start()
