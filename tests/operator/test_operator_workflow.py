@@ -63,7 +63,11 @@ async def test_deploy_update_delete(running: Any, nc: Client, unique: str) -> No
     # drift: the latest pointer and versions purged behind the operator's back come back
     for key in await _keys(nc, tenant):
         await kv.purge(key)
-    await running.eventually(lambda: _keys(nc, tenant))
+
+    async def redeployed() -> Any:
+        return (await _keys(nc, tenant)) == [f"{tenant}.order.latest", f"{tenant}.order.v1"]
+
+    await running.eventually(redeployed)  # both keys: the version first, then the pointer
     assert (await get_latest(kv, tenant, "order")).source_hash == obj["status"]["contentHash"]
 
     await api.delete("Workflow", tenant, "order")
