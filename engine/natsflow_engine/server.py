@@ -2,6 +2,10 @@
 
 Used by ``natsflow dev``, the process test kit and the test suite. Readiness comes from the
 server's ports file, never from a sleep.
+
+Besides the default (one account, no authentication) the server runs with a configuration
+file: :func:`operator_config` for operator (JWT) mode with a resolver, :func:`accounts_config`
+for accounts declared in the configuration (isolated JetStream per account, no JWTs).
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 from natsflow_engine.errors import NatsflowError
 
-__all__ = ["EmbeddedNatsServer", "find_nats_server"]
+__all__ = ["EmbeddedNatsServer", "accounts_config", "find_nats_server", "operator_config"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,49 @@ def find_nats_server() -> Path:
     )
 
 
+def _quote(text: str) -> str:
+    """A string literal of the nats-server configuration format (JSON strings are accepted)."""
+    return json.dumps(text)
+
+
+def operator_config(
+    operator_jwt: str,
+    system_account: str,
+    preload: Mapping[str, str],
+    *,
+    resolver_dir: Path | None = None,
+) -> str:
+    """Operator (JWT) mode: trust ``operator_jwt``, use ``system_account``, know the account
+    JWTs in ``preload`` (public key → JWT; include the system account's).
+
+    With ``resolver_dir`` the resolver is ``full`` (account JWTs pushed with
+    ``$SYS.REQ.CLAIMS.UPDATE`` are kept in that directory, deletions allowed); without it
+    ``MEMORY`` (the preloaded accounts only).
+    """
+    lines = [f"operator: {_quote(operator_jwt)}", f"system_account: {_quote(system_account)}"]
+    if resolver_dir is None:
+        lines.append("resolver: MEMORY")
+    else:
+        lines.append(
+            f'resolver: {{ type: full, dir: {_quote(str(resolver_dir))}, allow_delete: true, interval: "2m" }}'
+        )
+    lines.append("resolver_preload: {")
+    lines.extend(f"  {_quote(account)}: {_quote(token)}" for account, token in preload.items())
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def accounts_config(accounts: Mapping[str, Sequence[tuple[str, str]]]) -> str:
+    """Accounts declared in the configuration, each with JetStream: ``{account: [(user,
+    password), ...]}``. Handy for isolation tests that need no JWTs."""
+    lines = ["accounts {"]
+    for name, users in accounts.items():
+        entries = ", ".join(f"{{user: {_quote(u)}, password: {_quote(p)}}}" for u, p in users)
+        lines.append(f"  {_quote(name)}: {{ jetstream: enabled, users: [{entries}] }}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class EmbeddedNatsServer:
     """A nats-server child process with JetStream, listening on 127.0.0.1.
@@ -53,6 +101,9 @@ class EmbeddedNatsServer:
     host: str = "127.0.0.1"
     extra_args: list[str] = field(default_factory=list)
     startup_timeout: float = 10.0
+    config: str | None = None
+    """Configuration file text (``-c``), e.g. from :func:`operator_config`; the port, host and
+    store directory still come from the fields above."""
 
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _tmp: Path | None = field(default=None, init=False, repr=False)
@@ -75,6 +126,11 @@ class EmbeddedNatsServer:
             self.store_dir = self._tmp / "js"
         self.store_dir.mkdir(parents=True, exist_ok=True)
         ports_dir = Path(tempfile.mkdtemp(prefix="natsflow-ports-"))
+        config_args: list[str] = []
+        if self.config is not None:
+            config_file = ports_dir / "nats-server.conf"
+            config_file.write_text(self.config)
+            config_args = ["-c", str(config_file)]
         args = [
             str(find_nats_server()),
             "-js",
@@ -82,6 +138,7 @@ class EmbeddedNatsServer:
             "-a", self.host,
             "-p", str(self.port if self.port is not None else -1),
             "--ports_file_dir", str(ports_dir),
+            *config_args,
             *self.extra_args,
         ]  # fmt: skip
         log.debug("starting %s", " ".join(args))

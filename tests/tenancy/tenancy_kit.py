@@ -1,0 +1,126 @@
+"""Helpers of the tenancy suite: an operator-mode nats-server, tenant accounts, probing
+connections that record the server's permission errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+from nats.aio.client import Client, RawCredentials
+from natsflow_engine.accounts import (
+    AccountLimits,
+    OperatorTrust,
+    TenantAccount,
+    UserCredentials,
+    push_account,
+)
+from natsflow_engine.server import EmbeddedNatsServer
+
+SERVICE_MODEL = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+  xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d" targetNamespace="t">
+  <bpmn:process id="charge" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="pay" />
+    <bpmn:serviceTask id="pay"><bpmn:extensionElements>
+      <zeebe:taskDefinition type="pay" retries="1" /></bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="pay" targetRef="approve" />
+    <bpmn:userTask id="approve" />
+    <bpmn:sequenceFlow id="f3" sourceRef="approve" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+@dataclass
+class OperatorServer:
+    """A nats-server in operator mode (full resolver) with its trust chain."""
+
+    trust: OperatorTrust
+    server: EmbeddedNatsServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @asynccontextmanager
+    async def system(self) -> AsyncIterator[Client]:
+        nc = await nats.connect(self.url, user_credentials=RawCredentials(self.trust.system_user.creds))
+        try:
+            yield nc
+        finally:
+            await nc.close()
+
+    async def push(self, account: TenantAccount) -> None:
+        async with self.system() as nc:
+            await push_account(nc, account.jwt(self.trust.signing_key))
+
+    async def tenant(self, name: str, limits: AccountLimits | None = None) -> TenantAccount:
+        account = TenantAccount(name, limits or AccountLimits())
+        await self.push(account)
+        return account
+
+
+@dataclass
+class Probe:
+    """A connection that keeps every asynchronous error the server sent it."""
+
+    nc: Client
+    errors: list[str] = field(default_factory=list)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def denied(self, subject: str) -> bool:
+        """Whether the server refused an operation on ``subject`` (after a round trip, so an
+        error for anything sent before has arrived: the server answers in order)."""
+        if not self.nc.is_closed:
+            await self.nc.flush(timeout=5)
+        return any("permissions violation" in e.lower() and f'"{subject}"' in e for e in self.errors)
+
+    async def close(self) -> None:
+        await self.nc.close()
+
+
+async def probe(url: str, user: UserCredentials, **options: Any) -> Probe:
+    """Connect as ``user`` (no reconnects), recording errors and the close."""
+    errors: list[str] = []
+    closed = asyncio.Event()
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    async def on_closed() -> None:
+        closed.set()
+
+    nc = await nats.connect(
+        url,
+        user_credentials=RawCredentials(user.creds),
+        error_cb=on_error,
+        closed_cb=on_closed,
+        allow_reconnect=False,
+        **options,
+    )
+    return Probe(nc, errors, closed)
+
+
+async def refused(url: str, user: UserCredentials) -> str:
+    """Connect as ``user`` expecting the server to refuse; the refusal's text (the failed
+    client is closed, so no transport is left to the garbage collector)."""
+    nc = Client()
+    try:
+        await nc.connect(
+            url,
+            user_credentials=RawCredentials(user.creds),
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            connect_timeout=5,
+        )
+    except (nats.errors.Error, OSError) as exc:
+        return str(exc)
+    finally:
+        await nc.close()
+    raise AssertionError(f"the server accepted user {user.public}")
