@@ -4,13 +4,15 @@ connections that record the server's permission errors."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import nats
 from nats.aio.client import Client, RawCredentials
+from nats.js.errors import KeyNotFoundError
+from natsflow_engine import layout
 from natsflow_engine.accounts import (
     AccountLimits,
     OperatorTrust,
@@ -18,6 +20,10 @@ from natsflow_engine.accounts import (
     UserCredentials,
     push_account,
 )
+from natsflow_engine.runtime import records as r
+from natsflow_engine.runtime.definitions import deploy_definitions
+from natsflow_engine.runtime.engine import Engine
+from natsflow_engine.runtime.setup import ensure_job_consumer, ensure_layout
 from natsflow_engine.server import EmbeddedNatsServer
 
 SERVICE_MODEL = """<?xml version="1.0" encoding="UTF-8"?>
@@ -79,7 +85,8 @@ class Probe:
         error for anything sent before has arrived: the server answers in order)."""
         if not self.nc.is_closed:
             await self.nc.flush(timeout=5)
-        return any("permissions violation" in e.lower() and f'"{subject}"' in e for e in self.errors)
+        quoted = f'"{subject.lower()}"'  # nats-py lower-cases the server's error text
+        return any("permissions violation" in e.lower() and quoted in e.lower() for e in self.errors)
 
     async def close(self) -> None:
         await self.nc.close()
@@ -124,3 +131,85 @@ async def refused(url: str, user: UserCredentials) -> str:
     finally:
         await nc.close()
     raise AssertionError(f"the server accepted user {user.public}")
+
+
+@dataclass
+class TenantStack:
+    """One tenant account running natsflow: the platform user's connection (no permission
+    limits inside its account), the layout, an engine and the model deployed."""
+
+    tenant: str
+    account: TenantAccount
+    nc: Client
+    engine: Engine
+    process_version: int
+
+    @classmethod
+    async def start(
+        cls, server: OperatorServer, tenant: str, limits: AccountLimits | None = None
+    ) -> TenantStack:
+        account = await server.tenant(tenant, limits)
+        nc = await nats.connect(server.url, user_credentials=RawCredentials(account.user("platform").creds))
+        js = nc.jetstream()
+        await ensure_layout(js)
+        engine = await Engine(nc).start()
+        kv = await js.key_value(layout.BUCKET_WORKFLOWS)
+        deployed = await deploy_definitions(kv, tenant, SERVICE_MODEL)
+        await ensure_job_consumer(js, tenant, "pay")
+        return cls(tenant, account, nc, engine, deployed[0].version)
+
+    async def stop(self) -> None:
+        await self.engine.stop(timeout=2.0)
+        await self.nc.close()
+
+    async def send(self, command: r.Command) -> None:
+        await self.nc.jetstream().publish(
+            layout.command_subject(command.tenant, command.instance),
+            r.encode(command),
+            headers={"Nats-Msg-Id": command.id},
+        )
+
+    async def launch(self, variables: dict[str, Any]) -> str:
+        iid = r.new_id()
+        await self.send(
+            r.Launch(
+                id=f"launch.{iid}",
+                tenant=self.tenant,
+                instance=iid,
+                process_id="charge",
+                version=self.process_version,
+                variables=variables,
+            )
+        )
+        return iid
+
+    async def state(self, iid: str) -> r.InstanceState | None:
+        kv = await self.nc.jetstream().key_value(layout.BUCKET_INSTANCES)
+        try:
+            entry = await kv.get(layout.instance_key(self.tenant, iid))
+        except KeyNotFoundError:
+            return None
+        return r.decode_state(entry.value or b"")
+
+    async def wait_for(
+        self, iid: str, check: Callable[[r.InstanceState], bool], timeout: float = 30.0
+    ) -> r.InstanceState:
+        """Poll the instance record until ``check`` holds (a correctness deadline)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            state = await self.state(iid)
+            if state is not None and check(state):
+                return state
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"instance {iid} of {self.tenant} did not get there: {state}")
+            await asyncio.sleep(0.01)
+
+    @staticmethod
+    def waits_at(element: str) -> Callable[[r.InstanceState], bool]:
+        return lambda s: s.state == "active" and any(ei.el == element for ei in s.eis.values())
+
+    async def complete_user_task(self, state: r.InstanceState) -> None:
+        (task,) = [ei.data["user_task"] for ei in state.eis.values() if ei.data and "user_task" in ei.data]
+        await self.send(
+            r.UserTaskCompleted(id=f"utc.{task}", tenant=self.tenant, instance=state.id, task=task)
+        )
