@@ -25,6 +25,7 @@ from natsflow_engine.runtime.definitions import deploy_definitions
 from natsflow_engine.runtime.engine import Engine
 from natsflow_engine.runtime.setup import ensure_job_consumer, ensure_layout
 from natsflow_engine.server import EmbeddedNatsServer
+from natsflow_engine.store import publish_command
 
 SERVICE_MODEL = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -162,12 +163,8 @@ class TenantStack:
         await self.engine.stop(timeout=2.0)
         await self.nc.close()
 
-    async def send(self, command: r.Command) -> None:
-        await self.nc.jetstream().publish(
-            layout.command_subject(command.tenant, command.instance),
-            r.encode(command),
-            headers={"Nats-Msg-Id": command.id},
-        )
+    async def send(self, command: r.AnyCommand) -> None:
+        await publish_command(self.nc.jetstream(), command)
 
     async def launch(self, variables: dict[str, Any]) -> str:
         iid = r.new_id()
@@ -209,7 +206,7 @@ class TenantStack:
         return lambda s: s.state == "active" and any(ei.el == element for ei in s.eis.values())
 
     async def complete_user_task(self, state: r.InstanceState) -> None:
-        (task,) = [ei.data["user_task"] for ei in state.eis.values() if ei.data and "user_task" in ei.data]
+        (task,) = [ei.user_task for ei in state.eis.values() if ei.user_task is not None]
         await self.send(
             r.UserTaskCompleted(id=f"utc.{task}", tenant=self.tenant, instance=state.id, task=task)
         )

@@ -105,7 +105,7 @@ async def test_a_user_of_tenant_a_cannot_change_tenant_b(
     try:
         iid_b = await b.launch({"amount": 7})
         before = await b.wait_for(iid_b, b.waits_at("approve"))
-        (task,) = [ei.data["user_task"] for ei in before.eis.values() if ei.data and "user_task" in ei.data]
+        (task,) = [ei.user_task for ei in before.eis.values() if ei.user_task is not None]
         js = spy.jetstream()
         forged = [
             r.Cancel(id="forged.cancel", tenant="b", instance=iid_b),

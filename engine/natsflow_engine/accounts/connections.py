@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from nats.aio.client import Client, RawCredentials
 
@@ -255,14 +256,18 @@ class TenantConnections:
         async def on_closed() -> None:
             closed.set()
 
+        # nats-py annotates these two as int, but takes fractions of seconds
+        timing: dict[str, Any] = {
+            "connect_timeout": self.settings.connect_timeout,
+            "reconnect_time_wait": self.settings.reconnect_wait,
+        }
         try:
             await client.connect(
                 entry.credentials.url,
                 user_credentials=RawCredentials(entry.credentials.creds),
                 name=f"natsflow-{health.tenant}",
-                connect_timeout=self.settings.connect_timeout,
                 max_reconnect_attempts=self.settings.reconnect_attempts,
-                reconnect_time_wait=self.settings.reconnect_wait,
+                **timing,
                 disconnected_cb=on_disconnected,
                 reconnected_cb=on_reconnected,
                 error_cb=on_error,
