@@ -81,13 +81,17 @@ class Probe:
     errors: list[str] = field(default_factory=list)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def denied(self, subject: str) -> bool:
-        """Whether the server refused an operation on ``subject`` (after a round trip, so an
-        error for anything sent before has arrived: the server answers in order)."""
-        if not self.nc.is_closed:
-            await self.nc.flush(timeout=5)
+    async def denied(self, subject: str, timeout: float = 10.0) -> bool:
+        """Whether the server refused an operation on ``subject``: its error arrives within
+        ``timeout`` (a correctness deadline; it normally comes before the next round trip)."""
         quoted = f'"{subject.lower()}"'  # nats-py lower-cases the server's error text
-        return any("permissions violation" in e.lower() and quoted in e.lower() for e in self.errors)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not any("permissions violation" in e.lower() and quoted in e.lower() for e in self.errors):
+            if self.nc.is_closed or asyncio.get_running_loop().time() > deadline:
+                return False
+            await self.nc.flush(timeout=5)
+            await asyncio.sleep(0.01)
+        return True
 
     async def close(self) -> None:
         await self.nc.close()

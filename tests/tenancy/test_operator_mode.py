@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
 
 import nats
 import pytest
@@ -19,6 +20,8 @@ from natsflow_engine.accounts import (
     push_account,
 )
 from tenancy_kit import OperatorServer, probe, refused
+
+from natsflow.cli.common import CliContext
 
 DEADLINE = 30.0  # generous correctness deadline for the server to act on a change
 
@@ -159,3 +162,18 @@ async def test_payload_limit(operator_server: OperatorServer) -> None:
     await conn.nc.publish("x", b"y" * 2000)
     await asyncio.wait_for(conn.closed.wait(), DEADLINE)
     assert "maximum payload" in str(conn.nc.last_error).lower()
+
+
+async def test_a_creds_file_connects_the_command_line(
+    operator_server: OperatorServer, tmp_path: Path
+) -> None:
+    tenant = await operator_server.tenant("a")
+    path = tmp_path / "a.creds"
+    path.write_text(tenant.user("cli").creds)
+    cli = CliContext(nats_url=operator_server.url, creds=str(path), tenant="a", debug=False)
+    nc = await cli.connect()
+    try:
+        await nc.flush(timeout=5)
+        assert nc.is_connected
+    finally:
+        await nc.close()

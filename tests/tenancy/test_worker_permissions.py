@@ -66,7 +66,7 @@ async def test_a_worker_user_can_touch_nothing_but_its_jobs(operator_server: Ope
         for subject in forbidden_subscribe:
             await conn.nc.subscribe(subject)
         for subject in forbidden_publish + forbidden_subscribe:
-            assert await conn.denied(subject), (subject, conn.errors)
+            assert await conn.denied(subject), (subject, conn.errors, conn.nc.is_closed, conn.nc.last_error)
         # the record is untouched and the job still waits for a real worker
         state = await stack.wait_for(iid, stack.waits_at("pay"))
         assert state.state == "active"

@@ -1,0 +1,238 @@
+"""What each tenant account costs one engine replica: connections, memory, throughput.
+
+.. code-block:: bash
+
+    .venv/bin/python -m bench.tenants                       # 1, 10 and 50 tenant accounts
+    .venv/bin/python -m bench.tenants --tenants 1 5 --instances 500
+
+For each tenant count a fresh nats-server in operator mode (full resolver, file storage,
+loopback) gets that many tenant accounts, pushed with ``$SYS.REQ.CLAIMS.UPDATE``. One process
+(this one, the "replica") opens one connection per account with
+:class:`~natsflow_engine.accounts.connections.TenantConnections`; when a tenant's connection is
+ready it creates the layout in that account and starts an engine and a worker for the reference
+process on it (the engine and worker code as they are: one ``Engine`` per connection). Then
+``--instances`` instances of the reference process (launch → service task → gateway → end) are
+launched, spread evenly over the tenants, and the completions are counted from each account's
+history.
+
+Reported: connections on the server, resident memory of the server and of the replica before
+and after the tenants came up (and per tenant) and of the replica after the run, the time to
+bring the tenants up, and completed instances per second across all tenants. Each tenant count
+runs in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psutil
+from nats.aio.client import Client, RawCredentials
+from nats.aio.msg import Msg
+from natsflow_engine import layout
+from natsflow_engine.accounts import OperatorTrust, TenantAccount, push_account
+from natsflow_engine.accounts.connections import ConnectionSettings, TenantConnections, TenantCredentials
+from natsflow_engine.runtime import records as r
+from natsflow_engine.runtime.definitions import deploy_definitions
+from natsflow_engine.runtime.engine import Engine
+from natsflow_engine.runtime.setup import ensure_layout
+from natsflow_engine.server import EmbeddedNatsServer, operator_config
+from natsflow_engine.store import publish_command
+from natsflow_engine.worker import Job, Worker
+
+from bench.common import REFERENCE_BPMN, free_port, varz
+
+_history = msgspec.json.Decoder(r.HistoryRecord)
+
+
+@dataclass
+class Result:
+    tenants: int
+    server_connections: int
+    setup_seconds: float
+    server_rss_mb_before: float
+    server_rss_mb_after: float
+    replica_rss_mb_before: float
+    replica_rss_mb_after: float
+    replica_rss_mb_end: float
+    """After the instances ran (engine caches filled)."""
+    server_mb_per_tenant: float
+    replica_mb_per_tenant: float
+    instances: int
+    seconds: float
+    instances_per_second: float
+
+
+class Tenant:
+    """What the replica runs for one tenant account once its connection is ready."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.engine: Engine | None = None
+        self.worker: Worker | None = None
+        self.version = 0
+        self.completed = 0
+        self.done = asyncio.Event()
+        self.expected = 0
+
+    async def start(self, nc: Client) -> None:
+        js = nc.jetstream()
+        await ensure_layout(js)
+        self.engine = await Engine(nc).start()
+        kv = await js.key_value(layout.BUCKET_WORKFLOWS)
+        self.version = (await deploy_definitions(kv, self.name, REFERENCE_BPMN))[0].version
+        worker = Worker(tenant=self.name, nc=nc)
+
+        @worker.task("check", concurrency=64)
+        async def check(job: Job) -> dict[str, Any]:
+            return {"checked": True}
+
+        self.worker = await worker.start()
+        await nc.subscribe(f"nf.hist.{self.name}.>", cb=self._on_history)
+
+    async def _on_history(self, msg: Msg) -> None:
+        if _history.decode(msg.data).state == "completed":
+            self.completed += 1
+            if self.completed >= self.expected:
+                self.done.set()
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop(timeout=2.0)
+        if self.engine is not None:
+            await self.engine.stop(timeout=2.0)
+
+
+def _rss_mb(pid: int) -> float:
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+async def measure(count: int, instances: int) -> Result:
+    trust = OperatorTrust.create("bench")
+    tmp = Path(tempfile.mkdtemp(prefix="natsflow-tenants-"))
+    http = free_port()
+    config = operator_config(
+        trust.jwt,
+        trust.system_account.public,
+        {trust.system_account.public: trust.system_account_jwt},
+        resolver_dir=tmp / "resolver",
+    )
+    server = EmbeddedNatsServer(store_dir=tmp / "js", config=config, extra_args=["-m", str(http)]).start()
+    tenants = {f"t{i:03d}": Tenant(f"t{i:03d}") for i in range(count)}
+
+    async def on_ready(name: str, nc: Client) -> None:
+        await tenants[name].start(nc)
+
+    async def on_lost(name: str) -> None:
+        await tenants[name].stop()
+
+    manager = TenantConnections(
+        ConnectionSettings(callback_timeout=120.0), on_ready=on_ready, on_lost=on_lost
+    )
+    try:
+        assert server.pid is not None
+        server_before, replica_before = _rss_mb(server.pid), _rss_mb(os.getpid())
+        t0 = time.perf_counter()
+        system = Client()
+        await system.connect(server.url, user_credentials=RawCredentials(trust.system_user.creds))
+        for name in tenants:
+            account = TenantAccount(name)
+            await push_account(system, account.jwt(trust.signing_key))
+            await manager.add(TenantCredentials(name, server.url, account.user("platform").creds))
+        await system.close()
+        clients = [await manager.wait_ready(name, 300.0) for name in tenants]
+        setup = time.perf_counter() - t0
+        connections = int(varz(http)["connections"])
+        server_after, replica_after = _rss_mb(server.pid), _rss_mb(os.getpid())
+
+        share = instances // count
+        for tenant in tenants.values():
+            tenant.expected = share
+        t1 = time.perf_counter()
+        for i in range(share):
+            await asyncio.gather(
+                *(_launch(tenant, nc, i) for tenant, nc in zip(tenants.values(), clients, strict=True))
+            )
+        await asyncio.wait_for(asyncio.gather(*(t.done.wait() for t in tenants.values())), 600)
+        seconds = time.perf_counter() - t1
+        replica_end = _rss_mb(os.getpid())
+        total = share * count
+        return Result(
+            tenants=count,
+            server_connections=connections,
+            setup_seconds=round(setup, 2),
+            server_rss_mb_before=round(server_before, 1),
+            server_rss_mb_after=round(server_after, 1),
+            replica_rss_mb_before=round(replica_before, 1),
+            replica_rss_mb_after=round(replica_after, 1),
+            replica_rss_mb_end=round(replica_end, 1),
+            server_mb_per_tenant=round((server_after - server_before) / count, 2),
+            replica_mb_per_tenant=round((replica_after - replica_before) / count, 2),
+            instances=total,
+            seconds=round(seconds, 2),
+            instances_per_second=round(total / seconds, 1),
+        )
+    finally:
+        await manager.close()
+        server.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _launch(tenant: Tenant, nc: Client, n: int) -> None:
+    iid = r.new_id()
+    await publish_command(
+        nc.jetstream(),
+        r.Launch(
+            id=f"launch.{iid}",
+            tenant=tenant.name,
+            instance=iid,
+            process_id="reference",
+            version=tenant.version,
+            variables={"amount": n % 200},
+        ),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--tenants", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--instances", type=int, default=2000, help="instances per run, over all tenants")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a single run, in this process
+    args = parser.parse_args(argv)
+    if args.one is not None:
+        print(json.dumps(asdict(asyncio.run(measure(args.one, args.instances)))), flush=True)
+        return
+    results = []
+    for count in args.tenants:  # each count in a fresh process, so memory figures start equal
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.tenants", "--one", str(count), "--instances", str(args.instances)],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        ).stdout
+        result = Result(**json.loads(out.strip().splitlines()[-1]))
+        results.append(result)
+        print(json.dumps(asdict(result)), flush=True)
+    base = results[0].instances_per_second
+    for res in results:
+        print(
+            f"{res.tenants:>3} tenants: {res.server_connections:>3} connections, setup {res.setup_seconds:6.2f}s, "
+            f"server +{res.server_mb_per_tenant:.2f} MB/tenant, replica +{res.replica_mb_per_tenant:.2f} MB/tenant, "
+            f"{res.instances_per_second:7.1f} instances/s ({res.instances_per_second / base:.2f} of the first)"
+        )
+
+
+if __name__ == "__main__":
+    main()
