@@ -21,6 +21,8 @@ _PASS_THROUGH = frozenset({"task", "manualTask", "intermediateThrowEvent", "endE
 
 
 class Activities(Part):
+    __slots__ = ()
+
     def enter_activity(self, node: Activity | Event, scope: int, flow: str | None) -> None:
         c = self.c
         if isinstance(node, Activity) and (node.multi_instance is not None or node.loop is not None):

@@ -17,6 +17,8 @@ __all__ = ["Compensation"]
 
 
 class Compensation(Part):
+    __slots__ = ()
+
     def _handler_of(self, activity_id: str) -> str | None:
         node = self.p.nodes[activity_id]
         for bid in getattr(node, "boundaries", ()):

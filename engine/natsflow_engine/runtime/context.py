@@ -103,7 +103,7 @@ class CompensationPart(Protocol):
     def handler_done(self, handler: w.CompensationHandler) -> None: ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class StepContext:
     p: Process
     s: r.InstanceState
@@ -185,6 +185,8 @@ class StepContext:
 
 class Part:
     """A part of the step: works on the context ``c`` (``s`` its record, ``p`` its process)."""
+
+    __slots__ = ("c", "p", "s")
 
     def __init__(self, c: StepContext) -> None:
         self.c = c

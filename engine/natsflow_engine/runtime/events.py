@@ -47,6 +47,8 @@ __all__ = ["Events"]
 
 
 class Events(Part):
+    __slots__ = ()
+
     # --- arming ---------------------------------------------------------------------------------
 
     def arm(self, ei: r.ElementInstance, trigger: EventTrigger | None, ctx_key: int) -> bool:

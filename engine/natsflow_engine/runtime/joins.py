@@ -51,6 +51,8 @@ def reachable(process: Process) -> dict[str, frozenset[str]]:
 
 
 class Joins(Part):
+    __slots__ = ()
+
     def arrive_parallel(self, node: Gateway, scope: int, flow: str | None) -> bool:
         """A token arrives at a parallel join: True (and the tokens are consumed) when one has
         arrived on every incoming flow."""

@@ -24,6 +24,8 @@ __all__ = ["Loops"]
 
 
 class Loops(Part):
+    __slots__ = ()
+
     def enter_body(self, node: Activity, scope: int, flow: str | None) -> None:
         body = self.c.new_ei(node, scope, flow, vars_={})
         data = w.LoopBody(n=None, seq=True)

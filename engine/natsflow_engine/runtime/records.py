@@ -443,7 +443,7 @@ _state_decoder = msgspec.json.Decoder(InstanceState)
 _encoder = msgspec.json.Encoder()
 
 
-def encode(record: msgspec.Struct | Any) -> bytes:
+def encode(record: msgspec.Struct) -> bytes:
     return _encoder.encode(record)
 
 

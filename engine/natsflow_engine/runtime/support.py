@@ -48,12 +48,6 @@ def unsupported_reason(process: Process, node: FlowNode) -> str | None:
     return f"'{kind}' elements are not supported"
 
 
-def _name(trigger: object) -> str:
-    if trigger is None:
-        return "none"
-    return type(trigger).__name__.removesuffix("Trigger").lower()
-
-
 def check_executable(defs: Definitions, *, name: str | None = None) -> None:
     issues = []
     for process in defs.processes.values():

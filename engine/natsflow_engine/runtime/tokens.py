@@ -24,6 +24,8 @@ __all__ = ["Tokens"]
 
 
 class Tokens(Part):
+    __slots__ = ()
+
     # --- moving -------------------------------------------------------------------------------
 
     def enqueue_enter(self, node_id: str, scope: int, flow: str | None) -> None:
