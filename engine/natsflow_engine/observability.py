@@ -5,8 +5,11 @@
   readiness check passes) and ``/metrics`` (Prometheus text format of one registry).
 - :class:`Metrics`: the Prometheus metric objects of natsflow, on a registry of their own (never the
   global one, so tests and several components in one process do not collide).
-- :func:`configure_logging`: ``text`` or ``json`` logs on stderr; JSON lines carry ``tenant``,
-  ``instance`` and ``element`` when a :class:`ContextAdapter` (or any ``extra=``) sets them.
+- :class:`StepObserver`: what the engine reports about each step (the base does nothing but
+  set the log context); :class:`MetricsObserver` turns it into the engine metrics.
+- :func:`configure_logging`: ``text`` or ``json`` logs on stderr; lines carry ``tenant``,
+  ``instance`` and ``element`` when a :class:`ContextAdapter` (or any ``extra=``) sets them, and
+  every line logged while the engine applies a command carries its tenant and instance.
 
 Settings come from the environment the Helm chart sets: ``NATSFLOW_HEALTH_PORT``,
 ``NATSFLOW_LOG_FORMAT``, ``NATSFLOW_LOG_LEVEL``.
@@ -16,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import TracebackType
 from typing import Any, Literal, Self, TextIO
@@ -34,6 +39,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from natsflow_engine.runtime.records import HistoryEvent, HistoryRecord
+
 __all__ = [
     "CONTEXT_FIELDS",
     "DEFAULT_HEALTH_PORT",
@@ -41,7 +48,9 @@ __all__ = [
     "HealthServer",
     "JsonFormatter",
     "Metrics",
+    "MetricsObserver",
     "ReadinessCheck",
+    "StepObserver",
     "TextFormatter",
     "configure_logging",
     "health_port_from_env",
@@ -276,7 +285,7 @@ class Metrics:
         self.steps_total = Counter(
             "engine_steps",
             "Commands applied to instances, by command type and outcome "
-            "(applied, duplicate, conflict, error).",
+            "(applied, unchanged, duplicate, conflict, error).",
             ["tenant", "command", "outcome"],
             namespace=ns,
             registry=r,
@@ -289,10 +298,11 @@ class Metrics:
             registry=r,
             buckets=self.STEP_BUCKETS,
         )
-        self.instances = Gauge(
+        self.instances_total = Counter(
             "engine_instances",
-            "Process instances by state (active, completed, incident, cancelled).",
-            ["tenant", "state"],
+            "Process instances that started, completed or were cancelled (one per instance and "
+            "event; active = started - completed - cancelled).",
+            ["tenant", "event"],
             namespace=ns,
             registry=r,
         )
@@ -334,7 +344,7 @@ class Metrics:
         )
         self.trigger_rejected_total = Counter(
             "trigger_messages_rejected",
-            "Trigger messages rejected, by reason (filter, mapping, invalid).",
+            "Trigger messages dead-lettered, by reason (payload, mapping, too_large, gave_up).",
             ["tenant", "trigger", "reason"],
             namespace=ns,
             registry=r,
@@ -352,6 +362,102 @@ class Metrics:
         """The registry in Prometheus text format (what ``/metrics`` serves)."""
         return generate_latest(self.registry)
 
+    _TRIGGER_COUNTERS = ("received", "launched", "duplicates")
+
+    def trigger_counted(self, tenant: str, trigger: str, field: str, n: int = 1) -> None:
+        """A trigger counter of :class:`~natsflow_engine.triggers.stats.StatsBook` moved."""
+        counter = {
+            "received": self.trigger_received_total,
+            "launched": self.trigger_launched_total,
+            "duplicates": self.trigger_duplicates_total,
+        }.get(field)
+        if counter is not None:
+            counter.labels(tenant, trigger).inc(n)
+
+    def trigger_rejected(self, tenant: str, trigger: str, reason: str) -> None:
+        """A trigger message was dead-lettered; ``reason`` is the dead letter's reason text."""
+        kind = reason.split(":", 1)[0].strip()
+        if kind.startswith("gave up"):
+            kind = "gave_up"
+        if kind not in ("payload", "mapping", "too_large", "gave_up"):
+            kind = "other"
+        self.trigger_rejected_total.labels(tenant, trigger, kind).inc()
+
+
+# -- what the engine reports about its steps -----------------------------------------------
+
+_step: contextvars.ContextVar[tuple[str, str, float] | None] = contextvars.ContextVar(
+    "natsflow_step", default=None
+)
+"""(tenant, instance, start) of the command being applied in this task."""
+
+
+class StepObserver:
+    """The engine calls :meth:`begin` when it starts applying a command and :meth:`end` with the
+    outcome (``applied``, ``unchanged``, ``duplicate``, ``conflict``, ``error``) and, when
+    applied, the effects it publishes. This base sets the log context (every line logged in
+    between carries the tenant and instance) and logs each incident raised with its element."""
+
+    def begin(self, tenant: str, instance: str) -> None:
+        _step.set((tenant, instance, time.perf_counter()))
+
+    def end(self, command: object, outcome: str, effects: list[Any] | None = None) -> None:
+        current = _step.get()
+        if current is None:
+            return
+        tenant, instance, started = current
+        for event in _history_events(effects):
+            if event.type == "incident-raised":
+                data = event.data or {}
+                log.warning(
+                    "incident raised (%s): %s",
+                    data.get("kind", "?"),
+                    data.get("message", ""),
+                    extra={"tenant": tenant, "instance": instance, "element": event.element_id},
+                )
+        self.observe(tenant, command_name(command), outcome, time.perf_counter() - started, effects)
+
+    def observe(
+        self, tenant: str, command: str, outcome: str, seconds: float, effects: list[Any] | None
+    ) -> None:
+        """Override to record a finished step (the base does nothing)."""
+
+
+class MetricsObserver(StepObserver):
+    """Feeds :class:`Metrics` from the engine's steps."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def observe(
+        self, tenant: str, command: str, outcome: str, seconds: float, effects: list[Any] | None
+    ) -> None:
+        m = self.metrics
+        m.steps_total.labels(tenant, command, outcome).inc()
+        m.step_seconds.labels(command).observe(seconds)
+        for event in _history_events(effects):
+            if event.type == "incident-raised":
+                kind = str((event.data or {}).get("kind", "other"))
+                m.incidents_total.labels(tenant, kind).inc()
+            elif event.type.startswith("instance-"):
+                m.instances_total.labels(tenant, event.type.removeprefix("instance-")).inc()
+
+
+def command_name(command: object) -> str:
+    """The wire tag of a command (``launch``, ``job-completed``, ...), else its class name."""
+    config = getattr(type(command), "__struct_config__", None)
+    tag = getattr(config, "tag", None)
+    return tag if isinstance(tag, str) else type(command).__name__
+
+
+def _history_events(effects: list[Any] | None) -> list[HistoryEvent]:
+    """The events of the history records among a step's effects."""
+    found: list[HistoryEvent] = []
+    for item in effects or ():
+        if isinstance(item, HistoryRecord):
+            found.extend(item.events)
+    return found
+
 
 # -- logging -------------------------------------------------------------------------------
 
@@ -363,7 +469,12 @@ _OWN_HANDLER = "_natsflow_handler"
 
 def _context(record: logging.LogRecord) -> dict[str, Any]:
     fields = record.__dict__
-    return {k: fields[k] for k in CONTEXT_FIELDS if fields.get(k) is not None}
+    found = {k: fields[k] for k in CONTEXT_FIELDS if fields.get(k) is not None}
+    step = _step.get()
+    if step is not None:
+        found.setdefault("tenant", step[0])
+        found.setdefault("instance", step[1])
+    return found
 
 
 class JsonFormatter(logging.Formatter):

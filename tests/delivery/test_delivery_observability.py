@@ -141,13 +141,13 @@ async def test_metrics_endpoint_serves_the_registry(server: HealthServer, metric
     m = metrics
     m.steps_total.labels(tenant="acme", command="launch", outcome="applied").inc()
     m.step_seconds.labels(command="launch").observe(0.003)
-    m.instances.labels(tenant="acme", state="active").set(7)
+    m.instances_total.labels(tenant="acme", event="started").inc(7)
     m.jobs_pending.labels(tenant="acme", task_type="charge").set(3)
     m.incidents_total.labels(tenant="acme", kind="job").inc()
     m.trigger_received_total.labels(tenant="acme", trigger="orders").inc(2)
     m.trigger_launched_total.labels(tenant="acme", trigger="orders").inc()
     m.trigger_duplicates_total.labels(tenant="acme", trigger="orders").inc()
-    m.trigger_rejected_total.labels(tenant="acme", trigger="orders", reason="filter").inc()
+    m.trigger_rejected_total.labels(tenant="acme", trigger="orders", reason="payload").inc()
     m.autoscaler_decisions_total.labels(tenant="acme", taskdefinition="charge", direction="up").inc()
 
     status, headers, body = await get(server.port, "/metrics")
@@ -156,13 +156,13 @@ async def test_metrics_endpoint_serves_the_registry(server: HealthServer, metric
     for line in [
         'natsflow_engine_steps_total{command="launch",outcome="applied",tenant="acme"} 1.0',
         'natsflow_engine_step_seconds_bucket{command="launch",le="0.005"} 1.0',
-        'natsflow_engine_instances{state="active",tenant="acme"} 7.0',
+        'natsflow_engine_instances_total{event="started",tenant="acme"} 7.0',
         'natsflow_jobs_pending{task_type="charge",tenant="acme"} 3.0',
         'natsflow_engine_incidents_total{kind="job",tenant="acme"} 1.0',
         'natsflow_trigger_messages_received_total{tenant="acme",trigger="orders"} 2.0',
         'natsflow_trigger_instances_launched_total{tenant="acme",trigger="orders"} 1.0',
         'natsflow_trigger_duplicates_total{tenant="acme",trigger="orders"} 1.0',
-        'natsflow_trigger_messages_rejected_total{reason="filter",tenant="acme",trigger="orders"} 1.0',
+        'natsflow_trigger_messages_rejected_total{reason="payload",tenant="acme",trigger="orders"} 1.0',
         'natsflow_autoscaler_decisions_total{direction="up",taskdefinition="charge",tenant="acme"} 1.0',
     ]:
         assert line in text.splitlines(), line

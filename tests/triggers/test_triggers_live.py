@@ -142,3 +142,21 @@ async def test_unusable_expression_stops_the_trigger_without_losing_messages(nc:
         assert await _state(nc, tenant, "kept") is None
         await put_trigger(nc, _record(tenant, subject, variables={"v": "payload.id"}))
         assert (await wait_for(lambda: _state(nc, tenant, "kept"))).root_vars() == {"v": "kept"}
+
+
+async def test_dead_letter_subject_without_a_stream_falls_back_to_nf_dlq(nc: Client, unique: str) -> None:
+    """A custom dead-letter subject nobody stores must not swallow the message."""
+    tenant, js = unique, nc.jetstream()
+    await deploy(nc, tenant, SIMPLE.format(pid="p"))
+    subject, custom = f"dlfb.{unique}.in", f"nowhere.{unique}.dead"
+    await put_trigger(nc, _record(tenant, subject, dead_letter_subject=custom))
+    async with running_engine(nc), TriggerServer(nc, FAST) as server:
+        await server.wait_ready(tenant, "t")
+        await js.publish(subject, b"{not json")
+        dlq = await js.subscribe(f"nf.dlq.{tenant}.t", stream=DLQ_STREAM, ordered_consumer=True)
+        letter = await dlq.next_msg(timeout=10)
+        await dlq.unsubscribe()
+    assert letter.data == b"{not json"
+    assert letter.headers is not None
+    assert letter.headers["Natsflow-Dead-Letter-Subject"] == custom
+    assert letter.headers["Natsflow-Dead-Letter-Reason"].startswith("payload")

@@ -36,6 +36,7 @@ from natsflow_engine import layout
 from natsflow_engine.bpmn.model import Process
 from natsflow_engine.errors import NatsflowError, NotFoundError
 from natsflow_engine.natsutil import PullLoop
+from natsflow_engine.observability import StepObserver
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import DefinitionCache, resolve_version
 from natsflow_engine.runtime.interpreter import StepResult, engine_incident, step, unreadable_record
@@ -116,6 +117,7 @@ class Engine:
         self.timers: TimerService = timers or JetStreamTimers(self.js)
         self.steps = 0
         self.conflicts = 0
+        self.observer = StepObserver()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -250,6 +252,7 @@ class Engine:
     async def _run(self, cmd: r.AnyCommand) -> Verdict:
         """Apply ``cmd``, loading again after each conflict, as ``EngineSettings.conflicts`` allows."""
         key = layout.instance_key(cmd.tenant, cmd.instance)
+        self.observer.begin(cmd.tenant, cmd.instance)
         for attempt in range(self.settings.conflicts.attempts):
             try:
                 verdict = await self._attempt(key, cmd, first=attempt == 0)
@@ -259,6 +262,7 @@ class Engine:
             if verdict is not Verdict.CONFLICT:
                 return verdict
             self.conflicts += 1
+            self.observer.end(cmd, "conflict")
         raise ConcurrentUpdateError(key, self.settings.conflicts.attempts)  # redelivered after its ack wait
 
     async def _attempt(self, key: str, cmd: r.AnyCommand, *, first: bool) -> Verdict:
@@ -275,11 +279,12 @@ class Engine:
             written = await self.store.commit(key, revision, cmd.id, decided.state, outbox, self.clock().isoformat())
         except RecordTooLargeError as exc:
             fresh = await self.incident_for_oversized(key, cmd, exc)
-            written = await self.store.commit(key, revision, cmd.id, fresh.state, [fresh.history] if fresh.history else [],
-                                              self.clock().isoformat())
+            outbox = [fresh.history] if fresh.history else []
+            written = await self.store.commit(key, revision, cmd.id, fresh.state, outbox, self.clock().isoformat())
         if not written:
             return Verdict.CONFLICT
         self.steps += 1
+        self.observer.end(cmd, "applied", outbox)
         return Verdict.ACK
 
     async def _decide(self, state: r.InstanceState | None, cmd: r.AnyCommand) -> StepResult | Verdict:
@@ -288,14 +293,16 @@ class Engine:
             log.warning("command %s for unknown instance %s.%s dropped", cmd.id, cmd.tenant, cmd.instance)
             return Verdict.TERM
         if state is not None and cmd.id in state.applied:
+            self.observer.end(cmd, "duplicate")
             return Verdict.ACK
         if state is not None and isinstance(cmd, r.Launch):
             log.info("launch %s: instance %s exists already", cmd.id, state.id)
             return Verdict.ACK
         result = await self._step(state, cmd)
-        if result is None:
-            return Verdict.TERM
-        return result if result.changed else Verdict.ACK
+        if result is None or not result.changed:
+            self.observer.end(cmd, "error" if result is None else "unchanged")
+            return Verdict.TERM if result is None else Verdict.ACK
+        return result
 
     async def _corrupt_record(self, cmd: r.AnyCommand, error: str) -> None:
         """The record does not decode: raise an incident in the instance's history, keep the

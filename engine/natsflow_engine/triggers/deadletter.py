@@ -10,7 +10,10 @@ A rejected message is republished, with its original payload and headers, to the
 ``Natsflow-Source-Sequence``     ``<stream>:<sequence>`` of the original message
 
 The trigger server keeps default dead letters in the ``NF_DLQ`` stream (``nf.dlq.>``, 7 days).
-A custom subject is published to JetStream when a stream captures it, else as a core message.
+A custom subject is published to JetStream; when no stream captures it, the dead letter goes to
+the default subject in ``NF_DLQ`` instead, with the header ``Natsflow-Dead-Letter-Subject``
+naming the subject it was meant for, and a warning is logged. When neither is stored the
+publish fails and the message stays with the trigger's consumer: a dead letter is never dropped.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NoStreamResponseError, NotFoundError
 
 from natsflow_engine import layout
 
@@ -101,7 +104,21 @@ async def publish_dead_letter(
             "Nats-Msg-Id": f"dlq.{origin}",
         }
     )
+    js = nc.jetstream()
     try:
-        await nc.jetstream().publish(subject, data, headers=out)
-    except NoRespondersError:  # no stream stores the subject: a core message is all we can do
-        await nc.publish(subject, data, headers=out)
+        await js.publish(subject, data, headers=out)
+        return
+    except (NoRespondersError, NoStreamResponseError):  # no stream stores the subject
+        fallback = dead_letter_subject(tenant, trigger, None)
+        if subject == fallback:
+            raise
+    log.warning(
+        "no stream stores dead-letter subject %s of trigger %s; dead letter kept on %s in %s",
+        subject,
+        trigger,
+        fallback,
+        DLQ_STREAM,
+        extra={"tenant": tenant},
+    )
+    out["Natsflow-Dead-Letter-Subject"] = subject
+    await js.publish(fallback, data, headers=out)

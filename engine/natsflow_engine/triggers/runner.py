@@ -353,6 +353,5 @@ class TriggerRunner:
                 await msg.nak(delay=self.settings.retry_delay)
             return
         self.log.info("message %s dead-lettered to %s: %s", origin, self.dlq, reason)
-        self.stats.count(self.key, "rejected")
-        self.stats.error(self.key, reason)
+        self.stats.rejected(self.key, reason)
         await msg.ack()

@@ -23,6 +23,7 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from natsflow_engine import catalog, layout
+from natsflow_engine.observability import Metrics
 from natsflow_engine.runtime.setup import LayoutSettings, ensure_layout
 from natsflow_engine.triggers.deadletter import ensure_dlq_stream
 from natsflow_engine.triggers.ledger import LaunchLedger
@@ -37,8 +38,11 @@ log = logging.getLogger(__name__)
 class TriggerServer:
     """Serves every trigger of every tenant of the account; see the module docstring."""
 
-    def __init__(self, nc: Client, settings: TriggerSettings | None = None) -> None:
+    def __init__(
+        self, nc: Client, settings: TriggerSettings | None = None, *, metrics: Metrics | None = None
+    ) -> None:
         self.nc = nc
+        self.metrics = metrics
         self.js = nc.jetstream()
         self.settings = settings or TriggerSettings()
         self.runners: dict[str, TriggerRunner] = {}
@@ -57,7 +61,9 @@ class TriggerServer:
         workflows = await self._bucket(layout.BUCKET_WORKFLOWS)
         s = self.settings
         self.ledger = await LaunchLedger.open(self.js, retention=s.launch_retention, replicas=s.replicas)
-        self.stats = StatsBook(await open_stats_bucket(self.js, replicas=s.replicas), s.stats_interval)
+        self.stats = StatsBook(
+            await open_stats_bucket(self.js, replicas=s.replicas), s.stats_interval, self.metrics
+        )
         self.processes = ProcessCheck(workflows)
         if s.dead_letter_stream:
             await ensure_dlq_stream(self.js, replicas=s.replicas)

@@ -21,6 +21,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
+from natsflow_engine.observability import Metrics
 from natsflow_engine.store import compare_and_set, open_or_create_bucket
 
 __all__ = ["BUCKET_TRIGGER_STATS", "StatsBook", "TriggerStats", "decode_stats", "open_stats_bucket"]
@@ -93,11 +94,13 @@ class _Delta:
 
 
 class StatsBook:
-    """In-memory deltas per trigger key, flushed to KV by a background task."""
+    """In-memory deltas per trigger key, flushed to KV by a background task; with ``metrics``,
+    the Prometheus counters move too (labels: the tenant and the trigger's key token)."""
 
-    def __init__(self, kv: KeyValue, interval: float = 1.0) -> None:
+    def __init__(self, kv: KeyValue, interval: float = 1.0, metrics: Metrics | None = None) -> None:
         self.kv = kv
         self.interval = interval
+        self.metrics = metrics
         self._deltas: dict[str, _Delta] = {}
         self._task: asyncio.Task[None] | None = None
         self.local: dict[str, _Delta] = {}
@@ -110,6 +113,17 @@ class StatsBook:
         """Add ``n`` to a counter (received, launched, duplicates, rejected, redelivered) of ``key``."""
         for delta in self._both(key):
             setattr(delta, field, getattr(delta, field) + n)
+        if self.metrics is not None:
+            tenant, _, trigger = key.partition(".")
+            self.metrics.trigger_counted(tenant, trigger, field, n)
+
+    def rejected(self, key: str, reason: str) -> None:
+        """A message of ``key`` was dead-lettered for ``reason``."""
+        self.count(key, "rejected")
+        self.error(key, reason)
+        if self.metrics is not None:
+            tenant, _, trigger = key.partition(".")
+            self.metrics.trigger_rejected(tenant, trigger, reason)
 
     def error(self, key: str, message: str) -> None:
         at = datetime.now(UTC).isoformat()

@@ -1,7 +1,8 @@
 """The ``natsflow`` command line.
 
-Every command takes ``--nats-url`` (or ``NATS_URL``) and ``--tenant`` (or ``NATSFLOW_TENANT``).
-Errors print one line and exit non-zero; ``--debug`` shows the traceback.
+Every command takes ``--nats-url`` (or ``NATS_URL``), ``--creds`` (or ``NATS_CREDS``) and
+``--tenant`` (or ``NATSFLOW_TENANT``), before or after the command name. Errors print one line
+and exit non-zero; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import click
 
-from natsflow.cli.common import CliContext, fail
+from natsflow.cli.common import GLOBAL_OPTIONS, CliContext, fail, global_option
 from natsflow.errors import NatsflowError
 
 __all__ = ["cli", "main"]
@@ -58,18 +59,28 @@ def cli(
     ctx.obj = CliContext(nats_url=nats_url, creds=creds, tenant=tenant, debug=debug)
 
 
+def _add(command: click.Command) -> None:
+    """Register a subcommand; it also accepts the global connection options after its name
+    (unless it declares its own with the same name, like ``apply``)."""
+    own = {opt for param in command.params for opt in param.opts}
+    for name in GLOBAL_OPTIONS:
+        if f"--{name}" not in own:
+            command.params.append(global_option(name))
+    cli.add_command(command)
+
+
 def _register() -> None:
     from natsflow.cli import run
 
     for command in run.COMMANDS:
-        cli.add_command(command)
+        _add(command)
     try:
         from natsflow.cli import client
     except ImportError:  # pragma: no cover - only while a module is missing in a source tree
         pass
     else:
         for command in client.COMMANDS:
-            cli.add_command(command)
+            _add(command)
     try:
         from natsflow_operator import cli as operator_cli
     except ImportError:  # pragma: no cover
@@ -78,7 +89,7 @@ def _register() -> None:
         for name in ("operator_cmd", "apply_cmd", "delete_cmd"):
             found = getattr(operator_cli, name, None)
             if isinstance(found, click.Command):
-                cli.add_command(found)
+                _add(found)
 
 
 _register()

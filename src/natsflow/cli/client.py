@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,9 +23,13 @@ from natsflow_engine.api.client import ApiClient
 
 from natsflow.cli import render
 from natsflow.cli.common import CliContext, emit_json, run
+from natsflow.cli.health import TRIGGER_SERVER_HEALTH_PORT, health_port_option, serve_health
 from natsflow.cli.support import all_instances, live_instances, parse_duration, parse_variables
+from natsflow.errors import NatsflowError
 
 __all__ = ["COMMANDS"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -72,13 +77,20 @@ def _emit(output: str, document: Any, text: str) -> None:
 @output_option
 @click.pass_obj
 def deploy_cmd(obj: CliContext, files: tuple[Path, ...], output: str) -> None:
-    """Deploy BPMN files (a new version only where the content changed)."""
+    """Deploy BPMN files in order (a new version only where the content changed).
+
+    A file that fails stops the command: the error names it, and says which files were
+    deployed before it and which were not tried."""
 
     async def work(api: ApiClient) -> list[dict[str, Any]]:
-        done = []
-        for file in files:
-            for d in await api.deploy(file.read_bytes().decode("utf-8-sig"), name=file.name):
-                done.append({"file": str(file), **msgspec.to_builtins(d)})
+        done: list[dict[str, Any]] = []
+        for n, file in enumerate(files):
+            try:
+                source = file.read_bytes().decode("utf-8-sig")
+                deployed = await api.deploy(source, name=file.name)
+            except (NatsflowError, UnicodeDecodeError, OSError) as exc:
+                raise NatsflowError(_deploy_failure(file, exc, files[:n], files[n + 1 :])) from exc
+            done += [{"file": str(file), **msgspec.to_builtins(d)} for d in deployed]
         return done
 
     deployed = _call(obj, work)
@@ -89,6 +101,16 @@ def deploy_cmd(obj: CliContext, files: tuple[Path, ...], output: str) -> None:
         for d in deployed
     ]
     _emit(output, deployed, "\n".join(lines) or "nothing executable to deploy")
+
+
+def _deploy_failure(file: Path, exc: Exception, before: tuple[Path, ...], after: tuple[Path, ...]) -> str:
+    reason = f"not UTF-8 text ({exc.reason})" if isinstance(exc, UnicodeDecodeError) else str(exc)
+    text = f"{file}: {reason}"
+    if before:
+        text += f"; deployed before it: {', '.join(map(str, before))}"
+    if after:
+        text += f"; not deployed: {', '.join(map(str, after))}"
+    return text
 
 
 @click.command("workflows")
@@ -277,7 +299,12 @@ def resolve_cmd(obj: CliContext, incident: str, variables: str | None) -> None:
 
 @click.command("publish-message")
 @click.argument("name")
-@click.option("--key", "correlation_key", default="", help="Correlation key.")
+@click.option(
+    "--correlation-key",
+    "correlation_key",
+    default="",
+    help="Correlation key: the value the waiting instance subscribed with.",
+)
 @vars_option
 @click.option("--ttl", default="0s", show_default=True, help="Buffer the message this long (10s, 5m, ...).")
 @click.option("--id", "message_id", default=None, help="Message id: republishing the same id has no effect.")
@@ -322,34 +349,27 @@ def triggers_cmd(obj: CliContext, output: str) -> None:
 
 
 @click.command("trigger-server")
-@click.option(
-    "--health-port",
-    type=int,
-    default=8080,
-    show_default=True,
-    envvar="NATSFLOW_HEALTH_PORT",
-    help="Port of /healthz, /readyz and /metrics (0: off).",
-)
 @click.pass_obj
 def trigger_server_cmd(obj: CliContext, health_port: int) -> None:
     """Run a trigger server: NATS messages start workflow instances (run as many as you like)."""
+    from natsflow_engine.observability import Metrics
     from natsflow_engine.triggers.server import TriggerServer
 
     async def main() -> None:
         nc = await obj.connect(max_reconnect_attempts=-1)
-        server = await TriggerServer(nc).start()
-        health = None
-        if health_port:
-            from natsflow_engine.observability import HealthServer
+        metrics = Metrics()
+        server = TriggerServer(nc, metrics=metrics)
 
-            health = HealthServer("0.0.0.0", health_port)
+        async def ready() -> bool:
+            return bool(nc.is_connected) and server.running
 
-            async def ready() -> bool:
-                return bool(nc.is_connected) and server.running
-
-            health.add_check("triggers", ready)
-            await health.start()
-        click.echo(f"trigger server running against {obj.nats_url}", err=True)
+        try:  # the port first: a taken port fails before anything started
+            health = await serve_health(health_port, {"triggers": ready}, metrics.registry)
+        except NatsflowError:
+            await nc.close()
+            raise
+        await server.start()
+        log.info("trigger server running against %s", obj.nats_url)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
@@ -364,6 +384,8 @@ def trigger_server_cmd(obj: CliContext, health_port: int) -> None:
 
     run(main())
 
+
+trigger_server_cmd.params.append(health_port_option(TRIGGER_SERVER_HEALTH_PORT))
 
 COMMANDS: list[click.Command] = [
     deploy_cmd,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -16,9 +17,31 @@ from natsflow_engine import layout
 
 from natsflow.errors import ConnectionFailedError
 
-__all__ = ["CliContext", "emit_json", "fail", "run"]
+__all__ = ["GLOBAL_OPTIONS", "CliContext", "emit_json", "fail", "global_option", "run"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+GLOBAL_OPTIONS = {
+    "nats-url": "NATS server(s), comma separated [default: the group's, NATS_URL].",
+    "creds": "NATS credentials file [default: the group's, NATS_CREDS].",
+    "tenant": "Tenant the command acts for [default: the group's, NATSFLOW_TENANT].",
+}
+"""Options of the ``natsflow`` group that every subcommand also accepts after its name."""
+
+NATS_HINT = "start a local one with `natsflow dev`, or point --nats-url (NATS_URL) at yours"
+
+
+def global_option(name: str) -> click.Option:
+    """``--NAME`` on a subcommand: when given, it overrides the group's value in ``ctx.obj``."""
+
+    def override(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+        if value is not None and isinstance(ctx.obj, CliContext):
+            setattr(ctx.obj, name.replace("-", "_"), value)
+
+    return click.Option(
+        [f"--{name}"], default=None, expose_value=False, callback=override, help=GLOBAL_OPTIONS[name]
+    )
 
 
 @dataclass
@@ -28,21 +51,37 @@ class CliContext:
     tenant: str
     debug: bool
 
-    async def connect(self, **kwargs: Any) -> Client:
+    async def connect(self, *, max_reconnect_attempts: int = 3) -> Client:
+        """Connect, trying each server a few times; unreachable NATS is one error line with a
+        hint, never a traceback per attempt. ``max_reconnect_attempts`` applies once connected
+        (-1: reconnect for ever, for long-running components)."""
         layout.validate_tenant(self.tenant)
+        failures: list[str] = []
+        connected = False
+
+        async def quiet(exc: Exception) -> None:
+            failures.append(str(exc) or type(exc).__name__)
+            # while connecting: the final error says it; later: one line per error, no traceback
+            log.log(logging.WARNING if connected else logging.DEBUG, "NATS connection error: %s", exc)
+
         try:
-            return await nats.connect(
+            nc = await nats.connect(
                 servers=self.nats_url.split(","),
                 user_credentials=self.creds,
                 connect_timeout=5,
-                max_reconnect_attempts=kwargs.pop("max_reconnect_attempts", 3),
+                reconnect_time_wait=1,
+                max_reconnect_attempts=2,
                 allow_reconnect=True,
-                **kwargs,
+                error_cb=quiet,
             )
         except Exception as exc:
+            reason = failures[-1] if failures else str(exc) or type(exc).__name__
             raise ConnectionFailedError(
-                f"cannot connect to NATS at {self.nats_url}: {exc or type(exc).__name__}"
+                f"cannot connect to NATS at {self.nats_url}: {reason} ({NATS_HINT})"
             ) from exc
+        connected = True
+        nc.options["max_reconnect_attempts"] = max_reconnect_attempts
+        return nc
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

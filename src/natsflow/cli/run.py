@@ -14,11 +14,13 @@ from typing import Any
 
 import click
 from natsflow_engine import layout
+from natsflow_engine.observability import Metrics, MetricsObserver
 from natsflow_engine.runtime.engine import Engine, EngineSettings
 from natsflow_engine.server import EmbeddedNatsServer
 from natsflow_engine.worker import Worker
 
 from natsflow.cli.common import CliContext, fail, run
+from natsflow.cli.health import ENGINE_HEALTH_PORT, health_port_option, serve_health
 from natsflow.errors import NatsflowError
 
 __all__ = ["COMMANDS"]
@@ -35,7 +37,7 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-async def _optional_services(nc: Any, tenant: str | None) -> list[Any]:
+async def _optional_services(nc: Any, metrics: Metrics | None = None) -> list[Any]:
     """The API and trigger servers, where this build has them."""
     services: list[Any] = []
     with contextlib.suppress(ImportError):
@@ -45,7 +47,7 @@ async def _optional_services(nc: Any, tenant: str | None) -> list[Any]:
     with contextlib.suppress(ImportError):
         from natsflow_engine.triggers.server import TriggerServer
 
-        services.append(await TriggerServer(nc).start())
+        services.append(await TriggerServer(nc, metrics=metrics).start())
     return services
 
 
@@ -56,14 +58,6 @@ async def _stop_all(services: list[Any]) -> None:
 
 
 @click.command("engine")
-@click.option(
-    "--health-port",
-    type=int,
-    default=8080,
-    show_default=True,
-    envvar="NATSFLOW_HEALTH_PORT",
-    help="Port of /healthz, /readyz and /metrics (0: off).",
-)
 @click.option(
     "--replicas",
     "stream_replicas",
@@ -80,12 +74,29 @@ def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int) -> None:
         from natsflow_engine.runtime.setup import LayoutSettings
 
         nc = await obj.connect(max_reconnect_attempts=-1)
-        engine = await Engine(
-            nc, EngineSettings(), layout_settings=LayoutSettings(replicas=stream_replicas)
-        ).start()
-        services = await _optional_services(nc, None)
-        health = await _health(health_port, nc, engine)
-        click.echo(f"engine running against {obj.nats_url}", err=True)
+        metrics = Metrics()
+        engine = Engine(nc, EngineSettings(), layout_settings=LayoutSettings(replicas=stream_replicas))
+        engine.observer = MetricsObserver(metrics)
+
+        async def connected() -> bool:
+            return bool(nc.is_connected)
+
+        up = asyncio.Event()  # set once the engine and its API and trigger servers run
+
+        async def consuming() -> bool:
+            return up.is_set() and engine.running
+
+        try:  # the port first: a taken port fails before anything started
+            health = await serve_health(
+                health_port, {"nats": connected, "engine": consuming}, metrics.registry
+            )
+        except NatsflowError:
+            await nc.close()
+            raise
+        await engine.start()
+        services = await _optional_services(nc, metrics)
+        up.set()
+        log.info("engine running against %s", obj.nats_url)
         try:
             await _until_signalled()
         finally:
@@ -98,51 +109,44 @@ def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int) -> None:
     run(main())
 
 
-async def _health(port: int, nc: Any, engine: Engine | None) -> Any:
-    if not port:
-        return None
-    try:
-        from natsflow_engine.observability import HealthServer
-    except ImportError:  # pragma: no cover
-        return None
-    server = HealthServer("0.0.0.0", port)
-
-    async def connected() -> bool:
-        return bool(nc.is_connected)
-
-    server.add_check("nats", connected)
-    if engine is not None:
-
-        async def consuming() -> bool:
-            return engine.running
-
-        server.add_check("engine", consuming)
-    await server.start()
-    return server
+engine_cmd.params.append(health_port_option(ENGINE_HEALTH_PORT))
 
 
 def load_worker(spec: str) -> Worker:
-    """Import ``module:attribute`` (the current directory is importable) and return the Worker."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name:
-        raise NatsflowError(f"worker app {spec!r} should look like 'module:app'")
-    sys.path.insert(0, os.getcwd())
-    path = Path(module_name)
-    if path.suffix == ".py" and path.exists():
+    """The Worker named by ``FILE.py[:app]`` or ``MODULE[:app]`` (``app`` by default).
+
+    A spec ending in ``.py`` or containing a ``/`` is a file path, loaded with its folder on
+    ``sys.path``; anything else is a module path, imported with the current directory on
+    ``sys.path``. Errors say which of the two was tried."""
+    where, sep, attr = spec.rpartition(":")
+    if not sep:
+        where, attr = spec, "app"
+    if not where:
+        raise NatsflowError(f"worker app {spec!r} should look like 'module:app' or 'path/to/file.py:app'")
+    if where.endswith(".py") or "/" in where or os.sep in where:
+        path = Path(where)
+        if not path.is_file():
+            raise NatsflowError(f"worker file {where} not found (tried {spec!r} as a file path)")
         sys.path.insert(0, str(path.parent.resolve()))
-        module_name = path.stem
+        module_name, tried = path.stem, f"file {where}"
+    else:
+        sys.path.insert(0, os.getcwd())
+        module_name, tried = where, f"module {where} (from the current directory and sys.path)"
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise NatsflowError(f"cannot import worker module {module_name!r}: {exc}") from exc
-    app = getattr(module, attr or "app", None)
+        hint = "" if tried.startswith("file") else "; for a file, give its path, like ./workers.py:app"
+        raise NatsflowError(f"cannot import worker {tried}: {exc}{hint}") from exc
+    app = getattr(module, attr, None)
     if not isinstance(app, Worker):
-        raise NatsflowError(f"{spec!r} is not a natsflow.worker.Worker (found {type(app).__name__})")
+        raise NatsflowError(
+            f"{attr!r} in {tried} is not a natsflow.worker.Worker (found {type(app).__name__})"
+        )
     return app
 
 
 @click.command("worker")
-@click.argument("app_spec", metavar="MODULE:APP")
+@click.argument("app_spec", metavar="MODULE[:APP]|FILE.py[:APP]")
 @click.option(
     "--task-type",
     envvar="NATSFLOW_TASK_TYPE",
@@ -151,7 +155,7 @@ def load_worker(spec: str) -> Worker:
 )
 @click.pass_obj
 def worker_cmd(obj: CliContext, app_spec: str, task_type: str | None) -> None:
-    """Run the job handlers of a worker app (a natsflow.worker.Worker in MODULE)."""
+    """Run the job handlers of a worker app (a natsflow.worker.Worker, ``app`` by default)."""
     app = load_worker(app_spec)
     if task_type:
         if task_type not in app.task_types:
@@ -164,7 +168,7 @@ def worker_cmd(obj: CliContext, app_spec: str, task_type: str | None) -> None:
         app.tenant = layout.validate_tenant(obj.tenant)
         app.nc = await obj.connect(max_reconnect_attempts=-1)
         await app.start()
-        click.echo(f"worker serving {', '.join(app.task_types)} against {obj.nats_url}", err=True)
+        log.info("worker serving %s against %s", ", ".join(app.task_types), obj.nats_url)
         try:
             await _until_signalled()
         finally:
@@ -216,7 +220,7 @@ def dev_cmd(
 
         nc = await nats.connect(server.url)
         engine = await Engine(nc).start()
-        services = await _optional_services(nc, obj.tenant)
+        services = await _optional_services(nc)
         buckets = await open_buckets(nc.jetstream())
         for file in deploy_files:
             for d in await deploy_definitions(buckets[layout.BUCKET_WORKFLOWS], obj.tenant, file):
