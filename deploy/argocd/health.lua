@@ -20,6 +20,7 @@ local TERMINAL_REASONS = {
   InvalidBpmn = true,         -- Validated: the Workflow's BPMN does not parse/validate or has no executable process
   InvalidTenant = true,       -- Validated: the namespace is not a valid natsflow tenant
   DeploymentConflict = true,  -- WorkloadReady: a Deployment of that name exists and is not owned by the TaskDefinition
+  ServiceAccountNotAllowed = true, -- Validated: spec.serviceAccountName lacks the label natsflow.io/worker=true
 }
 
 local hs = { status = "Progressing", message = "Waiting for the natsflow operator to report status" }

@@ -31,8 +31,17 @@ __all__ = ["READY_PARTS", "STALLED_REASONS", "Cond", "Outcome", "kstatus", "merg
 
 READY_PARTS = ("Validated", "Synced", "ConsumerReady", "WorkloadReady")
 """Condition types whose conjunction is ``Ready``."""
-STALLED_REASONS = frozenset({"DeploymentConflict", "NatsPermissionDenied", "Forbidden"})
-"""Reasons (besides any ``Validated=False``) that retrying cannot fix."""
+STALLED_REASONS = frozenset(
+    {
+        "InvalidSpec",
+        "InvalidBpmn",
+        "InvalidTenant",
+        "DeploymentConflict",
+        "ServiceAccountNotAllowed",
+    }
+)
+"""Reasons retrying cannot fix: someone has to change the spec or the cluster (kstatus
+``Stalled``, Argo CD ``Degraded``). Every other failing reason is retried (``Reconciling``)."""
 DERIVED = ("Ready", "Stalled", "Reconciling")
 
 
@@ -103,7 +112,7 @@ def kstatus(conditions: Iterable[Cond]) -> list[Cond]:
     """``Stalled`` or ``Reconciling`` (or neither, when ``Ready``) from the parts."""
     parts = [c for c in conditions if c.type in READY_PARTS]
     for c in parts:
-        if c.status is False and (c.type == "Validated" or c.reason in STALLED_REASONS):
+        if c.status is False and c.reason in STALLED_REASONS:
             return [Cond("Stalled", True, c.reason, c.message)]
     ready = summary(parts)
     if ready.status is True:

@@ -60,6 +60,10 @@ class paths:
         return f"/api/v1/namespaces/{namespace}/secrets/{name}"
 
     @staticmethod
+    def service_account(namespace: str, name: str) -> str:
+        return f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
+
+    @staticmethod
     def configmap(namespace: str, name: str) -> str:
         return f"/api/v1/namespaces/{namespace}/configmaps/{name}"
 

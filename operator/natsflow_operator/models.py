@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
+from natsflow_operator.podpolicy import pod_template_problems
+
 __all__ = [
     "API_VERSION",
     "DURATION_PATTERN",
@@ -156,7 +158,7 @@ class Autoscaling(CamelModel):
     max_replicas: int = Field(10, ge=1, le=1000)
     """Most replicas."""
     target_pending_per_replica: int | None = Field(None, ge=1, le=1_000_000)
-    """Backlog one replica should carry; defaults to ``concurrency``."""
+    """Backlog one replica should carry; defaults to ``workerConcurrency``."""
     activation_threshold: int = Field(0, ge=0)
     """From zero replicas, scale up only when the backlog exceeds this."""
     polling_interval: Duration = "15s"
@@ -210,12 +212,21 @@ class TaskDefinitionSpec(_Common):
     resources: dict[str, Any] | None = None
     """Container resources (requests, limits), as in a Pod spec."""
     service_account_name: DnsName | None = None
+    """ServiceAccount of the worker pods; it must carry the label ``natsflow.io/worker: "true"``
+    (set by whoever administers the namespace). Without it pods mount no API token."""
     pod_template: dict[str, Any] | None = None
-    """A full PodTemplateSpec; the worker container is the first one (or the one named ``worker``)."""
-    replicas: int = Field(1, ge=0, le=1000)
-    """Replicas when autoscaling is off."""
+    """A PodTemplateSpec; the worker container is the first one (or the one named ``worker``).
+    Only the fields of the allow-list in docs/operator.md are accepted; the operator adds a
+    securityContext that passes the Pod Security ``restricted`` level."""
+    replicas: int | None = Field(None, ge=0, le=1000)
+    """Replicas when autoscaling is off. Unset: the Deployment starts with one and the operator
+    never changes the count (leave it unset when an HPA, KEDA or ``kubectl scale`` owns it)."""
     concurrency: int = Field(32, ge=1, le=100_000)
     """Jobs in flight across all workers (consumer ``max_ack_pending``)."""
+    worker_concurrency: int = Field(16, ge=1, le=100_000)
+    """Jobs one worker pod takes at once (the ``concurrency=`` of its ``@app.task``; 16 is the
+    worker SDK's default). The autoscaler's default target per replica, and with ``concurrency``
+    the most replicas that can have work: ``ceil(concurrency / workerConcurrency)``."""
     timeout: Duration = "5m"
     """Time a worker may hold a job before it is redelivered (consumer ``ack_wait``)."""
     retries: int = Field(3, ge=0, le=1000)
@@ -228,6 +239,8 @@ class TaskDefinitionSpec(_Common):
     def _backoff_fits(self) -> TaskDefinitionSpec:
         if len(self.backoff) > self.retries:  # JetStream requires max_deliver > len(backoff)
             raise ValueError("backoff may list at most `retries` delays")
+        if self.pod_template is not None and (problems := pod_template_problems(self.pod_template)):
+            raise ValueError("podTemplate: " + "; ".join(problems))
         return self
 
 

@@ -60,6 +60,12 @@ RULES: list[dict[str, Any]] = [
         "verbs": ["get"],
     },
     {
+        # spec.serviceAccountName must name a ServiceAccount labelled natsflow.io/worker=true.
+        "apiGroups": [""],
+        "resources": ["serviceaccounts"],
+        "verbs": ["get"],
+    },
+    {
         # Worker Deployments of TaskDefinitions (deleted by the operator only when the image goes).
         "apiGroups": ["apps"],
         "resources": ["deployments"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,10 +34,14 @@ log = logging.getLogger(__name__)
 
 
 def policy_of(spec: TaskDefinitionSpec, scaling: Autoscaling) -> Policy:
+    """The decision's parameters. Replicas beyond ``ceil(concurrency / workerConcurrency)`` could
+    never have a job in flight (the consumer's ``max_ack_pending`` is ``concurrency``), so that
+    is the ceiling below ``maxReplicas``; the default target is one pod's concurrency."""
+    useful = math.ceil(spec.concurrency / spec.worker_concurrency)
     return Policy(
         min_replicas=scaling.min_replicas,
-        max_replicas=scaling.max_replicas,
-        target=scaling.target_pending_per_replica or spec.concurrency,
+        max_replicas=max(min(scaling.max_replicas, useful), scaling.min_replicas, 1),
+        target=scaling.target_pending_per_replica or spec.worker_concurrency,
         activation_threshold=scaling.activation_threshold,
         cooldown=parse_duration(scaling.cooldown_period),
         stabilization=parse_duration(scaling.scale_down_stabilization),

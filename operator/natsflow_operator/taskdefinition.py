@@ -24,9 +24,18 @@ from natsflow_operator.context import (
 from natsflow_operator.handlers import register_delete, register_reconcile
 from natsflow_operator.kube import KubeError, paths
 from natsflow_operator.models import GROUP, VERSION, TaskDefinitionSpec, describe_errors
+from natsflow_operator.podpolicy import WORKER_SA_LABEL
 from natsflow_operator.reconcile import apply_taskdefinition, delete_taskdefinition
 from natsflow_operator.scaler import run_autoscaler
-from natsflow_operator.workload import HASH_ANNOTATION, NatsEnv, build_deployment, deployment_name
+from natsflow_operator.workload import (
+    APPLIED_ANNOTATION,
+    HASH_ANNOTATION,
+    RESTARTED_AT,
+    NatsEnv,
+    build_deployment,
+    deployment_name,
+    stored_hash,
+)
 
 __all__ = ["ensure_deployment", "register"]
 
@@ -40,7 +49,7 @@ def _autoscaled(spec: TaskDefinitionSpec) -> bool:
 async def ensure_deployment(
     ctx: OperatorContext, body: kopf.Body, spec: TaskDefinitionSpec, env: NatsEnv
 ) -> Cond:
-    """Create the worker Deployment, or patch it when its template (or fixed replicas) differ."""
+    """Create the worker Deployment, or patch it when the spec changed it or someone edited it."""
     namespace, name = str(body.metadata.namespace), str(body.metadata.name)
     path = paths.deployment(namespace, deployment_name(name))
     existing = await ctx.kube.get(path)
@@ -48,38 +57,79 @@ async def ensure_deployment(
         if existing is not None and _owned_by(existing, body):
             await ctx.kube.delete(path)
         return Cond("WorkloadReady", True, "NoWorkload", "no image: workers run outside this namespace")
+    # Autoscaled: the daemon owns the count. Unset: an HPA, KEDA or a person does.
     fixed = None if _autoscaled(spec) else spec.replicas
-    initial = spec.autoscaling.min_replicas if spec.autoscaling and fixed is None else fixed
+    initial = spec.autoscaling.min_replicas if spec.autoscaling and _autoscaled(spec) else fixed
     desired = build_deployment(namespace, name, spec, env, replicas=fixed if existing else initial)
     kopf.append_owner_reference(desired, owner=body)
     if existing is None:
         try:
-            await ctx.kube.create(paths.deployments(namespace), desired)
-            return Cond("WorkloadReady", True, "DeploymentCreated", desired["metadata"]["name"])
+            created = await ctx.kube.create(paths.deployments(namespace), desired)
         except KubeError as exc:
             if not exc.conflict:  # else: the drift timer or a previous attempt was first
                 raise
             existing = await ctx.kube.get(path) or {}
+        else:
+            await _record_applied(ctx, path, desired, created)
+            return Cond("WorkloadReady", True, "DeploymentCreated", desired["metadata"]["name"])
     if existing and not _owned_by(existing, body):
         message = f"Deployment {deployment_name(name)} exists and is not owned by this TaskDefinition"
         return Cond("WorkloadReady", False, "DeploymentConflict", message)
     annotations = (existing.get("metadata") or {}).get("annotations") or {}
-    same_template = annotations.get(HASH_ANNOTATION) == desired["metadata"]["annotations"][HASH_ANNOTATION]
+    same_spec = annotations.get(HASH_ANNOTATION) == desired["metadata"]["annotations"][HASH_ANNOTATION]
+    untouched = annotations.get(APPLIED_ANNOTATION) == stored_hash(existing)
     same_replicas = fixed is None or (existing.get("spec") or {}).get("replicas") == fixed
-    if same_template and same_replicas:
+    if same_spec and untouched and same_replicas:
         return Cond("WorkloadReady", True, "DeploymentCurrent", desired["metadata"]["name"])
+    template = desired["spec"]["template"]
+    restarted = (
+        (((existing.get("spec") or {}).get("template") or {}).get("metadata") or {})
+        .get("annotations", {})
+        .get(RESTARTED_AT)
+    )
+    if restarted:  # keep `kubectl rollout restart`'s mark, or the patch would restart again
+        template["metadata"].setdefault("annotations", {})[RESTARTED_AT] = restarted
     # Replace the whole template (a merge patch would keep fields the spec no longer has).
-    ops: list[dict[str, Any]] = [
-        {"op": "add", "path": "/spec/template", "value": desired["spec"]["template"]}
-    ]
+    ops: list[dict[str, Any]] = [{"op": "add", "path": "/spec/template", "value": template}]
     if fixed is not None:
         ops.append({"op": "add", "path": "/spec/replicas", "value": fixed})
-    await ctx.kube.json_patch(path, ops)
+    patched = await ctx.kube.json_patch(path, ops)
+    await _record_applied(ctx, path, desired, patched)
+    reason = "DeploymentUpdated" if not (same_spec and untouched) else "DeploymentScaled"
+    return Cond("WorkloadReady", True, reason, desired["metadata"]["name"])
+
+
+async def _record_applied(
+    ctx: OperatorContext, path: str, desired: dict[str, Any], stored: dict[str, Any]
+) -> None:
+    """Labels, the spec's hash, and the hash of the template as the API server stored it."""
     meta = desired["metadata"]
-    await ctx.kube.merge_patch(
-        path, {"metadata": {"labels": meta["labels"], "annotations": meta["annotations"]}}
-    )
-    return Cond("WorkloadReady", True, "DeploymentUpdated", desired["metadata"]["name"])
+    annotations = {**meta["annotations"], APPLIED_ANNOTATION: stored_hash(stored)}
+    await ctx.kube.merge_patch(path, {"metadata": {"labels": meta["labels"], "annotations": annotations}})
+
+
+async def _service_account_refused(
+    ctx: OperatorContext, namespace: str, spec: TaskDefinitionSpec
+) -> Cond | None:
+    """``Validated=False`` unless the worker ServiceAccount is labelled for natsflow workers."""
+    account = spec.service_account_name
+    if not account or not (spec.image or spec.pod_template):
+        return None
+    found = await ctx.kube.get(paths.service_account(namespace, account))
+    if found is None:
+        return Cond(
+            "Validated",
+            False,
+            "ServiceAccountNotFound",
+            f"ServiceAccount {namespace}/{account} does not exist",
+        )
+    labels = (found.get("metadata") or {}).get("labels") or {}
+    if labels.get(WORKER_SA_LABEL) != "true":
+        message = (
+            f'ServiceAccount {account} lacks the label {WORKER_SA_LABEL}: "true" (a namespace admin sets it)'
+        )
+        return Cond("Validated", False, "ServiceAccountNotAllowed", message)
+    return None
 
 
 def _owned_by(obj: dict[str, Any], owner: kopf.Body) -> bool:
@@ -103,6 +153,11 @@ async def reconcile(
         report(Cond("Validated", False, "InvalidSpec", describe_errors(exc)))
         return
     try:
+        if refused := await _service_account_refused(ctx, namespace, spec):
+            report(refused)
+            if refused.reason == "ServiceAccountNotFound":
+                raise kopf.TemporaryError(refused.message, delay=ctx.config.retry_delay)
+            return
         handle, env = await ctx.nats_for(namespace, spec.nats_ref)
         outcome = await apply_taskdefinition(handle, namespace, name, spec, generation=generation)
     except MissingReference as exc:
@@ -130,7 +185,11 @@ async def reconcile(
         conds.append(workload)
         fields["deployment"] = deployment_name(name)
     write_status(patch, status, conds, generation=generation, now=now, fields=fields, drop=drop)
-    changed = outcome.action != "unchanged" or workload.reason in ("DeploymentCreated", "DeploymentUpdated")
+    changed = outcome.action != "unchanged" or workload.reason in (
+        "DeploymentCreated",
+        "DeploymentUpdated",
+        "DeploymentScaled",
+    )
     if changed:
         what = f"consumer {outcome.action}, {workload.reason}"
         if drift:
@@ -162,4 +221,6 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     async def remove(handle: Any, namespace: str, name: str, spec: Any, body: kopf.Body) -> None:
         await delete_taskdefinition(handle, namespace, name, spec.task_type)
 
-    register_delete(registry, ctx, RESOURCE, "taskdefinition", TaskDefinitionSpec, remove, "consumer and catalog entry")
+    register_delete(
+        registry, ctx, RESOURCE, "taskdefinition", TaskDefinitionSpec, remove, "consumer and catalog entry"
+    )

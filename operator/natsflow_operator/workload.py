@@ -8,8 +8,14 @@ The worker container runs the image with ``worker <module>`` (unless ``args`` or
 ``NATSFLOW_TENANT``     the namespace
 ``NATSFLOW_TASK_TYPE``  the task type
 
-A hash of the rendered pod template is kept in an annotation, so the operator patches the
-Deployment only when the spec changed (or when someone changed the template behind its back).
+Two hashes are kept in annotations: :data:`HASH_ANNOTATION` of the template the operator
+renders from the spec (did the spec change?) and :data:`APPLIED_ANNOTATION` of the template as
+the API server stored it, defaults included (did someone edit the Deployment behind the
+operator's back?). ``kubectl rollout restart`` is not an edit: its annotation is left out of
+the comparison and kept when the operator patches the template.
+
+Pods always get the securityContext of :func:`natsflow_operator.podpolicy.harden` and no
+Kubernetes API token unless ``serviceAccountName`` is set.
 """
 
 from __future__ import annotations
@@ -21,17 +27,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from natsflow_operator.models import TaskDefinitionSpec
+from natsflow_operator.podpolicy import harden
 
 __all__ = [
+    "APPLIED_ANNOTATION",
     "CREDS_DIR",
+    "RESTARTED_AT",
     "HASH_ANNOTATION",
     "NatsEnv",
     "build_deployment",
     "deployment_name",
     "selector_labels",
+    "stored_hash",
+    "template_hash",
 ]
 
 HASH_ANNOTATION = "natsflow.io/template-hash"
+APPLIED_ANNOTATION = "natsflow.io/applied-template-hash"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 CREDS_DIR = "/etc/natsflow/nats"
 CREDS_FILE = "nats.creds"
 
@@ -106,6 +119,9 @@ def _pod_template(namespace: str, name: str, spec: TaskDefinitionSpec, nats: Nat
     container["env"] = ours + [e for e in container.get("env", []) if e.get("name") not in names]
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
+    else:
+        pod["automountServiceAccountToken"] = False  # workers talk to NATS, not to Kubernetes
+    harden(pod)
     if nats.creds_secret:
         pod.setdefault("volumes", []).append(
             {
@@ -119,12 +135,23 @@ def _pod_template(namespace: str, name: str, spec: TaskDefinitionSpec, nats: Nat
     return template
 
 
+def template_hash(template: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def stored_hash(deployment: dict[str, Any]) -> str:
+    """Hash of a Deployment's pod template as stored, without ``kubectl rollout restart``'s mark."""
+    template = copy.deepcopy((deployment.get("spec") or {}).get("template") or {})
+    ((template.get("metadata") or {}).get("annotations") or {}).pop(RESTARTED_AT, None)
+    return template_hash(template)
+
+
 def build_deployment(
     namespace: str, name: str, spec: TaskDefinitionSpec, nats: NatsEnv, *, replicas: int | None
 ) -> dict[str, Any]:
     """The Deployment manifest; ``replicas=None`` leaves the count out (the autoscaler owns it)."""
     template = _pod_template(namespace, name, spec, nats)
-    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:16]
+    digest = template_hash(template)
     labels = {
         **selector_labels(name),
         "app.kubernetes.io/component": "worker",

@@ -19,7 +19,7 @@ KINDS = ("Workflow", "TaskDefinition", "Trigger")
 # The reasons the operator reports on a failing part of Ready, by what the handlers do next.
 # Terminal: reported without a retry (InvalidSpec/InvalidBpmn/InvalidTenant: the handler returns;
 # DeploymentConflict: WorkloadReady=False without TemporaryError). Argo CD shows them Degraded.
-TERMINAL = ("InvalidSpec", "InvalidBpmn", "InvalidTenant", "DeploymentConflict")
+TERMINAL = ("InvalidSpec", "InvalidBpmn", "InvalidTenant", "DeploymentConflict", "ServiceAccountNotAllowed")
 # Retried (kopf.TemporaryError) until the cause is gone: Progressing.
 RETRIED = (
     "NatsUnavailable",
@@ -29,6 +29,7 @@ RETRIED = (
     "ConfigMapKeyNotFound",
     "StreamNotFound",
     "DeploymentFailed",
+    "ServiceAccountNotFound",
 )
 
 
@@ -185,6 +186,13 @@ def test_every_reason_of_the_operator_is_classified() -> None:
         f"unclassified: {sorted(reasons - set(TERMINAL) - set(RETRIED))}; "
         f"no longer emitted: {sorted(set(TERMINAL) | set(RETRIED) - reasons)}"
     )
+
+
+def test_terminal_reasons_are_the_operators_stalled_ones() -> None:
+    # the same split the operator's kstatus conditions make (Stalled vs Reconciling)
+    from natsflow_operator.conditions import STALLED_REASONS
+
+    assert set(TERMINAL) == STALLED_REASONS
 
 
 def test_the_script_lists_exactly_the_terminal_reasons() -> None:

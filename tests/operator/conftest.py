@@ -48,7 +48,13 @@ def k8s(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
     kmock.resources["apps/v1/deployments"] = info(
         kind="Deployment", namespaced=True, verbs=VERBS, subresources={"status", "scale"}
     )
-    for plural, kind in (("secrets", "Secret"), ("configmaps", "ConfigMap"), ("events", "Event")):
+    core = (
+        ("secrets", "Secret"),
+        ("configmaps", "ConfigMap"),
+        ("events", "Event"),
+        ("serviceaccounts", "ServiceAccount"),
+    )
+    for plural, kind in core:
         kmock.resources[f"v1/{plural}"] = info(kind=kind, namespaced=True, verbs=VERBS)
     return kmock
 

@@ -34,7 +34,7 @@ async def test_backlog_scales_up_then_back_to_min_after_cooldown(
             "taskType": task_type,
             "image": "example/worker:1",
             "module": "tasks:app",
-            "concurrency": 10,
+            "concurrency": 500,  # ceil(500 / 50): up to 10 replicas can have jobs in flight
             "autoscaling": {
                 "enabled": True,
                 "minReplicas": min_replicas,
@@ -130,7 +130,10 @@ async def test_brings_own_deployment_is_scaled(running: Any, nc: Client, unique:
     await api.client.create(f"/apis/apps/v1/namespaces/{tenant}/deployments", own)
     scaling = {"enabled": True, "minReplicas": 1, "maxReplicas": 3, "pollingInterval": "0.2s"}
     await api.create(
-        "TaskDefinition", tenant, "mail", {"taskType": "mail", "concurrency": 5, "autoscaling": scaling}
+        "TaskDefinition",
+        tenant,
+        "mail",
+        {"taskType": "mail", "concurrency": 40, "workerConcurrency": 5, "autoscaling": scaling},
     )
     js = nc.jetstream()
     await running.eventually(lambda: _consumer_exists(js, tenant))
