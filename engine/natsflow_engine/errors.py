@@ -7,6 +7,7 @@ Every error natsflow raises on purpose derives from :class:`NatsflowError`::
     ├── ExpressionError
     │   ├── FeelSyntaxError      an expression does not parse (names expression and column)
     │   └── FeelEvaluationError  an expression failed while evaluating
+    │       └── FeelBudgetError  it went past its budget of steps or a size cap
     ├── BpmnError                thrown by a worker: a business error the model may catch
     ├── NotFoundError            an instance, definition or task does not exist
     ├── ConflictError            a concurrent change won; reload and retry
@@ -27,6 +28,7 @@ __all__ = [
     "ConflictError",
     "ConnectionFailedError",
     "ExpressionError",
+    "FeelBudgetError",
     "FeelEvaluationError",
     "FeelSyntaxError",
     "NatsflowError",
@@ -94,6 +96,16 @@ class FeelEvaluationError(ExpressionError):
         self.expression = expression
         self.message = message
         super().__init__(f"failed to evaluate '{expression}': {message}")
+
+
+class FeelBudgetError(FeelEvaluationError):
+    """The expression went past its evaluation budget (``limit`` names which one, e.g.
+    ``max_steps``, and ``value`` its value); see ``natsflow_engine.feel.limits``."""
+
+    def __init__(self, expression: str, message: str, limit: str, value: int) -> None:
+        self.limit = limit
+        self.value = value
+        super().__init__(expression, message)
 
 
 class BpmnError(NatsflowError):

@@ -9,7 +9,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from natsflow_engine.feel import FeelRange, compile_expression, to_json_value
+from natsflow_engine.errors import FeelEvaluationError
+from natsflow_engine.feel import FeelRange, compile_expression, evaluation_clock, to_json_value
 from natsflow_engine.feel.values import Duration
 
 NOW = datetime(2024, 2, 29, 23, 30, 15, tzinfo=UTC)
@@ -191,11 +192,21 @@ def test_now_and_today_use_the_injected_clock() -> None:
     assert ev("now() = now()") is True
 
 
-def test_now_without_clock_is_current_utc() -> None:
-    before = datetime.now(UTC)
-    value = ev("now()", now=None)
-    assert before <= value <= datetime.now(UTC)
-    assert value.tzinfo is not None
+def test_now_without_a_clock_fails_instead_of_reading_the_machine_clock() -> None:
+    for source in ("now()", "today()", 'now() > @"2020-01-01T00:00:00Z"'):
+        with pytest.raises(FeelEvaluationError, match="need the evaluation clock"):
+            ev(source, now=None)
+
+
+def test_evaluation_clock_sets_the_clock_of_every_evaluation_in_the_block() -> None:
+    step = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    own = datetime(2040, 1, 1, tzinfo=UTC)
+    with evaluation_clock(step):
+        assert ev("now()", now=None) == step
+        assert ev("today()", now=None) == date(2031, 5, 6)
+        assert ev("now()", now=own) == own  # a clock passed to the call wins
+    with pytest.raises(FeelEvaluationError):
+        ev("now()", now=None)  # the block's clock is gone after it
 
 
 def test_clock_expressions_are_not_constant_folded() -> None:

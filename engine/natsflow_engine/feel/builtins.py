@@ -2,9 +2,9 @@
 
 List functions live in ``builtins_lists`` and temporal ones in ``temporal``; importing this module
 registers all of them. Every function returns null (``None``) for arguments of the wrong type, as
-FEEL requires. Regular expressions (``matches``, ``replace``, ``split``, ``extract``) use Python's
-``re``, which covers the XPath regex syntax models use; ``replace`` accepts ``$1`` group
-references. Rounding functions work in ``Decimal`` so ``round half up(2.5, 0)`` is exact.
+FEEL requires. Regular expressions (``matches``, ``replace``, ``split``, ``extract``) run in
+linear time on RE2 (see ``regex``); ``replace`` accepts ``$1`` group references. Rounding
+functions work in ``Decimal`` so ``round half up(2.5, 0)`` is exact.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from typing import Any
 
 from . import builtins_lists, temporal  # noqa: F401  (registration side effect)
 from .functions import builtin
+from .limits import check_string
+from .regex import expand_template, regex_of, substitute
 from .values import Duration, FeelFunction, FeelRange, format_duration, format_temporal, is_number
 
 __all__ = ["feel_string"]
@@ -202,60 +204,33 @@ def _is_blank(s: Any) -> bool | None:
     return not s.strip() if isinstance(s, str) else None
 
 
-def _flags(flags: Any) -> int | None:
-    if flags is None:
-        return 0
-    if not isinstance(flags, str) or set(flags) - set("smixq"):
-        return None
-    result = 0
-    for char, flag in (("s", re.DOTALL), ("m", re.MULTILINE), ("i", re.IGNORECASE), ("x", re.VERBOSE)):
-        if char in flags:
-            result |= flag
-    return result
-
-
-def _regex(pattern: Any, flags: Any = None) -> re.Pattern[str] | None:
-    mode = _flags(flags)
-    if not isinstance(pattern, str) or mode is None:
-        return None
-    if isinstance(flags, str) and "q" in flags:
-        pattern = re.escape(pattern)
-    try:
-        return re.compile(pattern, mode)
-    except (re.error, OverflowError, RecursionError):
-        return None
-
-
 @builtin("matches", "input, pattern, flags?")
 def _matches(s: Any, pattern: Any, flags: Any = None) -> bool | None:
-    regex = _regex(pattern, flags)
+    regex = regex_of(pattern, flags)
     return None if regex is None or not isinstance(s, str) else regex.search(s) is not None
 
 
 @builtin("replace", "input, pattern, replacement, flags?")
 def _replace(s: Any, pattern: Any, replacement: Any, flags: Any = None) -> str | None:
-    regex = _regex(pattern, flags)
+    regex = regex_of(pattern, flags)
     if regex is None or not _strs(s, replacement):
         return None
-    template = re.sub(r"\\(.)|\$(\d+)", lambda m: m.group(1) or f"\\g<{m.group(2)}>", replacement)
-    template = template.replace("\\\\", "\\")
-    try:
-        return regex.sub(template, s)
-    except (re.error, IndexError):
-        return None
+    template = expand_template(replacement, regex.groups)
+    return None if template is None else substitute(regex, template, s)
 
 
 @builtin("split", "string, delimiter")
 def _split(s: Any, delimiter: Any) -> list[str] | None:
-    regex = _regex(delimiter)
+    regex = regex_of(delimiter)
     if regex is None or not isinstance(s, str) or not delimiter:
         return None
-    return regex.split(s)
+    parts: list[str] = regex.split(s)
+    return parts
 
 
 @builtin("extract", "string, pattern")
 def _extract(s: Any, pattern: Any) -> list[str] | None:
-    regex = _regex(pattern)
+    regex = regex_of(pattern)
     if regex is None or not isinstance(s, str):
         return None
     return [m.group(0) for m in regex.finditer(s)]
@@ -267,7 +242,9 @@ def _string_join(items: Any, delimiter: Any = None, prefix: Any = None, suffix: 
         return None
     if not all(v is None or isinstance(v, str) for v in (delimiter, prefix, suffix)):
         return None
-    joined = (delimiter or "").join(v for v in items if v is not None)
+    parts = [v for v in items if v is not None]
+    check_string(sum(map(len, parts)) + len(delimiter or "") * max(len(parts) - 1, 0))
+    joined = (delimiter or "").join(parts)
     return (prefix or "") + joined + (suffix or "")
 
 

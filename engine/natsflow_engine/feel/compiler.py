@@ -42,6 +42,10 @@ _ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
+_CALL = 8
+"""Extra steps per call of a function value (argument binding and a new scope)."""
+
+
 class Compiler(FormsMixin):
     """Compiles one parsed expression: literals, names, operators and logic (see also the mixin)."""
 
@@ -273,15 +277,18 @@ class Compiler(FormsMixin):
     def c_function_def(self, tree: Tree[Token]) -> Node:
         *param_trees, body_tree = tree.children
         self.function_defs += 1
+        self.costly = True
         params = tuple(self.name_of(p) for p in param_trees if p is not None)
         self.scopes.append(set(params))
+        nodes_before = self.nodes
         try:
             body = self.compile(body_tree)
         finally:
             self.scopes.pop()
         bf = body.fn
+        cost = self.nodes - nodes_before + _CALL
 
         def make_function(env: Env) -> Any:
-            return FeelFunction(params, bf, env)
+            return FeelFunction(params, bf, env, cost)
 
         return Node(make_function)

@@ -16,11 +16,17 @@ from typing import Any
 from lark import Token, Tree
 
 from .functions import BUILTINS
+from .limits import BUDGET, DEFAULT_LIMITS, check_list, check_string, size_of, spend
 from .nodes import CompilerBase, Fn, Node, compare_fn, constant, in_value, unescape
+from .regex import REGEX_PATTERN_ARGS, check_pattern
 from .values import Env, FeelFunction, FeelRange, ItemScope, Scope, is_number, is_ym_duration
 
 __all__ = ["FormsMixin"]
 
+_COMBINATION = 4
+"""Extra steps per combination of a multi-clause ``for``/``some``/``every`` (a new scope each)."""
+_BUILTIN = 4
+"""Steps per built-in call, besides the sizes it reads and builds."""
 _GUARDED = (TypeError, ValueError, ArithmeticError, KeyError, IndexError, AttributeError, RecursionError)
 
 
@@ -45,7 +51,9 @@ def _iterable(domain: Any) -> list[Any] | range | None:
             start += step
         if not domain.end_included:
             end -= step
-        return range(start, end + step, step)
+        members = range(start, end + step, step)
+        check_list(len(members))
+        return members
     if isinstance(domain, list):
         return domain
     return [domain]
@@ -69,8 +77,11 @@ _TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
 }
 
 
-def _bindings(clauses: list[tuple[str, Fn]], env: Env, base: dict[str, Any]) -> Iterator[Scope] | None:
-    """Every combination of the clauses' values as scopes; None when a domain is not iterable."""
+def _bindings(
+    clauses: list[tuple[str, Fn]], env: Env, base: dict[str, Any], weight: int
+) -> Iterator[Scope] | None:
+    """Every combination of the clauses' values as scopes; None when a domain is not iterable.
+    Each domain charges ``weight`` steps per value before it is walked."""
 
     def walk(i: int, local: dict[str, Any]) -> Iterator[Scope]:
         if i == len(clauses):
@@ -80,6 +91,7 @@ def _bindings(clauses: list[tuple[str, Fn]], env: Env, base: dict[str, Any]) -> 
         values = _iterable(domain_fn(Scope(local, env)))
         if values is None:
             raise _NotIterable
+        spend(len(values) * weight)
         for v in values:
             local[name] = v
             yield from walk(i + 1, local)
@@ -89,6 +101,7 @@ def _bindings(clauses: list[tuple[str, Fn]], env: Env, base: dict[str, Any]) -> 
         values = _iterable(domain_fn(env))
         if values is None:
             return None
+        spend(len(values) * weight)
         return (Scope({**base, name: v}, env) for v in values)
     return walk(0, dict(base))
 
@@ -125,6 +138,7 @@ class FormsMixin(CompilerBase):
         finally:
             self.scopes.pop()
         frozen = tuple(entries)
+        self.nodes += 2 * len(entries)  # building a dict and a scope per entry costs more than a node
 
         def make_context(env: Env) -> Any:
             result: dict[str, Any] = {}
@@ -156,10 +170,12 @@ class FormsMixin(CompilerBase):
         base = self.compile(tree.children[0])
         self.scopes.append({"item"})
         defs_before = self.function_defs
+        nodes_before = self.nodes
         try:
             cond = self.compile(tree.children[1])
         finally:
             self.scopes.pop()
+        weight = self.nodes - nodes_before
         # one scope object, re-pointed per item, unless a function literal could capture it
         reuse = self.function_defs == defs_before
         bf, cf = base.fn, cond.fn
@@ -173,6 +189,7 @@ class FormsMixin(CompilerBase):
                 return _index(items if isinstance(items, list) else [items], position)
 
             return Node(index)
+        self.costly = True
         decided = cond.boolean
 
         def filter_list(env: Env) -> Any:
@@ -183,6 +200,7 @@ class FormsMixin(CompilerBase):
                 items = [items]
             if not items:
                 return []
+            spend(len(items) * weight)
             scope = ItemScope(items[0], env)
             if not decided:
                 first = cf(scope)
@@ -266,22 +284,26 @@ class FormsMixin(CompilerBase):
             self.scopes.append({name})
         return clauses
 
-    def _compile_iteration(self, tree: Tree[Token], extra: set[str]) -> tuple[list[tuple[str, Fn]], Fn, bool]:
-        """The clauses, the body, and whether one scope may be reused across iterations (no
-        function literal in the body could capture it)."""
+    def _compile_iteration(
+        self, tree: Tree[Token], extra: set[str]
+    ) -> tuple[list[tuple[str, Fn]], Fn, bool, int]:
+        """The clauses, the body, whether one scope may be reused across iterations (no
+        function literal in the body could capture it), and the steps one iteration costs."""
         *its, body_tree = tree.children
         depth = len(self.scopes)
         self.scopes.append(extra)
+        self.costly = True
         try:
             clauses = self._iterations(its)  # type: ignore[arg-type]
             defs_before = self.function_defs
+            nodes_before = self.nodes
             body = self.compile(body_tree).fn
         finally:
             del self.scopes[depth:]
-        return clauses, body, self.function_defs == defs_before
+        return clauses, body, self.function_defs == defs_before, self.nodes - nodes_before
 
     def c_for_expr(self, tree: Tree[Token]) -> Node:
-        clauses, body, reuse = self._compile_iteration(tree, {"partial"})
+        clauses, body, reuse, weight = self._compile_iteration(tree, {"partial"})
         if len(clauses) == 1 and reuse:
             name, domain_fn = clauses[0]
 
@@ -289,6 +311,8 @@ class FormsMixin(CompilerBase):
                 values = _iterable(domain_fn(env))
                 if values is None:
                     return None
+                check_list(len(values))
+                spend(len(values) * weight)
                 results: list[Any] = []
                 local: dict[str, Any] = {"partial": results}
                 scope = Scope(local, env)
@@ -302,19 +326,20 @@ class FormsMixin(CompilerBase):
         def for_loop(env: Env) -> Any:
             results: list[Any] = []
             try:
-                scopes = _bindings(clauses, env, {"partial": results})
+                scopes = _bindings(clauses, env, {"partial": results}, weight + _COMBINATION)
                 if scopes is None:
                     return None
                 for scope in scopes:
                     results.append(body(scope))
             except _NotIterable:
                 return None
+            check_list(len(results))
             return results
 
         return Node(for_loop)
 
     def _quantifier(self, tree: Tree[Token], every: bool) -> Node:
-        clauses, body, reuse = self._compile_iteration(tree, set())
+        clauses, body, reuse, weight = self._compile_iteration(tree, set())
         if len(clauses) == 1 and reuse:
             name, domain_fn = clauses[0]
 
@@ -322,6 +347,7 @@ class FormsMixin(CompilerBase):
                 values = _iterable(domain_fn(env))
                 if values is None:
                     return None
+                spend(len(values) * weight)
                 local: dict[str, Any] = {}
                 scope = Scope(local, env)
                 for v in values:
@@ -334,7 +360,7 @@ class FormsMixin(CompilerBase):
 
         def quantified(env: Env) -> Any:
             try:
-                scopes = _bindings(clauses, env, {})
+                scopes = _bindings(clauses, env, {}, weight + _COMBINATION)
                 if scopes is None:
                     return None
                 for scope in scopes:
@@ -371,6 +397,7 @@ class FormsMixin(CompilerBase):
             else:
                 arg_trees = list(args_tree.children)  # type: ignore[arg-type]
         if self.is_local(name):
+            self.costly = True
             return self._call_local(name, named, [self.compile(a) for a in arg_trees])
         builtin = BUILTINS.get(name)
         if builtin is None:
@@ -391,28 +418,49 @@ class FormsMixin(CompilerBase):
         if name == "is defined":
             return self._is_defined(self.compile(arg_trees[0]))
         args = [self.compile(a) for a in arg_trees]
+        if name in REGEX_PATTERN_ARGS:
+            self._check_pattern(name_token, args, *REGEX_PATTERN_ARGS[name])
         self.uses_clock = self.uses_clock or builtin.clock
         return self._call_builtin(builtin.fn, args, foldable=not builtin.clock)
 
+    def _check_pattern(self, where: Token, args: list[Node], at: int, flags_at: int | None) -> None:
+        """Refuse a constant pattern that linear-time matching cannot run (back-references...)."""
+        if at >= len(args) or not args[at].const:
+            return
+        flags: Any = None
+        if flags_at is not None and flags_at < len(args):
+            if not args[flags_at].const:
+                return
+            flags = args[flags_at].value
+        reason = check_pattern(args[at].value, flags)
+        if reason is not None:
+            raise self.error(where, reason)
+
     def _call_builtin(self, fn: Callable[..., Any], args: list[Node], foldable: bool) -> Node:
+        """A call of a built-in: null for bad arguments, charged by the sizes it reads and
+        builds, and refused when it builds a list or string past the caps (see ``limits``)."""
         fns = tuple(a.fn for a in args)
         if len(fns) == 1:
             (f0,) = fns
 
             def call1(env: Env) -> Any:
                 try:
-                    return fn(f0(env))
+                    a = f0(env)
+                    result = fn(a)
                 except _GUARDED:
                     return None
+                return _charged(result, a)
 
             node = Node(call1)
         else:
 
             def call(env: Env) -> Any:
                 try:
-                    return fn(*[f(env) for f in fns])
+                    values = [f(env) for f in fns]
+                    result = fn(*values)
                 except _GUARDED:
                     return None
+                return _charged(result, *values)
 
             node = Node(call)
         return self.fold(node, *args) if foldable else node
@@ -450,6 +498,23 @@ class FormsMixin(CompilerBase):
             return True
 
         return Node(is_defined, boolean=True)
+
+
+def _charged(result: Any, *args: Any) -> Any:
+    """Charge a built-in call (what it read and built) and cap what it built. Without a budget
+    (a call in straight-line code runs once, bounded by its inputs) only the caps apply."""
+    budget = BUDGET.get()
+    if budget is None:
+        limits = DEFAULT_LIMITS
+    else:
+        limits = budget.limits
+        budget.spend(_BUILTIN + sum(map(size_of, args)) + size_of(result))
+    if type(result) is list:
+        if len(result) > limits.max_list:
+            check_list(len(result))
+    elif type(result) is str and len(result) > limits.max_string:
+        check_string(len(result))
+    return result
 
 
 class _NotIterable(Exception):

@@ -14,6 +14,7 @@ from lark import Token, Tree
 
 from natsflow_engine.errors import FeelSyntaxError
 
+from .limits import spend
 from .temporal import temporal_property
 from .values import Duration, Env, FeelRange, feel_eq, feel_le, feel_lt
 
@@ -48,7 +49,11 @@ def member(value: Any, key: str) -> Any:
     if isinstance(value, Mapping):
         return value.get(key)
     if isinstance(value, list):
-        return [member(item, key) if isinstance(item, (Mapping, list)) else None for item in value]
+        spend(len(value))
+        return [
+            item.get(key) if type(item) is dict else member(item, key) if isinstance(item, (Mapping, list)) else None
+            for item in value
+        ]
     if value is None:
         return None
     return temporal_property(value, key)
@@ -123,6 +128,7 @@ def in_value(value: Any, target: Any) -> bool | None:
     if isinstance(target, FeelRange):
         return target.contains(value)
     if isinstance(target, list):
+        spend(len(target))
         for element in target:
             if isinstance(element, FeelRange):
                 if element.contains(value) is True:
@@ -143,6 +149,8 @@ class CompilerBase:
         self.uses_clock = False
         self.depth = 0
         self.function_defs = 0  # function literals compiled so far (see scope reuse in loops)
+        self.nodes = 0  # tree nodes compiled so far: the weight of a loop body or function body
+        self.costly = False  # loops, calls or many nodes: evaluation runs under a step budget
 
     # ------------------------------------------------------------------------------- plumbing
 
@@ -159,6 +167,7 @@ class CompilerBase:
 
     def compile(self, tree: Tree[Token] | Token) -> Node:
         self.depth += 1
+        self.nodes += 1
         try:
             if self.depth > MAX_DEPTH:
                 raise self.error(tree, f"expression nested too deeply (more than {MAX_DEPTH} levels)")

@@ -14,6 +14,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from .limits import CHARS_PER_STEP, check_string, spend
 from .values import Duration, is_number, is_ym_duration, ym_duration, ym_months
 
 __all__ = ["add", "div", "mul", "neg", "power", "sub"]
@@ -35,6 +36,14 @@ def _finite(value: Any) -> Any:
     if type(value) is float and not math.isfinite(value):
         return None
     return value
+
+
+def _joined(text: str) -> str:
+    """A concatenated string: charged by its length when long, refused past the cap."""
+    if len(text) > CHARS_PER_STEP:
+        spend(len(text) // CHARS_PER_STEP)
+        check_string(len(text))
+    return text
 
 
 def _datetime_of(value: date) -> datetime:
@@ -71,8 +80,11 @@ def _temporal_add(a: Any, b: Any) -> Any:
 
 def add(a: Any, b: Any) -> Any:
     tp = type(a)
-    if tp is type(b) and (tp is int or tp is float or tp is str):
-        return _finite(a + b)
+    if tp is type(b):
+        if tp is int or tp is float:
+            return _finite(a + b)
+        if tp is str:
+            return _joined(a + b)
     pair = _nums(a, b)
     if pair is not None:
         return _finite(pair[0] + pair[1])

@@ -19,7 +19,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .functions import CLOCK, builtin
-from .values import Duration, is_ym_duration, utc_now, ym_duration, ym_months
+from .limits import EvaluationAborted
+from .values import Duration, is_ym_duration, ym_duration, ym_months
 
 __all__ = [
     "parse_date",
@@ -187,8 +188,11 @@ def temporal_property(value: Any, key: str) -> Any:
 
 
 def clock_now() -> datetime:
+    """The evaluation clock; FEEL never reads the machine's clock (see ``functions.CLOCK``)."""
     now = CLOCK.get()
-    return utc_now() if now is None else now
+    if now is None:
+        raise EvaluationAborted("now() and today() need the evaluation clock, and none was given")
+    return now
 
 
 @builtin("now", "", clock=True)

@@ -30,11 +30,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from isodate import Duration
+
+from .limits import spend
 
 __all__ = [
     "Duration",
@@ -51,7 +53,6 @@ __all__ = [
     "is_number",
     "is_ym_duration",
     "to_json_value",
-    "utc_now",
     "ym_duration",
     "ym_months",
 ]
@@ -156,8 +157,10 @@ class FeelFunction:
     params: tuple[str, ...]
     body: Callable[[Env], Any]
     env: Env
+    cost: int = 1  # steps charged per call: the size of the body (see ``limits``)
 
     def __call__(self, *args: Any) -> Any:
+        spend(self.cost)
         local = dict(zip(self.params, args, strict=False))
         for missing in self.params[len(args) :]:
             local[missing] = None
@@ -258,10 +261,12 @@ def feel_eq(a: Any, b: Any) -> bool | None:
         if ta is list:
             if len(a) != len(b):
                 return False
+            spend(len(a))
             return all(feel_eq(x, y) is True for x, y in zip(a, b, strict=True))
         if ta is dict:
             if a.keys() != b.keys():
                 return False
+            spend(len(a))
             return all(feel_eq(v, b[k]) is True for k, v in a.items())
         if (ta is datetime or ta is time) and (a.tzinfo is None) != (b.tzinfo is None):
             return None
@@ -358,7 +363,3 @@ def to_json_value(value: Any) -> Any:
             "endIncluded": value.end_included,
         }
     return None
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

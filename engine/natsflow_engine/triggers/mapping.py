@@ -8,14 +8,18 @@ FEEL context ``{"payload": <decoded JSON>, "headers": {...}, "subject": str}`` a
 - the idempotency key: the ``idempotency_header`` value, else the ``idempotency_expression``
   result, else ``<stream>:<sequence>`` of the message (so redeliveries still launch once).
 
-A message that cannot be mapped raises :class:`Rejected` (it goes to the dead-letter subject).
+A message that cannot be mapped raises :class:`Rejected` (it goes to the dead-letter subject),
+an expression that goes past its FEEL budget included (``natsflow_engine.feel.limits``).
+``now()``/``today()`` read the clock given per message, by default the wall clock read here, at
+the trigger server's boundary (FEEL itself never reads it).
 A trigger whose expressions do not compile raises :class:`MappingConfigError` at compile time
 (the trigger stops consuming until it is fixed; its messages wait in the stream).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -58,10 +62,16 @@ def _key_text(value: Any) -> str | None:
     return msgspec.json.encode(to_json_value(value), order="sorted").decode()
 
 
-class TriggerMapping:
-    """Compiled expressions of one trigger revision."""
+def wall_clock() -> datetime:
+    """The trigger server's clock for ``now()`` in mappings (outside the engine's steps)."""
+    return datetime.now(UTC)
 
-    def __init__(self, record: TriggerRecord) -> None:
+
+class TriggerMapping:
+    """Compiled expressions of one trigger revision; ``clock`` gives ``now()`` per message."""
+
+    def __init__(self, record: TriggerRecord, clock: Callable[[], datetime] = wall_clock) -> None:
+        self.clock = clock
         self.variables = {name: _compile(f"variable {name!r}", src) for name, src in record.variables.items()}
         self.key_header = record.idempotency_header or None
         self.key_expression = (
@@ -81,19 +91,21 @@ class TriggerMapping:
                 raise Rejected("payload", f"payload is not JSON: {exc}") from None
         return {"payload": payload, "headers": dict(headers or {}), "subject": subject}
 
-    def map_variables(self, ctx: Mapping[str, Any]) -> dict[str, Any]:
+    def map_variables(self, ctx: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+        """The variables of a message; every expression sees the same ``now`` (default: the clock)."""
         if not self.variables:
             payload = ctx.get("payload")
             return dict(payload) if isinstance(payload, dict) else {}
         out: dict[str, Any] = {}
+        now = now or self.clock()
         for name, expr in self.variables.items():
             try:
-                out[name] = to_json_value(expr.evaluate(ctx))
+                out[name] = to_json_value(expr.evaluate(ctx, now=now))
             except Exception as exc:
                 raise Rejected("mapping", f"variable {name!r}: {exc}") from None
         return out
 
-    def key(self, ctx: Mapping[str, Any], fallback: str) -> str:
+    def key(self, ctx: Mapping[str, Any], fallback: str, now: datetime | None = None) -> str:
         """The idempotency key of a message (``fallback``: ``<stream>:<sequence>``)."""
         if self.key_header:
             headers: Mapping[str, str] = ctx.get("headers") or {}
@@ -105,7 +117,7 @@ class TriggerMapping:
                 return value
         if self.key_expression is not None:
             try:
-                text = _key_text(self.key_expression.evaluate(ctx))
+                text = _key_text(self.key_expression.evaluate(ctx, now=now or self.clock()))
             except Exception as exc:
                 raise Rejected("mapping", f"idempotency expression: {exc}") from None
             if text:
