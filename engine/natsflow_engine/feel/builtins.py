@@ -29,7 +29,7 @@ from typing import Any
 from . import builtins_lists, temporal  # noqa: F401  (registration side effect)
 from .functions import builtin
 from .limits import check_string
-from .regex import expand_template, regex_of, substitute
+from .regex import expand_template, found, regex_of, substitute
 from .values import Duration, FeelFunction, FeelRange, format_duration, format_temporal, is_number
 
 __all__ = ["feel_string"]
@@ -207,7 +207,7 @@ def _is_blank(s: Any) -> bool | None:
 @builtin("matches", "input, pattern, flags?")
 def _matches(s: Any, pattern: Any, flags: Any = None) -> bool | None:
     regex = regex_of(pattern, flags)
-    return None if regex is None or not isinstance(s, str) else regex.search(s) is not None
+    return None if regex is None or not isinstance(s, str) else found(regex, s)
 
 
 @builtin("replace", "input, pattern, replacement, flags?")

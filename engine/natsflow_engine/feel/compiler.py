@@ -42,7 +42,7 @@ _ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-_CALL = 8
+_CALL = 16
 """Extra steps per call of a function value (argument binding and a new scope)."""
 
 
