@@ -52,7 +52,7 @@ def _iterable(domain: Any) -> list[Any] | range | None:
         if not domain.end_included:
             end -= step
         members = range(start, end + step, step)
-        check_list(len(members))
+        check_list(len(members), "a range of {n} members")
         return members
     if isinstance(domain, list):
         return domain

@@ -119,12 +119,12 @@ def _limits() -> FeelLimits:
     return DEFAULT_LIMITS if budget is None else budget.limits
 
 
-def check_list(length: int) -> None:
-    """Refuse to build a list of ``length`` items past the cap."""
+def check_list(length: int, what: str = "a list of {n} items") -> None:
+    """Refuse to build (or iterate) ``length`` items past the cap."""
     cap = _limits().max_list
     if length > cap:
         raise BudgetExceeded(
-            f"a list of {length} items is more than the limit of {cap} items", "max_list", cap
+            f"{what.format(n=length)} is more than the limit of {cap} items", "max_list", cap
         )
 
 
