@@ -12,6 +12,7 @@ Every error natsflow raises on purpose derives from :class:`NatsflowError`::
     ├── NotFoundError            an instance, definition or task does not exist
     ├── ConflictError            a concurrent change won; reload and retry
     ├── PayloadTooLargeError     a variables payload exceeds the configured limit
+    ├── InvalidNameError         a name or id is too long or uses characters it may not (also a ValueError)
     └── ConnectionFailedError    NATS could not be reached or answered an error
 
 Library errors (nats-py, lxml) are converted at the boundary with ``raise ... from``.
@@ -31,6 +32,7 @@ __all__ = [
     "FeelBudgetError",
     "FeelEvaluationError",
     "FeelSyntaxError",
+    "InvalidNameError",
     "NatsflowError",
     "NotFoundError",
     "PayloadTooLargeError",
@@ -131,6 +133,18 @@ class ConflictError(NatsflowError):
 
 class PayloadTooLargeError(NatsflowError):
     """A payload is larger than the configured limit."""
+
+
+class InvalidNameError(NatsflowError, ValueError):
+    """A value that becomes part of a NATS subject, key or consumer name is refused where it
+    enters: ``field`` names it, ``rule`` says what it must be (the limits are listed in
+    :mod:`natsflow_engine.layout`)."""
+
+    def __init__(self, field: str, value: str, rule: str) -> None:
+        self.field = field
+        self.rule = rule
+        shown = value if len(value) <= 40 else f"{value[:40]}... ({len(value)} characters)"
+        super().__init__(f"invalid {field} {shown!r}: {rule}")
 
 
 class ConnectionFailedError(NatsflowError):

@@ -22,13 +22,16 @@ KV buckets
     ``nf_trigger_stats``  counters of each trigger, key ``<tenant>.<trigger name token>``
 Consumers
     ``engine``        the engine replicas' shared consumer of ``NF_CMD``
-    ``job-…``         one per (tenant, task type) on ``NF_JOBS``, see :func:`job_consumer`
+    ``job_…``         one per (tenant, task type) on ``NF_JOBS``, see :func:`job_consumer`
     ``trg-…``         one per trigger on its source stream, see :func:`trigger_consumer`
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+
+from natsflow_engine.errors import InvalidNameError
 
 __all__ = [
     "BUCKET_INSTANCES",
@@ -47,12 +50,19 @@ __all__ = [
     "ENGINE_CONSUMER",
     "HISTORY_SUBJECTS",
     "JOB_SUBJECTS",
+    "MAX_ID",
+    "MAX_NAME",
+    "MAX_TENANT",
+    "MAX_TOKEN",
     "SCHEDULE_SUBJECTS",
     "STREAM_COMMANDS",
     "STREAM_DEAD_LETTERS",
     "STREAM_HISTORY",
     "STREAM_JOBS",
     "capture_stream",
+    "check_compound_id",
+    "check_id",
+    "check_name",
     "command_subject",
     "dead_letter_subject",
     "history_subject",
@@ -62,7 +72,12 @@ __all__ = [
     "job_consumer",
     "job_max_deliveries_advisories",
     "job_subject",
+    "legacy_job_consumer",
+    "message_buffer_key",
+    "message_start_key",
+    "message_subscriptions_key",
     "schedule_subject",
+    "signal_subscriptions_key",
     "taskdef_key",
     "tenant_history_subjects",
     "timer_starts_key",
@@ -103,33 +118,80 @@ ENGINE_CONSUMER = "engine"
 ENGINE_ADVISORY_QUEUE = "natsflow-engine"
 """Queue group in which engine replicas share the jobs' max-deliveries advisories."""
 
+MAX_TENANT = 63
+"""Tenants are DNS-1123 labels: lower-case letters, digits and ``-``, at most 63 characters."""
+MAX_NAME = 255
+"""Process and element ids, task types, message and signal names, trigger names, business
+keys, message ids, assignees: at most 255 characters, no control characters."""
+MAX_ID = 64
+"""Instance ids: at most 64 letters, digits, ``_`` or ``-`` (generated ids have 24 or 32)."""
+MAX_TOKEN = 128
+"""Longest encoded :func:`token`; longer values (and values with NUL) become a hash token."""
+
 _SAFE = re.compile(r"[A-Za-z0-9_-]")
+_ALL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 _TENANT = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def token(text: str) -> str:
-    """Encode any text as one subject token / KV key part / consumer name.
+    """Encode any text as one subject token / KV key part / consumer name, at most
+    :data:`MAX_TOKEN` characters.
 
     Letters, digits, ``_`` and ``-`` stay; every other character becomes ``=`` and two
-    lower-case hex digits per UTF-8 byte. The encoding is injective, so two task types never
-    share a subject.
+    lower-case hex digits per UTF-8 byte; the empty text is ``=00``. Text whose encoding would
+    be longer than :data:`MAX_TOKEN`, or that contains NUL (which would encode as ``=00`` too),
+    becomes ``==`` and 32 hex digits of its SHA-256 (no escape yields ``==``). The encoding is
+    injective, so two task types never share a subject; callers keep the original text in the
+    record.
     """
+    if len(text) <= MAX_TOKEN and _ALL_SAFE.fullmatch(text):
+        return text
     out: list[str] = []
     for ch in text:
         if _SAFE.match(ch):
             out.append(ch)
         else:
-            out.extend(f"={b:02x}" for b in ch.encode())
-    return "".join(out) or "=00"
+            out.extend(f"={b:02x}" for b in ch.encode("utf-8", "surrogatepass"))
+    encoded = "".join(out) or "=00"
+    if len(encoded) > MAX_TOKEN or "\x00" in text:
+        return "==" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return encoded
 
 
 def validate_tenant(tenant: str) -> str:
     """Tenants are Kubernetes namespace names (DNS-1123 labels); refuse anything else."""
     if not _TENANT.match(tenant):
-        raise ValueError(
-            f"invalid tenant {tenant!r}: use lower-case letters, digits and '-', at most 63 characters"
-        )
+        raise InvalidNameError("tenant", tenant, "use lower-case letters, digits and '-', at most 63 characters")
     return tenant
+
+
+def check_name(field: str, value: str, *, empty: bool = False) -> str:
+    """Refuse a name longer than :data:`MAX_NAME`, with a control character, or empty (unless
+    ``empty``)."""
+    if len(value) > MAX_NAME or _CONTROL.search(value) or not (value or empty):
+        raise InvalidNameError(
+            field, value, f"use 1 to {MAX_NAME} characters and no control characters (it has {len(value)})"
+        )
+    return value
+
+
+def check_id(field: str, value: str) -> str:
+    """Refuse an instance id that is not 1 to :data:`MAX_ID` letters, digits, ``_`` or ``-``."""
+    if not _ID.fullmatch(value):
+        raise InvalidNameError(field, value, f"use 1 to {MAX_ID} letters, digits, '_' or '-'")
+    return value
+
+
+def check_compound_id(field: str, value: str, parts: int) -> str:
+    """Refuse a user-task id (``<instance>.<n>``, ``parts`` 2) or an incident id
+    (``<instance>.<n>.<n>``, ``parts`` 3) of another shape."""
+    head, *numbers = value.split(".")
+    if len(numbers) != parts - 1 or not all(n.isascii() and n.isdigit() and len(n) <= 18 for n in numbers):
+        raise InvalidNameError(field, value, f"use <instance>{'.<number>' * (parts - 1)}")
+    check_id(field, head)
+    return value
 
 
 def command_subject(tenant: str, instance_id: str) -> str:
@@ -145,6 +207,14 @@ def job_subject(tenant: str, task_type: str) -> str:
 
 
 def job_consumer(tenant: str, task_type: str) -> str:
+    """``job_<tenant>_<task type token>``: tenants have no ``_``, so the name is injective."""
+    return f"job_{tenant}_{token(task_type)}"
+
+
+def legacy_job_consumer(tenant: str, task_type: str) -> str:
+    """The job consumer's name before 0.2 (``-`` separated; tenant ``a-b`` with type ``c``
+    and tenant ``a`` with type ``b-c`` shared it). Replaced when a worker or the operator
+    ensures the consumer."""
     return f"job-{tenant}-{token(task_type)}"
 
 
@@ -238,7 +308,5 @@ def idempotent_instance_id(tenant: str, process_id: str, key: str) -> str:
     """The instance id a launch with idempotency ``key`` gets: the same key always names the
     same instance, so a repeated launch finds it exists (KV create-if-absent) and does nothing,
     long after JetStream's duplicate window."""
-    import hashlib
-
     digest = hashlib.sha256(f"{tenant}\0{process_id}\0{key}".encode()).hexdigest()
     return "k" + digest[:31]

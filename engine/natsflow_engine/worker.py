@@ -117,6 +117,8 @@ class Worker:
     ) -> Callable[[Handler], Handler]:
         """Register ``handler`` for jobs of ``task_type``; ``concurrency`` bounds this process."""
 
+        layout.check_name("task type", task_type)
+
         def register(handler: Handler) -> Handler:
             if task_type in self._tasks:
                 raise ValueError(f"a handler for task type {task_type!r} is registered already")

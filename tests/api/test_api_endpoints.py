@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
-from api_kit import INVALID, REVIEW, Api
+from api_kit import INVALID, REVIEW, WAITER, Api
 from natsflow_engine import catalog, layout
 from natsflow_engine.api import protocol as p
 from natsflow_engine.api.client import ApiError
@@ -134,8 +134,9 @@ async def test_user_tasks_claim_and_complete(api: Api) -> None:
         await api.client.complete_task(task)
     with pytest.raises(NotFoundError):
         await api.client.claim_task("nope.3", "ann")
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ApiError, match="invalid task") as refused:
         await api.client.complete_task("not a task id")
+    assert refused.value.code == "invalid"
 
 
 async def test_incidents_list_and_resolve(api: Api) -> None:
@@ -156,23 +157,6 @@ async def test_incidents_list_and_resolve(api: Api) -> None:
         await api.client.resolve_incident(incident.id)
     with pytest.raises(NotFoundError):
         await api.client.resolve_incident("nothing.1.1")
-
-
-WAITER = """<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
-    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d" targetNamespace="t">
-  <bpmn:message id="m_paid" name="paid"><bpmn:extensionElements>
-    <zeebe:subscription correlationKey="=orderId" /></bpmn:extensionElements></bpmn:message>
-  <bpmn:process id="waiter" isExecutable="true">
-    <bpmn:startEvent id="start" />
-    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="wait" />
-    <bpmn:intermediateCatchEvent id="wait"><bpmn:messageEventDefinition messageRef="m_paid" />
-    </bpmn:intermediateCatchEvent>
-    <bpmn:sequenceFlow id="f2" sourceRef="wait" targetRef="end" />
-    <bpmn:endEvent id="end" />
-  </bpmn:process>
-</bpmn:definitions>
-"""
 
 
 async def test_messages_and_signals(api: Api) -> None:

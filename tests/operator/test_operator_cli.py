@@ -60,7 +60,7 @@ def test_apply_examples_then_delete(nats_url: str, unique: str) -> None:
     lines = result.stdout.splitlines()
     assert f"{unique}/workflow.natsflow.io/order-process created (order-process v1)" in lines
     assert (
-        f"{unique}/taskdefinition.natsflow.io/charge-card created (consumer job-{unique}-charge-card)"
+        f"{unique}/taskdefinition.natsflow.io/charge-card created (consumer job_{unique}_charge-card)"
         in lines
     )
     assert any(line.startswith(f"{unique}/trigger.natsflow.io/order-created created") for line in lines)

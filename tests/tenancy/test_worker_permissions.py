@@ -7,6 +7,7 @@ from typing import Any
 
 import nats
 import pytest
+from natsflow_engine import layout
 from natsflow_engine.accounts.permissions import worker_inbox_prefix, worker_permissions
 from natsflow_engine.worker import Job, Worker
 from tenancy_kit import OperatorServer, TenantStack, probe
@@ -52,14 +53,14 @@ async def test_a_worker_user_can_touch_nothing_but_its_jobs(operator_server: Ope
         f"$KV.nf_instances.shop.{iid}",  # overwrite it
         "$JS.API.CONSUMER.CREATE.NF_HIST",  # read history
         "$JS.API.CONSUMER.MSG.NEXT.NF_CMD.engine",  # steal the engine's commands
-        "$JS.API.CONSUMER.MSG.NEXT.NF_JOBS.job-shop-other",  # another task type's jobs
-        "$JS.API.CONSUMER.DELETE.NF_JOBS.job-shop-pay",
+        f"$JS.API.CONSUMER.MSG.NEXT.NF_JOBS.{layout.job_consumer('shop', 'other')}",  # another task type's jobs
+        f"$JS.API.CONSUMER.DELETE.NF_JOBS.{layout.job_consumer('shop', 'pay')}",
         "$JS.API.STREAM.PURGE.NF_JOBS",
         "$JS.API.STREAM.DELETE.NF_CMD",
         "nf.cmd.other.x",  # commands of another tenant's token
         "nf.job.shop.pay",  # fabricate jobs
     ]
-    forbidden_subscribe = ["_INBOX.>", "nf.hist.>", "nf.cmd.>", ">", "$JS.EVENT.>", "_INBOX_job-shop-other.>"]
+    forbidden_subscribe = ["_INBOX.>", "nf.hist.>", "nf.cmd.>", ">", "$JS.EVENT.>", f"{worker_inbox_prefix('shop', 'other')}.>"]
     try:
         for subject in forbidden_publish:
             await conn.nc.publish(subject, b"{}", reply=reply)

@@ -8,8 +8,10 @@ natsflow errors; :mod:`.server` turns them into typed error replies.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -37,7 +39,7 @@ from natsflow_engine.runtime import records as r
 from natsflow_engine.store import compare_and_set, publish_command
 from natsflow_engine.triggers.ledger import LaunchLedger
 
-__all__ = ["Handlers", "InvalidRequestError", "UnsupportedError"]
+__all__ = ["Handlers", "InvalidRequestError", "UnsupportedError", "check_names"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,31 @@ class InvalidRequestError(NatsflowError):
 
 class UnsupportedError(NatsflowError):
     """This build cannot do what was asked (error code ``unsupported``)."""
+
+
+_NAME_RULES: dict[str, Callable[[str, str], object]] = {
+    "process_id": layout.check_name,
+    "name": layout.check_name,
+    "key": layout.check_name,
+    "message_id": layout.check_name,
+    "business_key": functools.partial(layout.check_name, empty=True),
+    "assignee": functools.partial(layout.check_name, empty=True),
+    "instance": layout.check_id,
+    "cursor": layout.check_id,
+    "task": functools.partial(layout.check_compound_id, parts=2),
+    "incident": functools.partial(layout.check_compound_id, parts=3),
+}
+"""How each request field that becomes (part of) a subject or KV key, or names one, is bounded;
+correlation keys are user data of any length and become a hash token (``layout.token``)."""
+
+
+def check_names(req: msgspec.Struct) -> None:
+    """Refuse a request whose names or ids are outside the limits of :mod:`natsflow_engine.layout`
+    (:class:`InvalidNameError`, code ``invalid``), before anything reaches NATS."""
+    for field in req.__struct_fields__:
+        rule, value = _NAME_RULES.get(field), getattr(req, field)
+        if rule is not None and isinstance(value, str):
+            rule(field.replace("_", " "), value)
 
 
 def _plain(text: str | None, what: str) -> str | None:

@@ -33,7 +33,7 @@ from nats.micro.service import Service, ServiceConfig
 
 from natsflow_engine import layout
 from natsflow_engine.api import protocol as p
-from natsflow_engine.api.handlers import Handlers, InvalidRequestError, UnsupportedError
+from natsflow_engine.api.handlers import Handlers, InvalidRequestError, UnsupportedError, check_names
 from natsflow_engine.errors import (
     BpmnValidationError,
     ConflictError,
@@ -237,5 +237,6 @@ class ApiServer:
             raise UnsupportedError(
                 f"request version {body.v} is newer than this server's {p.PROTOCOL_VERSION}"
             )
+        check_names(body)
         result = await getattr(self.handlers, endpoint.replace("-", "_"))(tenant, body)
         return p.encode_result(result)

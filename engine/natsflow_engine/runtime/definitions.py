@@ -22,7 +22,7 @@ from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
 from natsflow_engine.bpmn.model import Definitions, Process
-from natsflow_engine.errors import NotFoundError
+from natsflow_engine.errors import BpmnValidationError, InvalidNameError, NotFoundError, ValidationIssue
 from natsflow_engine.natsutil import list_keys
 from natsflow_engine.store import compare_and_set
 
@@ -84,7 +84,25 @@ def parse_and_check(source: bytes | str | Path, *, name: str | None = None) -> D
 
     defs = parse_bpmn(source, name=name)
     check_executable(defs, name=name)
+    _check_ids(defs, name)
     return defs
+
+
+def _check_ids(defs: Definitions, name: str | None) -> None:
+    """Process and element ids become parts of KV keys and subjects: refuse ids over
+    ``layout.MAX_NAME`` characters or with control characters, naming each."""
+    issues: list[ValidationIssue] = []
+    for process in defs.processes.values():
+        elements: list[tuple[str, str, int]] = [("process id", process.id, process.line)]
+        elements += [("element id", node.id, node.line) for node in process.nodes.values()]
+        elements += [("element id", flow.id, flow.line) for flow in process.flows.values()]
+        for field, eid, line in elements:
+            try:
+                layout.check_name(field, eid)
+            except InvalidNameError as exc:
+                issues.append(ValidationIssue(eid[:40], line, str(exc)))
+    if issues:
+        raise BpmnValidationError(issues, source=name)
 
 
 def _as_text(source: bytes | str | Path) -> str:

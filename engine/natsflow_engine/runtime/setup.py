@@ -7,6 +7,8 @@ so any of them can be first on a fresh NATS account.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -181,15 +183,20 @@ async def ensure_job_consumer(
     """
     settings = settings or JobConsumerSettings()
     name = layout.job_consumer(tenant, task_type)
+    subject = layout.job_subject(tenant, task_type)
     if not update:
         try:
             await js.consumer_info(layout.STREAM_JOBS, name)
             return name
         except NotFoundError:
             pass
+    legacy = await _drop_legacy_job_consumer(js, tenant, task_type)
+    if legacy is not None and not update:  # keep what the operator configured on it
+        await js.add_consumer(layout.STREAM_JOBS, dataclasses.replace(legacy, name=name, durable_name=name))
+        return name
     config = ConsumerConfig(
         durable_name=name,
-        filter_subject=layout.job_subject(tenant, task_type),
+        filter_subject=subject,
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=settings.timeout,
@@ -202,7 +209,27 @@ async def ensure_job_consumer(
     return name
 
 
+async def _drop_legacy_job_consumer(js: JetStreamContext, tenant: str, task_type: str) -> ConsumerConfig | None:
+    """Delete this task type's consumer under its name before 0.2 (see
+    :func:`layout.legacy_job_consumer`) and return its configuration. Its jobs stay in the
+    work-queue stream for the consumer under the new name (JetStream allows one consumer per
+    subject on a work queue). A legacy consumer of another subject (the collision) is left."""
+    legacy = layout.legacy_job_consumer(tenant, task_type)
+    try:
+        info = await js.consumer_info(layout.STREAM_JOBS, legacy)
+    except NotFoundError:
+        return None
+    if info.config.filter_subject != layout.job_subject(tenant, task_type):
+        return None
+    with contextlib.suppress(NotFoundError):
+        await js.delete_consumer(layout.STREAM_JOBS, legacy)
+    log.info("job consumer %s renamed to %s", legacy, layout.job_consumer(tenant, task_type))
+    config: ConsumerConfig = info.config
+    return config
+
+
 async def delete_job_consumer(js: JetStreamContext, tenant: str, task_type: str) -> bool:
+    await _drop_legacy_job_consumer(js, tenant, task_type)
     try:
         return await js.delete_consumer(layout.STREAM_JOBS, layout.job_consumer(tenant, task_type))
     except NotFoundError:
