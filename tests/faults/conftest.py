@@ -264,7 +264,7 @@ class Harness:
         )
         for stream, consumer in (
             (layout.STREAM_COMMANDS, layout.ENGINE_CONSUMER),
-            (layout.STREAM_JOBS, "job-default-check"),
+            (layout.STREAM_JOBS, layout.job_consumer("default", "check")),
         ):
             info = await self.js.consumer_info(stream, consumer)
             assert info.num_pending == 0 and info.num_ack_pending == 0, f"{stream} not drained: {info}"

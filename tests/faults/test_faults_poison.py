@@ -48,7 +48,7 @@ async def test_poison_job_becomes_incident_others_complete(server: EmbeddedNatsS
     healthy = [iid for iid in h.ids if iid not in poisoned]
     assert all(states[i].state == "completed" for i in healthy)
     assert all(runs[i] == 1 for i in healthy)
-    info = await h.js.consumer_info(layout.STREAM_JOBS, "job-default-check")
+    info = await h.js.consumer_info(layout.STREAM_JOBS, layout.job_consumer("default", "check"))
     assert info.num_pending == 0 and info.num_ack_pending == 0
     info = await h.js.consumer_info(layout.STREAM_COMMANDS, layout.ENGINE_CONSUMER)
     assert info.num_pending == 0 and info.num_ack_pending == 0
