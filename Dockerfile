@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.7
 # One image for every natsflow component:
-#   natsflow engine | operator | trigger-server | worker <module:app> | api
+#   natsflow engine | operator | trigger-server | worker <module:app> | api | console
 # Build:  docker build -t natsflow:0.1.0 .
 # A worker image with your task handlers: see docs/install.md ("Worker images").
 
@@ -12,13 +12,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# Only what the package is built from (pyproject's package roots: src/, engine/, operator/).
+# Only what the package is built from (pyproject's package roots: src/, engine/, operator/,
+# console/ whose package carries the built front-end).
 # README.m[d] is optional (pyproject's readme): a pattern that matches nothing is not an error
 # as long as another source of the same COPY exists.
 COPY pyproject.toml README.m[d] ./
 COPY src/ src/
 COPY engine/ engine/
 COPY operator/ operator/
+COPY console/natsflow_console/ console/natsflow_console/
 RUN pip wheel --wheel-dir /wheels ".[operator,fast]"
 
 # ---- runtime: python slim, wheels only, no compiler, no package manager caches ---------------

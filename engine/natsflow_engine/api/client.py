@@ -147,6 +147,12 @@ class ApiClient:
             "instance-cancel", p.CancelRequest(instance=instance, reason=reason), p.Accepted
         )
 
+    async def set_variables(
+        self, instance: str, variables: dict[str, Any], *, scope: int | None = None
+    ) -> p.Accepted:
+        request = p.SetVariablesRequest(instance=instance, variables=dict(variables), scope=scope)
+        return await self.call("instance-set-variables", request, p.Accepted)
+
     async def instance(self, instance: str) -> p.InstanceView:
         return await self.call("instance-get", p.InstanceGetRequest(instance=instance), p.InstanceView)
 

@@ -216,6 +216,24 @@ class Handlers:
         )
         return p.Accepted(id=req.instance, instance=req.instance)
 
+    async def instance_set_variables(self, tenant: str, req: p.SetVariablesRequest) -> p.Accepted:
+        self._check_size(req.variables)
+        state, _ = await load_instance(self.instances, tenant, req.instance)
+        if state.state != "active":
+            raise ConflictError(f"instance {req.instance} is {state.state} already")
+        if req.scope is not None and req.scope not in state.eis:
+            raise NotFoundError(f"instance {req.instance} has no scope {req.scope}")
+        await self._send(
+            r.SetVariables(
+                id=f"set.{req.instance}.{r.new_id()}",
+                tenant=tenant,
+                instance=req.instance,
+                variables=req.variables,
+                ei=req.scope,
+            )
+        )
+        return p.Accepted(id=req.instance, instance=req.instance)
+
     async def instance_get(self, tenant: str, req: p.InstanceGetRequest) -> p.InstanceView:
         state, _ = await load_instance(self.instances, tenant, req.instance)
         return instance_view(state)

@@ -50,6 +50,7 @@ __all__ = [
     "PublishedReply",
     "Reply",
     "Request",
+    "SetVariablesRequest",
     "SignalBroadcastRequest",
     "StartReply",
     "StartRequest",
@@ -209,6 +210,13 @@ class Accepted(_Out):
     """The instance, task or incident the command is about."""
     instance: str
     accepted: bool = True
+
+
+class SetVariablesRequest(Request):
+    instance: str
+    variables: dict[str, Any]
+    scope: int | None = None
+    """The element instance (``ei``) whose local variables change; the root scope when absent."""
 
 
 class InstanceGetRequest(Request):
@@ -407,6 +415,7 @@ ENDPOINTS: Final[dict[str, type[Request]]] = {
     "instance-start": StartRequest,
     "instance-cancel": CancelRequest,
     "instance-get": InstanceGetRequest,
+    "instance-set-variables": SetVariablesRequest,
     "instance-list": InstanceListRequest,
     "instance-history": HistoryRequest,
     "message-publish": MessagePublishRequest,

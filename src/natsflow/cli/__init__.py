@@ -70,9 +70,9 @@ def _add(command: click.Command) -> None:
 
 
 def _register() -> None:
-    from natsflow.cli import run
+    from natsflow.cli import console, run
 
-    for command in run.COMMANDS:
+    for command in run.COMMANDS + console.COMMANDS:
         _add(command)
     try:
         from natsflow.cli import client

@@ -197,6 +197,9 @@ def worker_cmd(obj: CliContext, app_spec: str, task_type: str | None) -> None:
 @click.option(
     "--worker", "worker_specs", multiple=True, metavar="MODULE:APP", help="Worker apps to run in-process."
 )
+@click.option(
+    "--console-port", type=int, default=8088, show_default=True, help="Web console port (0: a free one)."
+)
 @click.pass_obj
 def dev_cmd(
     obj: CliContext,
@@ -204,6 +207,7 @@ def dev_cmd(
     store: Path | None,
     deploy_files: tuple[Path, ...],
     worker_specs: tuple[str, ...],
+    console_port: int,
 ) -> None:
     """Everything on one laptop: nats-server, engine, API, trigger server and workers."""
     workers = [load_worker(spec) for spec in worker_specs]
@@ -228,10 +232,15 @@ def dev_cmd(
         for app in workers:
             app.nc, app.tenant = nc, obj.tenant
             await app.start()
+        from natsflow.cli.console import start_dev_console
+
+        console, console_url = await start_dev_console(nc, obj.tenant, console_port)
         click.echo(f"natsflow dev: NATS listens on {server.url} (export NATS_URL={server.url}); Ctrl-C stops")
+        click.echo(f"natsflow dev: console on {console_url}")
         try:
             await _until_signalled()
         finally:
+            await console.stop()
             for app in workers:
                 await app.stop()
             await _stop_all(services)

@@ -1,0 +1,46 @@
+// Incidents across the tenant's instances, resolved in place (with variables to set).
+
+import { get, post, stream } from './api.js';
+import { h, message, parseObject, when } from './dom.js';
+
+export function incidentsPage(main, user) {
+  const status = h('div', { class: 'status' });
+  const body = h('tbody', { id: 'incident-rows' });
+  main.replaceChildren(h('h1', {}, 'Incidents'), status,
+    h('table', { class: 'list' }, h('thead', {}, h('tr', {}, ['Instance', 'Process', 'Element', 'Kind', 'Message', 'Raised', ''].map((t) => h('th', {}, t)))), body));
+  async function load() {
+    try {
+      const { incidents } = await get('/api/incidents');
+      body.replaceChildren(...incidents.map((i) => row(i)));
+      message(status, incidents.length ? '' : 'No open incidents.', 'note');
+    } catch (error) {
+      message(status, error.message);
+    }
+  }
+  function row(incident) {
+    const editor = h('input', { type: 'text', class: 'vars-editor', placeholder: '{"variable": "value"}' });
+    const out = h('span');
+    const resolve = async () => {
+      try {
+        await post('/api/incidents/' + encodeURIComponent(incident.id) + '/resolve', { variables: parseObject(editor.value) });
+        message(out, 'resolve sent', 'note');
+      } catch (error) {
+        message(out, error.message);
+      }
+    };
+    return h('tr', { 'data-incident': incident.id },
+      h('td', {}, h('a', { href: '#/instances/' + encodeURIComponent(incident.instance) }, incident.instance)),
+      h('td', {}, incident.process_id), h('td', {}, incident.element_id), h('td', {}, incident.kind),
+      h('td', { class: 'message' }, incident.message), h('td', {}, when(incident.at)),
+      h('td', {}, user.role === 'operator' ? [editor, h('button', { class: 'resolve', onclick: resolve }, 'Resolve'), out] : ''));
+  }
+  load();
+  let pending = null;
+  const source = stream('/api/events', {
+    step: (step) => {
+      if (pending || !step.types.some((t) => t.startsWith('incident') || t.startsWith('instance-'))) return;
+      pending = setTimeout(() => { pending = null; load(); }, 300);
+    }
+  });
+  return () => { source.close(); if (pending) clearTimeout(pending); };
+}

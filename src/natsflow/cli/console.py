@@ -1,0 +1,79 @@
+"""``natsflow console``: serve the web console; the console of ``natsflow dev``."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import click
+from natsflow_console import Console, ConsoleSettings, load_users
+from natsflow_console.auth import AuthError, dev_users
+
+from natsflow.cli.common import CliContext, fail, run
+
+__all__ = ["COMMANDS", "start_dev_console"]
+
+
+@click.command("console")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8088, show_default=True, help="Port to listen on.")
+@click.option(
+    "--users",
+    "users_file",
+    envvar="NATSFLOW_CONSOLE_USERS_FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML/JSON users document (name, token, tenant, role, groups); also NATSFLOW_CONSOLE_USERS.",
+)
+@click.option(
+    "--proxy-user-header",
+    envvar="NATSFLOW_CONSOLE_PROXY_USER_HEADER",
+    default=None,
+    help="Trust this header for the user name (only behind an authenticating reverse proxy).",
+)
+@click.option("--secure-cookie", is_flag=True, envvar="NATSFLOW_CONSOLE_SECURE_COOKIE", help="HTTPS only.")
+@click.pass_obj
+def console_cmd(
+    obj: CliContext,
+    host: str,
+    port: int,
+    users_file: Path | None,
+    proxy_user_header: str | None,
+    secure_cookie: bool,
+) -> None:
+    """Serve the web console: instances, processes, incidents and user tasks, live."""
+    from natsflow.cli.run import _until_signalled
+
+    try:
+        users = load_users(users_file)
+    except (AuthError, OSError) as exc:
+        fail(str(exc))
+    if not len(users):
+        fail("no console users: pass --users FILE or set NATSFLOW_CONSOLE_USERS (see docs/console.md)")
+    settings = ConsoleSettings(
+        host=host, port=port, proxy_user_header=proxy_user_header, secure_cookie=secure_cookie
+    )
+
+    async def main() -> None:
+        nc = await obj.connect(max_reconnect_attempts=-1)
+        console = await Console(nc, users, settings).start()
+        click.echo(f"natsflow console on {console.url} ({len(users)} users) against {obj.nats_url}", err=True)
+        try:
+            await _until_signalled()
+        finally:
+            await console.stop()
+            await nc.close()
+
+    run(main())
+
+
+async def start_dev_console(nc: Any, tenant: str, port: int) -> tuple[Console, str]:
+    """The console of ``natsflow dev``: loopback only, one operator with a token made now;
+    returns it and the sign-in URL (the token after ``#`` never reaches a server log)."""
+    token = secrets.token_urlsafe(24)
+    console = await Console(nc, dev_users(tenant, token), ConsoleSettings(port=port)).start()
+    return console, f"{console.url}/login#token={token}"
+
+
+COMMANDS = [console_cmd]
