@@ -97,7 +97,7 @@ def test_an_instance_turns_complete_live_and_replays_step_by_step(
 
     task = stack.run(stack.until(lambda: api.tasks(started.instance), "the user task opens"))[0]
     stack.run(api.complete_task(task.id, {"x": 20}))
-    page.wait_for_function("document.getElementById('instance-state').textContent === 'completed'")
+    page.wait_for_selector("#instance-state.state-completed:text-is('completed')")
     page.wait_for_selector(".nf-token", state="detached")
     assert marked(page, "end_big", "nf-done")
     assert not marked(page, "end_small", "nf-done")
