@@ -13,14 +13,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 # Only what the package is built from (pyproject's package roots: src/, engine/, operator/,
-# console/ whose package carries the built front-end).
+# console/: .dockerignore lets in only its package, which carries the built front-end).
 # README.m[d] is optional (pyproject's readme): a pattern that matches nothing is not an error
 # as long as another source of the same COPY exists.
 COPY pyproject.toml README.m[d] ./
 COPY src/ src/
 COPY engine/ engine/
 COPY operator/ operator/
-COPY console/natsflow_console/ console/natsflow_console/
+COPY console/ console/
 RUN pip wheel --wheel-dir /wheels ".[operator,fast]"
 
 # ---- runtime: python slim, wheels only, no compiler, no package manager caches ---------------

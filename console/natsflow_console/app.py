@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 COOKIE = "nf_console"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_PUBLIC = ("/login", "/static/", "/healthz")
+_PUBLIC = ("/login", "/static/", "/healthz", "/readyz", "/metrics")
 
 
 @dataclass

@@ -15,11 +15,12 @@ import msgspec
 from aiohttp import web
 from natsflow_engine.api.client import ApiClient
 from natsflow_engine.errors import NatsflowError
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from natsflow_console import live
 from natsflow_console.auth import User, Users
 from natsflow_console.errors import BadRequest, from_exception
-from natsflow_console.keys import NC_KEY, SETTINGS_KEY, USER_KEY
+from natsflow_console.keys import NC_KEY, SETTINGS_KEY, STREAMS_KEY, USER_KEY
 from natsflow_console.listing import list_instances, parse_filters
 from natsflow_console.records import read_detail
 
@@ -28,6 +29,7 @@ __all__ = ["add_routes"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HEATMAP_LIMIT = 5_000
 MAX_NAME = 256
+STREAMS = Gauge("natsflow_console_event_streams", "Event streams (SSE) open in this console process")
 
 
 def user_of(request: web.Request) -> User:
@@ -278,6 +280,11 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     return web.json_response({"nats": connected}, status=200 if connected else 503)
 
 
+async def metrics(request: web.Request) -> web.StreamResponse:
+    STREAMS.set(len(request.app[STREAMS_KEY]))
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 def add_routes(app: web.Application, static: Path, *, users: Users, cookie: str) -> None:
     def page(name: str) -> Handler:
         async def serve(request: web.Request) -> web.StreamResponse:
@@ -312,4 +319,6 @@ def add_routes(app: web.Application, static: Path, *, users: Users, cookie: str)
     app.router.add_post("/login", _login(users, cookie))
     app.router.add_get("/logout", logout)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", healthz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_static("/static/", static, append_version=False)
