@@ -1,4 +1,4 @@
-"""Console fixtures: one stack (engine, API, console) and one browser per test session."""
+"""Console fixtures: one stack (engine, API, console) per session, one browser per module."""
 
 from __future__ import annotations
 
@@ -41,8 +41,11 @@ def stack(nats_server: EmbeddedNatsServer, tenants: dict[str, str]) -> Iterator[
         running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """One chromium for the browser test module. Not session-wide: Playwright's sync API keeps
+    an event loop running in the main thread while it is open, and pytest-asyncio's tests of
+    the other modules need that thread free."""
     if not CHROMIUM.exists():
         reason = f"{CHROMIUM} is absent (apt-get install -y chromium; .ci/run does)"
         if os.environ.get("NATSFLOW_REQUIRE_BROWSER") == "1":

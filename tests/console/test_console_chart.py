@@ -26,7 +26,11 @@ ON = {
 @pytest.fixture(scope="module")
 def helm() -> Path:
     proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "install-helm.sh")], capture_output=True, text=True, timeout=300, check=False
+        ["bash", str(ROOT / "scripts" / "install-helm.sh")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     if proc.returncode == 3:
         pytest.skip(f"helm unavailable: {proc.stderr.strip()[-300:]}")
@@ -45,7 +49,9 @@ def template(helm: Path, tmp_path: Path, values: dict[str, Any] | None) -> subpr
 
 def console_objects(text: str) -> list[dict[str, Any]]:
     docs = [d for d in yaml.safe_load_all(text) if d]
-    return [d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "console"]
+    return [
+        d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "console"
+    ]
 
 
 def test_the_console_is_off_by_default(helm: Path, tmp_path: Path) -> None:
