@@ -116,3 +116,44 @@ class Stack:
         except TimeoutError:
             raise AssertionError(f"not within {timeout}s: {what}") from None
         return value
+
+
+APPROVE_FORM = {
+    "id": "approveForm",
+    "type": "default",
+    "schemaVersion": 16,
+    "components": [
+        {
+            "id": "f_x",
+            "key": "x",
+            "label": "Amount approved",
+            "type": "number",
+            "validate": {"required": True},
+        },
+        {"id": "f_ok", "key": "approved", "label": "Approved", "type": "checkbox"},
+        {"id": "f_note", "key": "note", "label": "Note", "type": "textfield"},
+    ],
+}
+
+
+def approval_with_form(process_id: str) -> str:
+    """The approval model whose user task has an embedded Camunda form (Camunda Modeler 8)."""
+    import json
+    from xml.sax.saxutils import escape
+
+    form = escape(json.dumps(APPROVE_FORM))
+    return (
+        approval(process_id)
+        .replace(
+            '<zeebe:assignmentDefinition candidateGroups="sales" />',
+            '<zeebe:assignmentDefinition candidateGroups="sales" />\n'
+            '        <zeebe:formDefinition formKey="camunda-forms:bpmn:approveForm" />',
+        )
+        .replace(
+            f'<bpmn:process id="{process_id}" name="Approval" isExecutable="true">',
+            f'<bpmn:process id="{process_id}" name="Approval" isExecutable="true">\n'
+            f"    <bpmn:extensionElements>\n"
+            f'      <zeebe:userTaskForm id="approveForm">{form}</zeebe:userTaskForm>\n'
+            f"    </bpmn:extensionElements>",
+        )
+    )

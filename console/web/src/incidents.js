@@ -3,6 +3,19 @@
 import { get, post, stream } from './api.js';
 import { h, message, parseObject, when } from './dom.js';
 
+// "Resolve" for an incident, setting the variables of `editor` (a JSON object) first.
+export function resolveButton(incident, editor, out) {
+  const resolve = async () => {
+    try {
+      await post('/api/incidents/' + encodeURIComponent(incident.id) + '/resolve', { variables: parseObject(editor.value) });
+      message(out, 'Resolve sent.', 'note');
+    } catch (error) {
+      message(out, error.message);
+    }
+  };
+  return h('button', { class: 'resolve', onclick: resolve }, 'Resolve');
+}
+
 export function incidentsPage(main, user) {
   const status = h('div', { class: 'status' });
   const body = h('tbody', { id: 'incident-rows' });
@@ -20,19 +33,11 @@ export function incidentsPage(main, user) {
   function row(incident) {
     const editor = h('input', { type: 'text', class: 'vars-editor', placeholder: '{"variable": "value"}' });
     const out = h('span');
-    const resolve = async () => {
-      try {
-        await post('/api/incidents/' + encodeURIComponent(incident.id) + '/resolve', { variables: parseObject(editor.value) });
-        message(out, 'resolve sent', 'note');
-      } catch (error) {
-        message(out, error.message);
-      }
-    };
     return h('tr', { 'data-incident': incident.id },
       h('td', {}, h('a', { href: '#/instances/' + encodeURIComponent(incident.instance) }, incident.instance)),
       h('td', {}, incident.process_id), h('td', {}, incident.element_id), h('td', {}, incident.kind),
       h('td', { class: 'message' }, incident.message), h('td', {}, when(incident.at)),
-      h('td', {}, user.role === 'operator' ? [editor, h('button', { class: 'resolve', onclick: resolve }, 'Resolve'), out] : ''));
+      h('td', {}, user.role === 'operator' ? [editor, resolveButton(incident, editor, out), out] : ''));
   }
   load();
   let pending = null;

@@ -4,6 +4,7 @@
 import { get, post, stream } from './api.js';
 import { Diagram } from './diagram.js';
 import { h, json, message, parseObject, when } from './dom.js';
+import { resolveButton } from './incidents.js';
 import { describe, flowsTaken, fold } from './replay.js';
 
 export function instancePage(main, id, user) {
@@ -91,17 +92,9 @@ export function instancePage(main, id, user) {
   function incidentView(incident) {
     const editor = h('textarea', { rows: 2, class: 'vars-editor', placeholder: 'variables to set, {"amount": 10}' });
     const out = h('div');
-    const resolve = async () => {
-      try {
-        await post('/api/incidents/' + encodeURIComponent(incident.id) + '/resolve', { variables: parseObject(editor.value) });
-        message(out, 'Resolve sent.', 'note');
-      } catch (error) {
-        message(out, error.message);
-      }
-    };
     return h('div', { class: 'incident', 'data-incident': incident.id },
       h('p', {}, h('strong', {}, incident.element_id), ' ', h('span', { class: 'kind' }, incident.kind), ': ', incident.message),
-      canWrite ? h('div', { class: 'set' }, editor, h('button', { class: 'resolve', onclick: resolve }, 'Resolve'), out) : null);
+      canWrite ? h('div', { class: 'set' }, editor, resolveButton(incident, editor, out), out) : null);
   }
 
   async function cancel() {

@@ -3,6 +3,20 @@
 
 import { get, post, stream } from './api.js';
 import { h, json, message, parseObject, when } from './dom.js';
+import { embeddedForm, renderForm } from './forms.js';
+
+const sources = new Map(); // "<process>@<version>" -> BPMN XML
+
+async function formOf(task) {
+  if (!task.form_key) return null;
+  const detail = await get('/api/instances/' + encodeURIComponent(task.instance));
+  const key = task.process_id + '@' + detail.version;
+  if (!sources.has(key)) {
+    const workflow = await get('/api/processes/' + encodeURIComponent(task.process_id), { version: detail.version });
+    sources.set(key, workflow.source);
+  }
+  return embeddedForm(sources.get(key), task.form_key);
+}
 
 export function tasksPage(main, user, params) {
   const filters = { assignee: params.get('assignee') || '', group: params.get('group') || '' };
@@ -47,15 +61,35 @@ export function tasksPage(main, user, params) {
     };
     const canWrite = user.role === 'operator';
     const mine = task.assignee === user.name;
+    const formBox = h('div', { class: 'task-form' });
+    const plain = h('label', {}, 'Variables to complete with (JSON object)', editor);
+    let form = null;
+    const complete = async () => {
+      let variables;
+      if (form) {
+        const { data, invalid } = form.submit();
+        if (invalid.length) { message(out, 'Check the form: ' + invalid.join(', ')); return; }
+        variables = data;
+      } else {
+        try { variables = parseObject(editor.value); } catch (error) { message(out, error.message); return; }
+      }
+      act('complete', { variables });
+    };
     const details = h('details', { open: open.has(task.id) || null, ontoggle: (e) => { if (e.target.open) open.add(task.id); else open.delete(task.id); } },
-      h('summary', {}, 'Variables and completion'),
+      h('summary', {}, task.form_key ? 'Form and completion' : 'Variables and completion'),
       h('pre', { class: 'vars' }, json(task.variables)),
-      canWrite ? [h('label', {}, 'Variables to complete with (JSON object)', editor),
-        h('button', { class: 'complete', onclick: () => {
-          let variables;
-          try { variables = parseObject(editor.value); } catch (error) { message(out, error.message); return; }
-          act('complete', { variables });
-        } }, 'Complete')] : null);
+      formBox,
+      canWrite ? [plain, h('button', { class: 'complete', onclick: complete }, 'Complete')] : null);
+    if (task.form_key) {
+      formOf(task).then(async (schema) => {
+        if (!schema) {
+          formBox.append(h('p', { class: 'note' }, 'Form ' + task.form_key + ' is not embedded in the process: complete with variables.'));
+          return;
+        }
+        plain.hidden = true;
+        form = await renderForm(formBox, schema, task.variables);
+      }).catch((error) => message(out, error.message));
+    }
     return h('article', { class: 'task', 'data-task': task.id },
       h('h3', {}, task.name || task.element_id),
       h('p', { class: 'meta' },
