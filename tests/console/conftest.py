@@ -1,4 +1,5 @@
-"""Console fixtures: one stack (engine, API, console) per session, one browser per module."""
+"""Console fixtures: one stack (nats-server, engine, API, console) for the console tests, one
+browser per module."""
 
 from __future__ import annotations
 
@@ -32,13 +33,15 @@ def tenants() -> dict[str, str]:
     return {"alice": f"con-a-{n}", "bob": f"con-b-{n}"}
 
 
-@pytest.fixture(scope="session")
-def stack(nats_server: EmbeddedNatsServer, tenants: dict[str, str]) -> Iterator[Stack]:
-    running = Stack(nats_server.url, tenants).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+@pytest.fixture(scope="package")
+def stack(tenants: dict[str, str]) -> Iterator[Stack]:
+    """Its own nats-server: the stack's engine and API server must not serve other tests."""
+    with EmbeddedNatsServer() as server:
+        running = Stack(server.url, tenants).start()
+        try:
+            yield running
+        finally:
+            running.stop()
 
 
 @pytest.fixture(scope="module")
