@@ -38,7 +38,7 @@ from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 
 from natsflow_engine import layout
-from natsflow_engine.errors import NatsflowError, NotFoundError
+from natsflow_engine.errors import BpmnValidationError, NatsflowError, NotFoundError, ValidationIssue
 from natsflow_engine.natsutil import list_keys
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import deploy_definitions, resolve_version
@@ -186,9 +186,14 @@ class ProcessTestEngine:
     # --- deploying and starting -----------------------------------------------------------------
 
     async def deploy(self, source: str | Path | bytes) -> list[str]:
-        """Deploy a BPMN file (Path) or document (XML text); returns the process ids."""
-        if isinstance(source, str) and not source.lstrip().startswith("<"):
-            source = Path(source)
+        """Deploy a BPMN file (Path, or a str that is not XML) or document (XML text or bytes, a
+        byte-order mark allowed); returns the process ids. An empty source is a
+        :class:`BpmnValidationError`."""
+        if isinstance(source, str):
+            text = source.lstrip("\ufeff \t\r\n")
+            if not text:
+                raise BpmnValidationError([ValidationIssue(None, None, "the BPMN source is empty")])
+            source = text if text.startswith("<") else Path(source)
         deployed = await deploy_definitions(self.workflows_kv, self.tenant, source, now=self.clock.now())
         index = self.engine.start_index.latest
         for d in deployed:  # the engine has seen the version (and scheduled its timer starts)

@@ -4,7 +4,8 @@ The public surface is small; everything else is private and may change:
 
 - this module: the errors users catch and ``__version__``;
 - :mod:`natsflow.worker`: the worker SDK (``Worker``, ``Job``, ``BpmnError``);
-- :mod:`natsflow.testing`: the process test kit (``ProcessTestEngine``);
+- :mod:`natsflow.testing`: the process test kit (``ProcessTestEngine``) and its pytest plugin;
+- :mod:`natsflow.client`: the request-reply API client (``ApiClient``);
 - the ``natsflow`` command line.
 """
 
@@ -14,6 +15,7 @@ from natsflow.errors import (
     BpmnError,
     BpmnValidationError,
     ConflictError,
+    ConnectionFailedError,
     ExpressionError,
     FeelEvaluationError,
     FeelSyntaxError,
@@ -32,6 +34,7 @@ __all__ = [
     "BpmnError",
     "BpmnValidationError",
     "ConflictError",
+    "ConnectionFailedError",
     "ExpressionError",
     "FeelEvaluationError",
     "FeelSyntaxError",

@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # the bench package lives at the repository root
 
 from natsflow_engine import layout  # noqa: E402
+from natsflow_engine.natsutil import list_keys  # noqa: E402
 from natsflow_engine.runtime import records as r  # noqa: E402
 from natsflow_engine.runtime.definitions import deploy_definitions  # noqa: E402
 from natsflow_engine.runtime.setup import JobConsumerSettings, LayoutSettings, ensure_layout, open_buckets  # noqa: E402
@@ -201,21 +202,21 @@ class Harness:
         return out
 
     async def records(self, *, lenient: bool = False) -> dict[str, r.InstanceState]:
-        """Every instance record (``lenient``: skip records that do not decode)."""
+        """Every instance record (``lenient``: skip records that do not decode).
+
+        Keys come from :func:`list_keys`, which knows where the listing ends; nats-py's KV
+        watch may say "no more keys" before the last ones arrived, which once left a record
+        out right after the history count was reached (a KeyError in the poison test)."""
         kv = self.buckets[layout.BUCKET_INSTANCES]
-        watcher = await kv.watch(f"{TENANT}.>", ignore_deletes=True)
+        keys = await list_keys(kv, f"{TENANT}.>")
+        entries = await asyncio.gather(*(kv.get(key) for key in keys))
         states: dict[str, r.InstanceState] = {}
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                try:
-                    states[entry.key.split(".", 1)[1]] = r.decode_state(entry.value or b"")
-                except msgspec.DecodeError:
-                    if not lenient:
-                        raise
-        finally:
-            await watcher.stop()
+        for key, entry in zip(keys, entries, strict=True):
+            try:
+                states[key.split(".", 1)[1]] = r.decode_state(entry.value or b"")
+            except msgspec.DecodeError:
+                if not lenient:
+                    raise
         return states
 
     async def verify(self, *, steps: int = 2, outage: tuple[float, float] | None = None) -> None:

@@ -59,9 +59,14 @@ def validate_process(process: Process, issues: Issues) -> None:
 
 def _scopes(process: Process, issues: Issues) -> None:
     # the process itself
-    content = [c for c in process.children if c not in process.event_subprocesses]
-    if content and not process.all_start_events:
-        issues.add_at(process.id, process.line, f"process '{process.id}' has flow nodes but no start event")
+    # an event sub-process start is no way to start an instance: it needs one to listen in
+    if process.children and not process.all_start_events:
+        issues.add_at(
+            process.id,
+            process.line,
+            f"process '{process.id}' has flow nodes but no start event, so no instance can ever start "
+            "(the start event of an event sub-process does not start the process)",
+        )
     if len(process.start_events) > 1:
         ids = ", ".join(f"'{s}'" for s in process.start_events)
         issues.add_at(
