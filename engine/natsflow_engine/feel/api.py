@@ -38,7 +38,7 @@ class CompiledExpression:
     from the context (for filters over contexts this may include item entry names).
     """
 
-    __slots__ = ("_costly", "_fn", "_uses_clock", "source", "variables")
+    __slots__ = ("_costly", "_fn", "_plain", "_uses_clock", "source", "variables")
 
     def __init__(self, source: str, fn: Fn, variables: frozenset[str], uses_clock: bool, costly: bool) -> None:
         self.source = source
@@ -46,6 +46,7 @@ class CompiledExpression:
         self._fn = fn
         self._uses_clock = uses_clock
         self._costly = costly
+        self._plain = not costly and not uses_clock  # needs neither a budget nor a clock
 
     def evaluate(
         self,
@@ -66,16 +67,17 @@ class CompiledExpression:
         """
         env = _EMPTY if context is None else context
         try:
-            if not self._costly and limits is None and (now is None or not self._uses_clock):
+            if self._plain and limits is None:
                 return self._fn(env)  # the hot path: nothing to set up
-            budget = BUDGET.set(Budget(limits or DEFAULT_LIMITS))
-            clock = CLOCK.set(now) if now is not None else None
+            budget = BUDGET.set(Budget(limits or DEFAULT_LIMITS)) if self._costly or limits else None
+            clock = CLOCK.set(now) if now is not None and self._uses_clock else None
             try:
                 return self._fn(env)
             finally:
                 if clock is not None:
                     CLOCK.reset(clock)
-                BUDGET.reset(budget)
+                if budget is not None:
+                    BUDGET.reset(budget)
         except FeelEvaluationError:
             raise
         except BudgetExceeded as error:

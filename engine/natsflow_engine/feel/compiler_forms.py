@@ -16,7 +16,7 @@ from typing import Any
 from lark import Token, Tree
 
 from .functions import BUILTINS
-from .limits import BUDGET, DEFAULT_LIMITS, check_list, check_string, size_of, spend
+from .limits import BUDGET, DEFAULT_LIMITS, Budget, check_list, check_string, size_of, spend
 from .nodes import CompilerBase, Fn, Node, compare_fn, constant, in_value, unescape
 from .regex import REGEX_PATTERN_ARGS, check_pattern
 from .values import Env, FeelFunction, FeelRange, ItemScope, Scope, is_number, is_ym_duration
@@ -449,7 +449,13 @@ class FormsMixin(CompilerBase):
                     result = fn(a)
                 except _GUARDED:
                     return None
-                return _charged(result, a)
+                budget = _running_budget()
+                if budget is not None:
+                    return _charged(budget, result, a)
+                tp = type(result)
+                if (tp is str and len(result) > _MAX_STRING) or (tp is list and len(result) > _MAX_LIST):
+                    _cap(result)
+                return result
 
             node = Node(call1)
         else:
@@ -460,7 +466,13 @@ class FormsMixin(CompilerBase):
                     result = fn(*values)
                 except _GUARDED:
                     return None
-                return _charged(result, *values)
+                budget = _running_budget()
+                if budget is not None:
+                    return _charged(budget, result, *values)
+                tp = type(result)
+                if (tp is str and len(result) > _MAX_STRING) or (tp is list and len(result) > _MAX_LIST):
+                    _cap(result)
+                return result
 
             node = Node(call)
         return self.fold(node, *args) if foldable else node
@@ -500,21 +512,31 @@ class FormsMixin(CompilerBase):
         return Node(is_defined, boolean=True)
 
 
-def _charged(result: Any, *args: Any) -> Any:
+_running_budget = BUDGET.get
+_MAX_LIST = DEFAULT_LIMITS.max_list
+_MAX_STRING = DEFAULT_LIMITS.max_string
+
+
+def _charged(budget: Budget, result: Any, *args: Any) -> Any:
     """Charge a built-in call (what it read and built) and cap what it built. Without a budget
-    (a call in straight-line code runs once, bounded by its inputs) only the caps apply."""
-    budget = BUDGET.get()
-    if budget is None:
-        limits = DEFAULT_LIMITS
-    else:
-        limits = budget.limits
-        budget.spend(_BUILTIN + sum(map(size_of, args)) + size_of(result))
+    (a call in straight-line code runs once, bounded by its inputs) the callers check only the
+    default caps, inline."""
+    budget.spend(_BUILTIN + sum(map(size_of, args)) + size_of(result))
+    limits = budget.limits
     if type(result) is list:
         if len(result) > limits.max_list:
             check_list(len(result))
     elif type(result) is str and len(result) > limits.max_string:
         check_string(len(result))
     return result
+
+
+def _cap(result: Any) -> None:
+    """Refuse a result past the default caps (no budget running)."""
+    if type(result) is list:
+        check_list(len(result))
+    else:
+        check_string(len(result))
 
 
 class _NotIterable(Exception):
