@@ -25,8 +25,14 @@ sys.path.insert(0, str(ROOT / "tests" / "console"))
 from console_kit import Stack, approval, operator_token  # noqa: E402
 from natsflow_engine.server import EmbeddedNatsServer  # noqa: E402
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 async def start_all(stack: Stack, tenant: str, count: int) -> list[str]:
@@ -59,7 +65,9 @@ async def background(stack: Stack, tenant: str, ids: list[str], rate: float, sto
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--running", type=int, default=1000, help="instances running (waiting) meanwhile")
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--load", type=float, default=50.0, help="other user tasks completed per second")
@@ -75,7 +83,9 @@ def main() -> None:
             print(f"{len(ids)} instances running after {time.perf_counter() - t:.1f} s")
             probes, others = ids[: args.samples], ids[args.samples :]
             stop = threading.Event()
-            load = asyncio.run_coroutine_threadsafe(background(stack, tenant, others, args.load, stop), stack.loop)
+            load = asyncio.run_coroutine_threadsafe(
+                background(stack, tenant, others, args.load, stop), stack.loop
+            )
             latencies: list[float] = []
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)

@@ -44,8 +44,11 @@ async def _serve(request: web.Request, sources: dict[str, AsyncIterator[Any]]) -
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
-    await response.write(b"retry: 1000\n\n")
+    try:
+        await response.prepare(request)
+        await response.write(b"retry: 1000\n\n")
+    except ConnectionResetError:
+        return response  # the page went away before the stream started
     queue: asyncio.Queue[Event | None] = asyncio.Queue(_QUEUE)
     streams = request.app[STREAMS_KEY]
     current = asyncio.current_task()
