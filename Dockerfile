@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.7
 # One image for every natsflow component:
-#   natsflow engine | operator | trigger-server | worker <module:app> | api | console
+#   natsflow engine | operator | trigger-server | worker <module:app> | console | dev | demo
 # Build:  docker build -t natsflow:0.1.0 .
 # A worker image with your task handlers: see docs/install.md ("Worker images").
 
@@ -22,6 +22,8 @@ COPY engine/ engine/
 COPY operator/ operator/
 COPY console/ console/
 RUN pip wheel --wheel-dir /wheels ".[operator,fast]"
+# The demo's example (`natsflow demo` looks for examples/order-fulfilment in its working directory).
+COPY examples/order-fulfilment/ examples/order-fulfilment/
 
 # ---- runtime: python slim, wheels only, no compiler, no package manager caches ---------------
 FROM python:${PYTHON_VERSION}-slim AS runtime
@@ -43,6 +45,7 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
  && natsflow --help >/dev/null \
  && nats-server --version
 WORKDIR /home/natsflow
+COPY --from=builder /src/examples/order-fulfilment/ examples/order-fulfilment/
 USER 10001:10001
 EXPOSE 8080
 # Kubernetes uses the chart's probes; this is for `docker run` and compose. No curl in slim: python.

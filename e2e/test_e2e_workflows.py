@@ -9,18 +9,14 @@ The tests of this module share one tenant namespace and run in file order.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
-import yaml
 from e2e_kit import (
     NATS_SERVICE,
     ROOT,
@@ -32,65 +28,17 @@ from e2e_kit import (
     is_ready,
     wait_for,
 )
+from e2e_offline import KINDS, Example, load_example
 from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 from natsflow_engine import layout
 from natsflow_engine.runtime.records import decode_state
 
-EXAMPLES = Path(os.environ.get("NATSFLOW_E2E_EXAMPLES", ROOT / "examples" / "k8s"))
 MESSAGES = 20
-# Fast autoscaling for the test: poll every 2 s, back to zero 20 s after the backlog is gone.
-AUTOSCALING = {
-    "enabled": True,
-    "minReplicas": 0,
-    "maxReplicas": 3,
-    "targetPendingPerReplica": 5,
-    "activationThreshold": 0,
-    "pollingInterval": "2s",
-    "cooldownPeriod": "20s",
-    "scaleDownStabilization": "10s",
-}
-KINDS = ("Workflow", "TaskDefinition", "Trigger")
-
-
-@dataclass
-class Example:
-    namespace: str
-    objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-    def names(self, kind: str) -> list[str]:
-        return [o["metadata"]["name"] for o in self.objects.get(kind, [])]
-
-
-def load_example(namespace: str) -> tuple[Example, list[dict[str, Any]]]:
-    """The manifests of examples/k8s/, moved into ``namespace`` and set up for the test."""
-    docs: list[dict[str, Any]] = []
-    for path in sorted(EXAMPLES.glob("*.yaml")) + sorted(EXAMPLES.glob("*.yml")):
-        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
-    example = Example(namespace)
-    manifests = []
-    for doc in docs:
-        doc = copy.deepcopy(doc)
-        doc["metadata"].pop("namespace", None)
-        if doc.get("apiVersion") == "natsflow.io/v1alpha1":
-            doc["spec"]["deletionPolicy"] = "Delete"
-            if doc["kind"] == "TaskDefinition":
-                assert doc["spec"].get("module") or doc["spec"].get("args"), (
-                    f"TaskDefinition {doc['metadata']['name']} names no worker module"
-                )
-                doc["spec"]["image"] = WORKER_IMAGE
-                doc["spec"]["imagePullPolicy"] = "Never"
-                doc["spec"]["autoscaling"] = {**doc["spec"].get("autoscaling", {}), **AUTOSCALING}
-            example.objects.setdefault(doc["kind"], []).append(doc)
-        manifests.append(doc)
-    missing = [k for k in KINDS if not example.objects.get(k)]
-    if missing:
-        pytest.fail(f"{EXAMPLES} has no {', '.join(missing)}: the e2e suite applies the examples")
-    return example, manifests
 
 
 @pytest.fixture(scope="module")
 def example(kubectl: Kubectl, tenant: str, images: tuple[str, str]) -> Example:
-    example, manifests = load_example(tenant)
+    example, manifests = load_example(tenant, WORKER_IMAGE)
     kubectl.apply(manifests, namespace=tenant)
     return example
 
@@ -153,7 +101,7 @@ def _lua_literal(value: Any) -> str:
 
 
 def test_workers_idle_at_zero(kubectl: Kubectl, example: Example) -> None:
-    for name in example.names("TaskDefinition"):
+    for name in example.with_workers():
         wait_for(
             f"worker Deployment of {name} at 0 replicas",
             lambda name=name: worker_deployment(kubectl, example, name)["spec"].get("replicas") == 0,
@@ -196,7 +144,7 @@ async def test_trigger_messages_complete_instances(kubectl: Kubectl, example: Ex
                     counts[state.state] = counts.get(state.state, 0) + 1
         return counts
 
-    td_name = example.names("TaskDefinition")[0]
+    td_name = example.with_workers()[0]
     async with asyncio.timeout(420):
         while True:
             deployment = await asyncio.to_thread(worker_deployment, kubectl, example, td_name)
@@ -211,7 +159,7 @@ async def test_trigger_messages_complete_instances(kubectl: Kubectl, example: Ex
 
 
 def test_workers_scale_back_to_zero(kubectl: Kubectl, example: Example) -> None:
-    for name in example.names("TaskDefinition"):
+    for name in example.with_workers():
         wait_for(
             f"worker Deployment of {name} back at 0 replicas",
             lambda name=name: worker_deployment(kubectl, example, name)["spec"].get("replicas") == 0,

@@ -28,7 +28,6 @@ COMBINATIONS: dict[str, dict[str, Any] | None] = {
         "nats": {
             "enabled": True,
             "credentialsSecret": {"name": "natsflow-nats-creds", "key": "sys.creds"},
-            "tenantMode": "accounts",
             "server": {"persistence": {"enabled": True, "size": "5Gi", "storageClassName": "standard"}},
         }
     },
@@ -187,7 +186,7 @@ def test_default_nats_connection_without_credentials(render: Render) -> None:
         (c,) = d["spec"]["template"]["spec"]["containers"]
         assert env_of(c)["NATS_URL"] == "nats://nats.nats.svc:4222"  # resolvable from tenant namespaces
         assert "NATS_CREDS" not in env_of(c)
-        assert env_of(c)["NATSFLOW_TENANT_MODE"] == "shared"
+        assert "NATSFLOW_TENANT_MODE" not in env_of(c)  # nothing reads it: removed
 
 
 def test_bundled_nats_and_credentials_secret(render: Render) -> None:
@@ -207,7 +206,6 @@ def test_bundled_nats_and_credentials_secret(render: Render) -> None:
         (c,) = pod["containers"]
         env = env_of(c)
         assert env["NATS_URL"] == f"nats://{FULLNAME}-nats.{NAMESPACE}.svc:4222"
-        assert env["NATSFLOW_TENANT_MODE"] == "accounts"
         mount = next(m for m in c["volumeMounts"] if m["name"] == "nats-creds")
         assert mount["readOnly"] is True
         assert env["NATS_CREDS"] == f"{mount['mountPath']}/sys.creds"

@@ -20,7 +20,7 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "unknown top-level key": ({"engin": {"replicas": 3}}, "additional properties 'engin'"),
     "typo in a component": ({"engine": {"replicass": 3}}, "additional properties 'replicass'"),
     "log format": ({"logging": {"format": "xml"}}, "/logging/format"),
-    "tenant mode": ({"nats": {"tenantMode": "per-pod"}}, "/nats/tenantMode"),
+    "removed tenant mode": ({"nats": {"tenantMode": "accounts"}}, "additional properties 'tenantMode'"),
     "nats url scheme": ({"nats": {"url": "http://nats:4222"}}, "/nats/url"),
     "namespace name": ({"operator": {"watchNamespaces": ["Tenant_A"]}}, "/operator/watchNamespaces/0"),
     "negative replicas": ({"engine": {"replicas": -1}}, "/engine/replicas"),

@@ -65,7 +65,7 @@ def test_apply_examples_then_delete(nats_url: str, unique: str) -> None:
     )
     assert any(line.startswith(f"{unique}/trigger.natsflow.io/order-created created") for line in lines)
     assert f"{unique}/configmap/refund-bpmn skipped" in lines
-    assert len(lines) == 8  # one line per object: 2 workflows, 3 taskdefs, 1 trigger, configmap, secret
+    assert len(lines) == 9  # one line per object: 2 workflows, 3 taskdefs, 1 trigger, configmap, 2 secrets
     assert _state(nats_url, unique) == {
         "order-process": 1,
         "refund-process": 1,

@@ -172,8 +172,6 @@ spec:
         - name: NATS_CREDS
           value: {{ printf "%s/%s" (include "natsflow.natsCredsDir" $root) $root.Values.nats.credentialsSecret.key | quote }}
         {{- end }}
-        - name: NATSFLOW_TENANT_MODE
-          value: {{ $root.Values.nats.tenantMode | quote }}
         - name: NATSFLOW_LOG_FORMAT
           value: {{ $root.Values.logging.format | quote }}
         - name: NATSFLOW_LOG_LEVEL
