@@ -156,6 +156,13 @@ def test_heatmap_counts_match_the_running_instances(
     assert page.get_attribute("#heatmap-summary", "data-instances") == "3"
     shot(page, "heatmap")
 
+    page.goto(f"{stack.url}/#/instances?process={process}&state=active")
+    page.wait_for_selector(
+        f"tr[data-instance='{tasks[0].instance}'] td.incidents"
+    )  # the one with the incident
+    assert page.locator("#instance-rows tr").count() == 3
+    shot(page, "instances")
+
 
 async def _open_tasks(api: Any, ids: list[str], count: int) -> list[Any]:
     tasks = [t for t in await api.tasks() if t.instance in ids]

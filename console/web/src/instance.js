@@ -23,7 +23,7 @@ export function instancePage(main, id, user) {
     h('div', { class: 'headline' }, title, stateBadge),
     facts, status, actions, canvas, replayBar,
     h('div', { class: 'columns' },
-      h('section', {}, h('h2', {}, 'Variables'), scopes, h('h2', {}, 'Incidents'), incidents),
+      h('section', {}, h('h2', {}, 'Variables (now)'), scopes, h('h2', {}, 'Incidents'), incidents),
       h('section', {}, h('h2', {}, 'History'), timeline)));
 
   const diagram = new Diagram(canvas);
@@ -125,10 +125,10 @@ export function instancePage(main, id, user) {
     };
     replayBar.replaceChildren(
       h('strong', {}, 'Replay '),
-      h('button', { id: 'replay-first', onclick: () => { replayAt = 0; show(); } }, '⏮'),
+      h('button', { id: 'replay-first', onclick: () => { replayAt = 0; show(); } }, 'First'),
       h('button', { id: 'replay-prev', onclick: () => { replayAt = Math.max(0, replayAt - 1); show(); } }, '◀ Step'),
       h('button', { id: 'replay-next', onclick: () => { replayAt = Math.min(records.length - 1, replayAt + 1); show(); } }, 'Step ▶'),
-      h('button', { id: 'replay-last', onclick: () => { replayAt = records.length - 1; show(); } }, '⏭'),
+      h('button', { id: 'replay-last', onclick: () => { replayAt = records.length - 1; show(); } }, 'Last'),
       position,
       h('button', { id: 'replay-stop', onclick: () => { replayAt = null; replayBar.replaceChildren(); paint(); } }, 'Back to live'));
     show();
