@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = ROOT / "engine" / "natsflow_engine" / "runtime"
 
@@ -83,16 +85,28 @@ def test_interpreter_imports_only_at_module_level() -> None:
     assert not found
 
 
-def test_a_nats_import_in_any_interpreter_module_breaks_the_contract(tmp_path: Path) -> None:
-    """Copy the engine package, add ``import nats`` to one interpreter part, run import-linter."""
+PROBES = [
+    ("loops", "import nats", "natsflow_engine.runtime.loops -> nats"),
+    ("events", "from natsflow_engine.runtime import engine", "natsflow_engine.runtime.events -> natsflow_engine.runtime.engine"),
+    ("loops", "from natsflow_engine.runtime import tokens", "natsflow_engine.runtime.loops -> natsflow_engine.runtime.tokens"),
+    ("context", "from natsflow_engine.runtime import interpreter", "natsflow_engine.runtime.context -> natsflow_engine.runtime.interpreter"),
+]
+
+
+@pytest.mark.parametrize(("module", "line", "reported"), PROBES, ids=[p[0] + ": " + p[1] for p in PROBES])
+def test_a_forbidden_import_breaks_the_contracts(tmp_path: Path, module: str, line: str, reported: str) -> None:
+    """Copy the engine package, add the import to one interpreter module, run import-linter:
+    NATS or the engine in any interpreter module, one part importing another, a lower layer
+    importing a higher one each break a contract."""
     copy = tmp_path / "natsflow_engine"
     shutil.copytree(ROOT / "engine" / "natsflow_engine", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    probe = copy / "runtime" / "loops.py"
-    probe.write_text("import nats  # probe\n" + probe.read_text())
+    probe = copy / "runtime" / f"{module}.py"
+    future = "from __future__ import annotations\n"
+    probe.write_text(probe.read_text().replace(future, f"{future}{line}  # probe\n", 1))
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     result = subprocess.run(
         [str(Path(sys.executable).parent / "lint-imports"), "--no-cache", "--config", str(ROOT / ".importlinter")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert result.returncode != 0
-    assert "natsflow_engine.runtime.loops -> nats" in result.stdout
+    assert reported in result.stdout
