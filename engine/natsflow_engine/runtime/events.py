@@ -9,7 +9,7 @@ A *listener* is an element instance that waits for an event on behalf of somethi
 - ``ebg``: child of an event-based gateway, one per event after it.
 
 Plain catches (an intermediate catch event, a receive task) wait on their own element
-instance. Listeners never keep a scope alive (see ``scope_idle``).
+instance. Listeners never keep a scope alive (see :meth:`Tokens.token_ended`).
 """
 
 from __future__ import annotations
