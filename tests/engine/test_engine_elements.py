@@ -4,7 +4,6 @@ replaced by a fresh one at a wait state (state must come from NATS; no step appl
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
 
 from modelkit import chain, flow, model, service
 
@@ -132,26 +131,6 @@ async def test_script_task_evaluates_feel(kit, checkpoint):
     snap = await kit.instance(iid)
     assert snap.variables["total"] == 16
     assert snap.completed_elements == ["s", "calc", "e"]
-
-
-async def test_feel_clock_is_the_step_time() -> None:
-    """now() and today() in a model see the time the engine gave the step (here the kit's
-    virtual clock), not the wall clock."""
-    script = (
-        '<bpmn:scriptTask id="stamp"><bpmn:extensionElements>'
-        '<zeebe:script expression="={day: string(today()), at: string(now())}" resultVariable="when" />'
-        "</bpmn:extensionElements></bpmn:scriptTask>"
-    )
-    start = datetime(2031, 2, 3, 4, 5, 6, tzinfo=UTC)
-    async with ProcessTestEngine(start_time=start) as kit:
-        await kit.deploy(
-            model("p", '<bpmn:startEvent id="s" />' + script + '<bpmn:endEvent id="e" />' + chain("s", "stamp", "e"))
-        )
-        iid = await kit.start_instance("p")
-        await kit.wait_until_idle()
-        when = (await kit.instance(iid)).variables["when"]
-    assert when["day"] == "2031-02-03"
-    assert when["at"].startswith("2031-02-03T04:05:06")
 
 
 XOR = (
