@@ -112,10 +112,13 @@ class StartIndex:
                             log.exception("scheduling the start events of %s v%d failed", rec.process_id, rec.version)
                     self.latest[(tenant, rec.process_id)] = rec.version  # after: "seen" means "scheduled"
         finally:
+            stop: Callable[[], Awaitable[None]] = watcher.stop  # nats-py leaves it unannotated
             with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+                await stop()
 
-    async def starts(self, tenant: str, kind: type, name: str) -> list[tuple[Process, Event]]:
+    async def starts(
+        self, tenant: str, kind: type[MessageTrigger] | type[SignalTrigger], name: str
+    ) -> list[tuple[Process, Event]]:
         """(process, start event) pairs of the tenant's latest versions started by ``name``."""
         found = []
         for (t, pid), version in list(self.latest.items()):
@@ -127,9 +130,11 @@ class StartIndex:
                 continue
             for sid in process.all_start_events:
                 start = process.nodes[sid]
-                if isinstance(start, Event) and isinstance(start.trigger, kind) and start.parent == process.id:
-                    trigger_name = start.trigger.name.evaluate({})  # type: ignore[union-attr]
-                    if trigger_name == name:
+                if not isinstance(start, Event) or start.parent != process.id:
+                    continue
+                trigger = start.trigger
+                if isinstance(trigger, MessageTrigger | SignalTrigger) and isinstance(trigger, kind):
+                    if trigger.name.evaluate({}) == name:
                         found.append((process, start))
         return found
 

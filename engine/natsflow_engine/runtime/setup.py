@@ -81,31 +81,26 @@ _buckets = (
 
 
 def _streams(settings: LayoutSettings) -> list[StreamConfig]:
-    common = {
-        "storage": settings.storage,
-        "num_replicas": settings.replicas,
-        "duplicate_window": settings.duplicate_window,
-    }
+    common = StreamConfig(
+        storage=settings.storage, num_replicas=settings.replicas, duplicate_window=settings.duplicate_window
+    )
     return [
-        StreamConfig(
+        dataclasses.replace(
+            common,
             name=layout.STREAM_COMMANDS,
             subjects=[layout.COMMAND_SUBJECTS, layout.SCHEDULE_SUBJECTS],
             retention=RetentionPolicy.WORK_QUEUE,
             allow_msg_schedules=True,
-            **common,  # type: ignore[arg-type]
         ),
-        StreamConfig(
-            name=layout.STREAM_JOBS,
-            subjects=[layout.JOB_SUBJECTS],
-            retention=RetentionPolicy.WORK_QUEUE,
-            **common,  # type: ignore[arg-type]
+        dataclasses.replace(
+            common, name=layout.STREAM_JOBS, subjects=[layout.JOB_SUBJECTS], retention=RetentionPolicy.WORK_QUEUE
         ),
-        StreamConfig(
+        dataclasses.replace(
+            common,
             name=layout.STREAM_HISTORY,
             subjects=[layout.HISTORY_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
             max_age=settings.history_max_age,
-            **common,  # type: ignore[arg-type]
         ),
     ]
 

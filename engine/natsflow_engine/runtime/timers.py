@@ -75,7 +75,8 @@ def _duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, isodate.Duration):
-        return value.totimedelta(start=datetime(2000, 1, 1))  # type: ignore[no-any-return]
+        delta: timedelta = value.totimedelta(start=datetime(2000, 1, 1))
+        return delta
     if isinstance(value, str):
         try:
             parsed = isodate.parse_duration(value.strip())
