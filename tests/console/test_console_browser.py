@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_kit import EXAMPLE, Stack, approval, approval_with_form, operator_token
+from console_kit import EXAMPLE, Stack, approval, approval_with_form, operator_token, viewer_token
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -255,6 +255,28 @@ def test_a_user_task_is_completed_through_its_camunda_form(
     view = stack.run(stack.until(lambda: _ended(api, started.instance), "the instance completes"))
     assert view.state == "completed"
     assert view.variables == {"note": "from the start", "x": 42, "approved": True}
+
+
+def test_a_viewer_sees_the_instance_but_no_controls(
+    stack: Stack, tenants: dict[str, str], open_page: Open
+) -> None:
+    tenant = tenants["alice"]
+    api = stack.api(tenant)
+    process = pid("viewer")
+    stack.run(api.deploy(approval(process), name="approval.bpmn"))
+    started = stack.run(api.start(process, {"amount": 1}, wait=True))
+    task = stack.run(stack.until(lambda: api.tasks(started.instance), "the user task opens"))[0]
+
+    page = open_page(viewer_token(tenant), f"/instances/{started.instance}")
+    page.wait_for_selector(".nf-token[data-element='approve']")
+    assert "read-only" in page.inner_text("#who")
+    assert page.locator("#cancel, .set-variables, .resolve").count() == 0
+    page.goto(f"{stack.url}/#/tasks")
+    page.wait_for_selector(f"article[data-task='{task.id}']")
+    assert page.locator("button.claim, button.complete").count() == 0
+    page.goto(f"{stack.url}/#/processes")
+    page.wait_for_selector("#process-rows")
+    assert page.locator("#dropzone").count() == 0
 
 
 def test_a_user_of_tenant_b_sees_nothing_of_tenant_a(
