@@ -2,12 +2,14 @@
 
 .. code-block:: python
 
-    from natsflow.worker import Worker, BpmnError
+    from natsflow.worker import BpmnError, JobFailure, Worker
 
     app = Worker()
 
     @app.task("charge-card", concurrency=8)
     async def charge(job):
+        if not job.variables.get("card"):
+            raise JobFailure("no card number in the order", retry=False)
         if job.variables["amount"] > 1000:
             raise BpmnError("limit-exceeded", "amount too large")
         return {"charged": True}
@@ -15,8 +17,11 @@
 Run it with ``natsflow worker module:app``. A handler returns the variables to set (or None)
 and raises :class:`BpmnError` for a business error the model catches. Any other exception is a
 failure: the job is retried (with the task definition's backoff) while retries are left, then
-becomes an incident on the instance. A job whose handler runs longer than the consumer's ack
-wait is kept alive with progress signals.
+becomes an incident on the instance. A failure that another attempt cannot fix raises
+``JobFailure(message, retry=False)``: the job becomes an incident with ``message`` at once,
+without the remaining retries (``JobFailure(message)`` is an ordinary, retried failure with a
+clean message). A job whose handler runs longer than the consumer's ack wait is kept alive
+with progress signals.
 
 Shutdown is graceful: stop fetching, let in-flight handlers finish (bounded), then cancel the
 rest (their jobs are redelivered).
@@ -39,13 +44,13 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerInfo
 
 from natsflow_engine import layout
-from natsflow_engine.errors import BpmnError
+from natsflow_engine.errors import BpmnError, JobFailure
 from natsflow_engine.natsutil import PullLoop
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.setup import JobConsumerSettings, ensure_job_consumer, ensure_layout
 from natsflow_engine.store import publish_command
 
-__all__ = ["BpmnError", "Job", "Worker"]
+__all__ = ["BpmnError", "Job", "JobFailure", "Worker"]
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +263,11 @@ class Worker:
             with contextlib.suppress(Exception):
                 await msg.nak()
             raise
+        except JobFailure as exc:
+            keepalive.cancel()
+            self.failed += 1
+            await self._failed(spec, msg, raw, job, exc.message, final=not exc.retry)
+            return
         except Exception as exc:
             keepalive.cancel()
             self.failed += 1
@@ -303,7 +313,7 @@ class Worker:
             )
             await msg.nak(delay=delay or None)
             return
-        log.warning("job %s failed, no retries left: %s", raw.key, message)
+        log.warning("job %s failed, %s: %s", raw.key, "not retried" if final else "no retries left", message)
         await self._send(
             r.JobFailed(
                 id=f"{raw.key}.fail",

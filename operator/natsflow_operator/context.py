@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import kopf
 import nats.errors
-from natsflow_engine.errors import ConflictError, ConnectionFailedError
+from natsflow_engine.errors import ConflictError, ConnectionFailedError, MissingReference
 from natsflow_engine.observability import Metrics
 
 from natsflow_operator.conditions import Cond, merge_conditions
@@ -37,14 +37,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class MissingReference(Exception):
-    """A Secret or ConfigMap the spec refers to does not exist (yet)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
 
 
 RETRYABLE: tuple[type[BaseException], ...] = (

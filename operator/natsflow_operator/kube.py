@@ -15,6 +15,7 @@ import ssl
 from typing import Any, Protocol
 
 import aiohttp
+from natsflow_engine.errors import KubeError
 
 __all__ = ["Credentials", "KubeClient", "KubeError", "paths"]
 
@@ -33,23 +34,6 @@ class Credentials(Protocol):
     def as_http_headers(self) -> dict[str, str]: ...
 
     def as_ssl_context(self) -> ssl.SSLContext: ...
-
-
-class KubeError(Exception):
-    """The API server answered with an error status."""
-
-    def __init__(self, status: int, method: str, path: str, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(f"{method} {path}: HTTP {status}: {message}")
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409
 
 
 class paths:

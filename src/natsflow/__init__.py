@@ -19,9 +19,13 @@ from natsflow.errors import (
     ExpressionError,
     FeelEvaluationError,
     FeelSyntaxError,
+    ForbiddenError,
+    InvalidInputError,
     NatsflowError,
     NotFoundError,
     PayloadTooLargeError,
+    PermissionViolationError,
+    UnsupportedError,
     ValidationIssue,
 )
 
@@ -38,9 +42,13 @@ __all__ = [
     "ExpressionError",
     "FeelEvaluationError",
     "FeelSyntaxError",
+    "ForbiddenError",
+    "InvalidInputError",
     "NatsflowError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "PermissionViolationError",
+    "UnsupportedError",
     "ValidationIssue",
     "__version__",
 ]

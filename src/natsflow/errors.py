@@ -1,6 +1,7 @@
 """The errors users catch (public). The tree lives in :mod:`natsflow_engine.errors`."""
 
 from natsflow_engine.errors import (
+    ApiError,
     BpmnError,
     BpmnValidationError,
     ConflictError,
@@ -8,13 +9,23 @@ from natsflow_engine.errors import (
     ExpressionError,
     FeelEvaluationError,
     FeelSyntaxError,
+    ForbiddenError,
+    InvalidInputError,
+    JobFailure,
+    KubeError,
+    MappingConfigError,
+    MessageRejectedError,
+    MissingReference,
     NatsflowError,
     NotFoundError,
     PayloadTooLargeError,
+    PermissionViolationError,
+    UnsupportedError,
     ValidationIssue,
 )
 
 __all__ = [
+    "ApiError",
     "BpmnError",
     "BpmnValidationError",
     "ConflictError",
@@ -22,8 +33,17 @@ __all__ = [
     "ExpressionError",
     "FeelEvaluationError",
     "FeelSyntaxError",
+    "ForbiddenError",
+    "InvalidInputError",
+    "JobFailure",
+    "KubeError",
+    "MappingConfigError",
+    "MessageRejectedError",
+    "MissingReference",
     "NatsflowError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "PermissionViolationError",
+    "UnsupportedError",
     "ValidationIssue",
 ]

@@ -29,7 +29,7 @@ async def raw(nc: Client, subject: str, data: bytes) -> tuple[dict[str, object],
         ("instance-get", b"{}", "invalid", "missing required field `instance`"),
         ("instance-get", b'{"instance": 5}', "invalid", "Expected `str`, got `int` - at `$.instance`"),
         ("instance-get", b'{"instance": "0000000000000000beef"}', "not_found", "not found"),
-        ("instance-get", b'{"instance": "a.b"}', "invalid", "instance"),
+        ("instance-get", b'{"instance": "a.b"}', "invalid.name", "invalid instance"),
         ("instance-start", b'{"process_id": "review", "variables": []}', "invalid", "$.variables"),
         (
             "instance-start",
@@ -40,12 +40,12 @@ async def raw(nc: Client, subject: str, data: bytes) -> tuple[dict[str, object],
         ("instance-start", b'{"v": 9, "process_id": "review"}', "unsupported", "newer"),
         ("instance-list", b'{"limit": 0}', "invalid", "limit"),
         ("instance-list", b'{"state": "sleeping"}', "invalid", "state must be one of"),
-        ("instance-list", b'{"cursor": "a>b"}', "invalid", "cursor"),
+        ("instance-list", b'{"cursor": "a>b"}', "invalid.name", "invalid cursor"),
         ("task-complete", b'{"task": "x.1", "variables": {}}', "not_found", "not open"),
         ("task-claim", b'{"task": "x.1"}', "invalid", "missing required field `assignee`"),
-        ("incident-resolve", b'{"incident": ""}', "invalid", "incident"),
+        ("incident-resolve", b'{"incident": ""}', "invalid.name", "invalid incident"),
         ("deploy", b'{"source": 3}', "invalid", "$.source"),
-        ("message-publish", b'{"name": "m", "ttl": -1}', None, ""),
+        ("message-publish", b'{"name": "m", "ttl": -1}', "invalid", "$.ttl"),
         ("workflow-list", b"", None, ""),
     ],
 )
@@ -79,8 +79,8 @@ async def test_many_bad_requests_at_once_do_not_stop_the_server(api: Api) -> Non
     bodies = [b"", b"{", b"null", b'{"instance": null}', b"\xff\xfe", b'{"instance": "' + b"z" * 5000 + b'"}']
     subject = f"nf.api.{api.tenant}.instance-get"
     replies = await asyncio.gather(*(api.nc.request(subject, b, timeout=5) for b in bodies * 20))
-    codes = {json.loads(m.data)["error"]["code"] for m in replies}
-    assert codes <= {"invalid", "not_found"}
+    categories = {json.loads(m.data)["error"]["code"].split(".")[0] for m in replies}
+    assert categories <= {"invalid", "not_found"}
     assert await api.client.workflows() == []
 
 

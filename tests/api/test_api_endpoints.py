@@ -10,7 +10,7 @@ import pytest
 from api_kit import INVALID, REVIEW, WAITER, Api
 from natsflow_engine import catalog, layout
 from natsflow_engine.api import protocol as p
-from natsflow_engine.api.client import ApiError
+from natsflow_engine.errors import InvalidNameError, UnsupportedError
 
 from natsflow.errors import BpmnValidationError, ConflictError, NotFoundError, PayloadTooLargeError
 
@@ -134,9 +134,9 @@ async def test_user_tasks_claim_and_complete(api: Api) -> None:
         await api.client.complete_task(task)
     with pytest.raises(NotFoundError):
         await api.client.claim_task("nope.3", "ann")
-    with pytest.raises(ApiError, match="invalid task") as refused:
+    with pytest.raises(InvalidNameError, match="invalid task") as refused:  # malformed, not unknown
         await api.client.complete_task("not a task id")
-    assert refused.value.code == "invalid"
+    assert refused.value.api_code == "invalid.name" and refused.value.field == "task"
 
 
 async def test_incidents_list_and_resolve(api: Api) -> None:
@@ -161,12 +161,10 @@ async def test_incidents_list_and_resolve(api: Api) -> None:
 
 async def test_messages_and_signals(api: Api) -> None:
     if api.server.handlers.messaging is None:
-        with pytest.raises(ApiError) as caught:
+        with pytest.raises(UnsupportedError, match="not available"):
             await api.client.publish_message("paid", correlation_key="o-1", variables={"a": 1}, ttl=10)
-        assert caught.value.code == "unsupported" and "not available" in str(caught.value)
-        with pytest.raises(ApiError) as caught:
+        with pytest.raises(UnsupportedError):
             await api.client.broadcast_signal("go")
-        assert caught.value.code == "unsupported"
         return
     await api.client.deploy(WAITER)
     iid = (await api.client.start("waiter", {"orderId": "o-1"}, wait=True)).instance

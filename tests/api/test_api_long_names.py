@@ -32,21 +32,21 @@ async def still_serving(api: Api) -> None:
 
 async def test_long_process_id_is_refused_and_the_connection_lives(api: Api) -> None:
     reply = await call(api, "instance-start", {"process_id": LONG})
-    assert reply["error"]["code"] == "invalid"
+    assert reply["error"]["code"] == "invalid.name"
     assert "process id" in reply["error"]["message"] and "255" in reply["error"]["message"]
     await still_serving(api)
 
 
 async def test_long_process_id_in_a_model_is_refused_at_deploy(api: Api) -> None:
     reply = await call(api, "deploy", {"source": REVIEW.replace('id="review"', f'id="{LONG}"')})
-    assert reply["error"]["code"] == "invalid"
+    assert reply["error"]["code"] == "invalid.bpmn"
     assert "process id" in reply["error"]["message"] and "255" in reply["error"]["message"]
     await still_serving(api)
 
 
 async def test_long_message_name_is_refused_and_the_connection_lives(api: Api) -> None:
     reply = await call(api, "message-publish", {"name": LONG, "correlation_key": "k"})
-    assert reply["error"]["code"] == "invalid"
+    assert reply["error"]["code"] == "invalid.name"
     assert "name" in reply["error"]["message"] and "255" in reply["error"]["message"]
     await still_serving(api)
 

@@ -8,20 +8,26 @@
     async for record in api.watch(started.instance):
         print(record.step, [e.type for e in record.events])
 
-Error codes become exceptions: ``not_found`` -> :class:`NotFoundError`, ``conflict`` ->
-:class:`ConflictError`, ``too_large`` -> :class:`PayloadTooLargeError`, ``invalid`` with BPMN
-issues -> :class:`BpmnValidationError`, anything else -> :class:`ApiError` (with ``code``).
-No API replica answering is a :class:`ConnectionFailedError`.
+Error replies become the natsflow exception of their code (the class that carries that
+``api_code`` in :mod:`natsflow_engine.errors`): ``not_found`` -> :class:`NotFoundError`,
+``invalid.bpmn`` -> :class:`BpmnValidationError` with every issue, and so on; a code this
+client does not know becomes the class of its category (``invalid.x`` -> ``InvalidInputError``)
+or :class:`ApiError`. No API replica answering is a :class:`ConnectionFailedError`; NATS
+refusing the request (``-ERR 'Permissions Violation ...'``) is a
+:class:`PermissionViolationError`, raised as soon as NATS says so.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DeliverPolicy
@@ -29,13 +35,10 @@ from nats.js.api import DeliverPolicy
 from natsflow_engine import layout
 from natsflow_engine.api import protocol as p
 from natsflow_engine.errors import (
-    BpmnValidationError,
-    ConflictError,
+    ApiError,
     ConnectionFailedError,
-    NatsflowError,
-    NotFoundError,
     PayloadTooLargeError,
-    ValidationIssue,
+    PermissionViolationError,
 )
 from natsflow_engine.runtime.records import HistoryRecord
 
@@ -46,27 +49,55 @@ _reply_decoder = msgspec.json.Decoder(p.Reply)
 _history_decoder = msgspec.json.Decoder(HistoryRecord)
 
 
-class ApiError(NatsflowError):
-    """An error reply without a more specific natsflow exception; ``code`` is the error code."""
+class _PermissionTap:
+    """Hands NATS permission errors to the requests they concern.
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+    nats-server answers a publish or subscribe the credentials do not allow with
+    ``-ERR 'Permissions Violation for Publish to "<subject>"'`` and keeps the connection;
+    nats-py passes that only to the connection's error callback, so the request itself would
+    wait for its timeout. The tap wraps that callback (calling the original one too) and fails
+    the waiting requests at once: those on the refused subject, or every one when the refused
+    subscription is the reply inbox."""
+
+    def __init__(self, nc: Client) -> None:
+        self._inner: Callable[[Exception], Awaitable[None]] = nc._error_cb
+        self._waiting: dict[str, set[asyncio.Future[str]]] = {}
+        nc._error_cb = self._error_cb
+
+    async def _error_cb(self, exc: Exception) -> None:
+        text = str(exc)
+        lowered = text.lower()  # nats-py lower-cases the server's error line, subject included
+        if "permissions violation" in lowered:
+            refused = lowered.split('"')[1] if lowered.count('"') >= 2 else ""
+            everyone = "subscription" in lowered or refused.startswith("_inbox.")
+            for subject, futures in self._waiting.items():
+                if everyone or subject.lower() == refused:
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(text)
+        await self._inner(exc)
+
+    @contextlib.contextmanager
+    def watch(self, subject: str) -> Iterator[asyncio.Future[str]]:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(subject, set()).add(future)
+        try:
+            yield future
+        finally:
+            futures = self._waiting.get(subject, set())
+            futures.discard(future)
+            if not futures:
+                self._waiting.pop(subject, None)
 
 
-def _raise(error: p.ApiErrorBody) -> None:
-    if error.code == "invalid" and error.details:
-        issues = [
-            ValidationIssue(d.get("element_id"), d.get("line"), str(d.get("message", "")))
-            for d in error.details
-        ]
-        raise BpmnValidationError(issues)
-    kind = {"not_found": NotFoundError, "conflict": ConflictError, "too_large": PayloadTooLargeError}.get(
-        error.code
-    )
-    exc = kind(error.message) if kind is not None else ApiError(error.code, error.message)
-    exc.code = error.code  # type: ignore[attr-defined]
-    raise exc
+_taps: weakref.WeakKeyDictionary[Client, _PermissionTap] = weakref.WeakKeyDictionary()
+
+
+def _tap(nc: Client) -> _PermissionTap:
+    tap = _taps.get(nc)
+    if tap is None:
+        tap = _taps[nc] = _PermissionTap(nc)
+    return tap
 
 
 class ApiClient:
@@ -87,23 +118,37 @@ class ApiClient:
                 f"the request is {len(data)} bytes, more than the server accepts ({self.nc.max_payload})"
             )
         subject = p.api_subject(self.tenant, endpoint)
+        msg = await self._request(subject, endpoint, data, timeout or self.timeout)
         try:
-            msg = await self.nc.request(subject, data, timeout=timeout or self.timeout)
+            reply = _reply_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            raise ApiError("internal", f"unreadable reply from the API: {exc}") from None
+        if reply.error is not None:
+            raise p.decode_error(reply.error)
+        if not len(reply.result):
+            raise ApiError("internal", "the API reply has neither a result nor an error")
+        return msgspec.json.decode(reply.result, type=result)
+
+    async def _request(self, subject: str, endpoint: str, data: bytes, timeout: float) -> Msg:
+        with _tap(self.nc).watch(subject) as refused:
+            asking = asyncio.ensure_future(self.nc.request(subject, data, timeout=timeout))
+            either: set[asyncio.Future[Any]] = {asking, refused}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not asking.done():
+                asking.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asking
+                raise PermissionViolationError(
+                    f"NATS refused the {endpoint} request: {refused.result()}", subject
+                )
+        try:
+            return asking.result()
         except NoRespondersError:
             raise ConnectionFailedError(
                 f"no natsflow API server answers on {subject} (is an engine running?)"
             ) from None
         except (NatsTimeoutError, TimeoutError):
             raise ConnectionFailedError(f"the natsflow API did not answer {endpoint} in time") from None
-        try:
-            reply = _reply_decoder.decode(msg.data)
-        except msgspec.DecodeError as exc:
-            raise ApiError("internal", f"unreadable reply from the API: {exc}") from None
-        if reply.error is not None:
-            _raise(reply.error)
-        if not len(reply.result):
-            raise ApiError("internal", "the API reply has neither a result nor an error")
-        return msgspec.json.decode(reply.result, type=result)
 
     # --- workflows ------------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -32,31 +31,26 @@ from natsflow_engine.api.views import (
     task_view,
     trigger_views,
 )
-from natsflow_engine.errors import ConflictError, NatsflowError, NotFoundError, PayloadTooLargeError
+from natsflow_engine.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedError,
+)
 from natsflow_engine.natsutil import list_kv_keys
 from natsflow_engine.runtime import definitions as defs
 from natsflow_engine.runtime import records as r
 from natsflow_engine.store import compare_and_set, publish_command
 from natsflow_engine.triggers.ledger import LaunchLedger
 
-__all__ = ["Handlers", "InvalidRequestError", "UnsupportedError", "check_names"]
+__all__ = ["Handlers", "check_names"]
 
 log = logging.getLogger(__name__)
 
 _task_decoder = msgspec.json.Decoder(r.UserTask)
 _latest_decoder = msgspec.json.Decoder(defs.LatestRecord)
 _STATES = ("active", "completed", "cancelled", "failed")
-_TASK_ID = re.compile(r"^[^.*> \t\r\n]+\.[0-9]+$")
-
-
-class InvalidRequestError(NatsflowError):
-    """A request that decodes but asks for something impossible (error code ``invalid``)."""
-
-
-class UnsupportedError(NatsflowError):
-    """This build cannot do what was asked (error code ``unsupported``)."""
-
-
 _NAME_RULES: dict[str, Callable[[str, str], object]] = {
     "process_id": layout.check_name,
     "name": layout.check_name,
@@ -75,18 +69,11 @@ correlation keys are user data of any length and become a hash token (``layout.t
 
 def check_names(req: msgspec.Struct) -> None:
     """Refuse a request whose names or ids are outside the limits of :mod:`natsflow_engine.layout`
-    (:class:`InvalidNameError`, code ``invalid``), before anything reaches NATS."""
+    (:class:`InvalidNameError`, code ``invalid.name``), before anything reaches NATS."""
     for field in req.__struct_fields__:
         rule, value = _NAME_RULES.get(field), getattr(req, field)
         if rule is not None and isinstance(value, str):
             rule(field.replace("_", " "), value)
-
-
-def _plain(text: str | None, what: str) -> str | None:
-    """An id that must be a single KV key token."""
-    if text is not None and (not text or any(c in text for c in ".*> \t\r\n")):
-        raise InvalidRequestError(f"{what} {text!r} is not a valid id")
-    return text
 
 
 class Handlers:
@@ -240,10 +227,9 @@ class Handlers:
 
     async def instance_list(self, tenant: str, req: p.InstanceListRequest) -> p.InstanceListReply:
         if not 1 <= req.limit <= 1000:
-            raise InvalidRequestError(f"limit must be between 1 and 1000, not {req.limit}")
+            raise InvalidInputError(f"limit must be between 1 and 1000, not {req.limit}")
         if req.state is not None and req.state not in _STATES:
-            raise InvalidRequestError(f"state must be one of {', '.join(_STATES)}, not {req.state!r}")
-        _plain(req.cursor, "cursor")
+            raise InvalidInputError(f"state must be one of {', '.join(_STATES)}, not {req.state!r}")
 
         def keep(s: r.InstanceState) -> bool:
             return (
@@ -261,7 +247,7 @@ class Handlers:
 
     async def instance_history(self, tenant: str, req: p.HistoryRequest) -> p.HistoryReply:
         if not 1 <= req.limit <= 10_000:
-            raise InvalidRequestError(f"limit must be between 1 and 10000, not {req.limit}")
+            raise InvalidInputError(f"limit must be between 1 and 10000, not {req.limit}")
         await load_instance(self.instances, tenant, req.instance)
         records, more = await read_history(
             self.js, tenant, req.instance, after_step=req.after_step, limit=req.limit
@@ -279,8 +265,6 @@ class Handlers:
 
     async def message_publish(self, tenant: str, req: p.MessagePublishRequest) -> p.PublishedReply:
         self._check_size(req.variables)
-        if req.ttl < 0:
-            raise InvalidRequestError("ttl must not be negative")
         reached = await self._messages().publish_message(
             tenant,
             req.name,
@@ -299,10 +283,6 @@ class Handlers:
     # --- user tasks -----------------------------------------------------------------------------
 
     async def _task(self, tenant: str, task_id: str) -> tuple[r.UserTask, int]:
-        if not _TASK_ID.match(task_id):
-            raise NotFoundError(
-                f"user task {task_id!r} is not open in tenant {tenant!r} (ids look like <instance>.<n>)"
-            )
         try:
             entry = await self.usertasks.get(layout.usertask_key(tenant, task_id))
         except KeyNotFoundError:
@@ -313,9 +293,8 @@ class Handlers:
         return p.TriggerListReply(triggers=await trigger_views(self.js, self.triggers, tenant))
 
     async def task_list(self, tenant: str, req: p.TaskListRequest) -> p.TaskListReply:
-        _plain(req.instance, "instance")
         if not 1 <= req.limit <= 1000:
-            raise InvalidRequestError(f"limit must be between 1 and 1000, not {req.limit}")
+            raise InvalidInputError(f"limit must be between 1 and 1000, not {req.limit}")
         pattern = f"{tenant}.{req.instance}.*" if req.instance else f"{tenant}.>"
         keys = sorted(await list_kv_keys(self.js, layout.BUCKET_USERTASKS, pattern))
         tasks: list[p.TaskView] = []
@@ -373,7 +352,7 @@ class Handlers:
 
     async def incident_list(self, tenant: str, req: p.IncidentListRequest) -> p.IncidentListReply:
         if not 1 <= req.limit <= 10_000:
-            raise InvalidRequestError(f"limit must be between 1 and 10000, not {req.limit}")
+            raise InvalidInputError(f"limit must be between 1 and 10000, not {req.limit}")
         if req.instance is not None:
             state, _ = await load_instance(self.instances, tenant, req.instance)
             return p.IncidentListReply(incidents=incidents_of(state)[: req.limit])

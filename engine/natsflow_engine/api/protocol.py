@@ -16,16 +16,18 @@ Error replies also carry the NATS micro headers ``Nats-Service-Error-Code`` and
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final
 
 import msgspec
 
+from natsflow_engine.errors import ApiError, NatsflowError, error_class, error_classes
 from natsflow_engine.runtime.records import HistoryRecord
 
 __all__ = [
     "API_PREFIX",
     "ENDPOINTS",
     "ERROR_CODES",
+    "MAX_MESSAGE_TTL",
     "PROTOCOL_VERSION",
     "Accepted",
     "ActiveElement",
@@ -66,15 +68,22 @@ __all__ = [
     "WorkflowListReply",
     "WorkflowSummary",
     "api_subject",
+    "decode_error",
     "encode_error",
+    "encode_exception",
     "encode_result",
 ]
 
 PROTOCOL_VERSION: Final = 1
 API_PREFIX: Final = "nf.api"
 
-ErrorCode = Literal["not_found", "invalid", "conflict", "unsupported", "too_large", "forbidden", "internal"]
-ERROR_CODES: Final = ("not_found", "invalid", "conflict", "unsupported", "too_large", "forbidden", "internal")
+ERROR_CODES: Final = tuple(sorted(error_classes()))
+"""Every error code, one per class of :mod:`natsflow_engine.errors` (see its tree)."""
+
+MAX_MESSAGE_TTL: Final = 365 * 24 * 3600.0
+"""Longest ``ttl`` of a published message, in seconds (a year)."""
+
+Ttl = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_MESSAGE_TTL)]
 
 
 def api_subject(tenant: str, endpoint: str) -> str:
@@ -117,6 +126,20 @@ def encode_result(result: msgspec.Struct) -> bytes:
 def encode_error(code: str, message: str, details: list[dict[str, Any]] | None = None) -> bytes:
     body = ApiErrorBody(code=code, message=message, details=details)
     return b'{"v":%d,"error":%s}' % (PROTOCOL_VERSION, msgspec.json.encode(body))
+
+
+def encode_exception(exc: NatsflowError) -> bytes:
+    """The error reply of ``exc``: its class's code, its message and its details."""
+    return encode_error(exc.api_code, str(exc) or type(exc).__name__, exc.api_details())
+
+
+def decode_error(error: ApiErrorBody) -> NatsflowError:
+    """The exception an error reply stands for: the class of its code (or of the code's
+    longest known prefix), else :class:`ApiError` with the code."""
+    cls = error_class(error.code)
+    if cls is None:
+        return ApiError(error.code, error.message)
+    return cls.from_api(error.message, error.details)
 
 
 class Empty(Request):
@@ -306,8 +329,8 @@ class MessagePublishRequest(Request):
     name: str
     correlation_key: str = ""
     variables: dict[str, Any] = {}
-    ttl: float = 0.0
-    """Seconds the message is buffered when no subscription waits for it yet."""
+    ttl: Ttl = 0.0
+    """Seconds the message is buffered when no subscription waits for it yet (at most a year)."""
     message_id: str | None = None
     """De-duplicates repeated publications of the same message."""
 

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BucketNotFoundError, InvalidKeyError
 from nats.js.kv import KeyValue
 from nats.micro import add_service
 from nats.micro.request import Request
@@ -33,14 +33,13 @@ from nats.micro.service import Service, ServiceConfig
 
 from natsflow_engine import layout
 from natsflow_engine.api import protocol as p
-from natsflow_engine.api.handlers import Handlers, InvalidRequestError, UnsupportedError, check_names
+from natsflow_engine.api.handlers import Handlers, check_names
 from natsflow_engine.errors import (
-    BpmnValidationError,
-    ConflictError,
-    ExpressionError,
+    ForbiddenError,
+    InvalidInputError,
     NatsflowError,
-    NotFoundError,
     PayloadTooLargeError,
+    UnsupportedError,
 )
 from natsflow_engine.runtime.definitions import DefinitionCache
 from natsflow_engine.runtime.setup import LayoutSettings, ensure_layout, open_buckets
@@ -72,10 +71,6 @@ class ApiSettings:
     """Replication of buckets the server creates on a fresh account."""
 
 
-class _Forbidden(NatsflowError):
-    pass
-
-
 async def open_messaging(js: JetStreamContext, buckets: dict[str, KeyValue]) -> tuple[Any | None, Any | None]:
     """(messaging, start index) of the engine's messaging module, or (None, None) without one.
 
@@ -91,29 +86,13 @@ async def open_messaging(js: JetStreamContext, buckets: dict[str, KeyValue]) -> 
     return messaging_cls(js, buckets[layout.BUCKET_MESSAGES], index), index
 
 
-_CODES: tuple[tuple[type[BaseException], str], ...] = (
-    (msgspec.ValidationError, "invalid"),
-    (msgspec.DecodeError, "invalid"),
-    (InvalidRequestError, "invalid"),
-    (BpmnValidationError, "invalid"),
-    (ExpressionError, "invalid"),
-    (ValueError, "invalid"),
-    (NotFoundError, "not_found"),
-    (ConflictError, "conflict"),
-    (PayloadTooLargeError, "too_large"),
-    (UnsupportedError, "unsupported"),
-    (_Forbidden, "forbidden"),
-)
-
-
-def _classify(exc: BaseException) -> tuple[str, str, list[dict[str, Any]] | None]:
-    details = None
-    if isinstance(exc, BpmnValidationError):
-        details = [{"line": i.line, "element_id": i.element_id, "message": i.message} for i in exc.errors]
-    for kind, code in _CODES:
-        if isinstance(exc, kind):
-            return code, str(exc) or type(exc).__name__, details
-    return "internal", f"{type(exc).__name__}: {exc}", None
+def _as_natsflow(exc: Exception) -> NatsflowError:
+    """The natsflow error a failed request is answered with; anything unexpected is ``internal``."""
+    if isinstance(exc, NatsflowError):
+        return exc
+    error = NatsflowError(f"{type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
 
 
 class ApiServer:
@@ -208,16 +187,17 @@ class ApiServer:
             raise
         except Exception as exc:
             self.errors += 1
-            code, message, details = _classify(exc)
-            if code == "internal":
+            error = _as_natsflow(exc)
+            if error.api_code == NatsflowError.api_code:
                 log.exception("API %s on %s failed", endpoint, request.subject)
-            data = p.encode_error(code, message, details)
-            headers = {"Nats-Service-Error-Code": code, "Nats-Service-Error": " ".join(message.split())[:500]}
+            data = p.encode_exception(error)
+            message = " ".join(str(error).split())[:500]
+            headers = {"Nats-Service-Error-Code": error.api_code, "Nats-Service-Error": message}
         if len(data) > self.nc.max_payload:
             limit = self.nc.max_payload
             message = f"the reply would be {len(data)} bytes, more than NATS allows ({limit}); use paging"
-            data = p.encode_error("too_large", message)
-            headers = {"Nats-Service-Error-Code": "too_large", "Nats-Service-Error": message}
+            data = p.encode_exception(PayloadTooLargeError(message))
+            headers = {"Nats-Service-Error-Code": PayloadTooLargeError.api_code, "Nats-Service-Error": message}
         try:
             await request.respond(data, headers=headers)
         except Exception as exc:  # no reply subject, or the connection is gone
@@ -225,18 +205,37 @@ class ApiServer:
 
     async def _answer(self, endpoint: str, request: Request) -> bytes:
         tokens = request.subject.split(".")
-        tenant = layout.validate_tenant(tokens[2] if len(tokens) == 4 else "")
+        try:
+            tenant = layout.validate_tenant(tokens[2] if len(tokens) == 4 else "")
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from exc
         size, limit = len(request.data), self.settings.max_payload
         if size > limit:
             raise PayloadTooLargeError(f"the request is {size} bytes, more than the limit of {limit} bytes")
         authorize = self.settings.authorize
         if authorize is not None and not await authorize(tenant, endpoint, request.headers or {}):
-            raise _Forbidden(f"{endpoint} is not allowed for tenant {tenant!r}")
-        body = msgspec.json.decode(request.data.strip() or b"{}", type=p.ENDPOINTS[endpoint])
+            raise ForbiddenError(f"{endpoint} is not allowed for tenant {tenant!r}")
+        body = _decode(request.data, p.ENDPOINTS[endpoint])
         if body.v > p.PROTOCOL_VERSION:
             raise UnsupportedError(
                 f"request version {body.v} is newer than this server's {p.PROTOCOL_VERSION}"
             )
         check_names(body)
-        result = await getattr(self.handlers, endpoint.replace("-", "_"))(tenant, body)
+        handler = getattr(self.handlers, endpoint.replace("-", "_"))
+        try:
+            result = await handler(tenant, body)
+        except InvalidKeyError as exc:  # a name no validation caught: still the caller's input
+            raise InvalidInputError(f"a name or id in the request cannot be a NATS key: {exc}") from exc
+        except ValueError as exc:  # bad input found below the handlers (tenant, names, numbers)
+            raise InvalidInputError(str(exc)) from exc
         return p.encode_result(result)
+
+
+def _decode(data: bytes, kind: type[p.Request]) -> p.Request:
+    """The request body as ``kind``; malformed or mistyped bodies are :class:`InvalidInputError`."""
+    try:
+        return msgspec.json.decode(data.strip() or b"{}", type=kind)
+    except msgspec.DecodeError as exc:  # a ValidationError too
+        raise InvalidInputError(str(exc)) from exc
+    except RecursionError as exc:
+        raise InvalidInputError("the request is nested too deeply") from exc

@@ -3,7 +3,7 @@
 A rejected message is republished, with its original payload and headers, to the trigger's
 ``dead_letter_subject`` or ``nf.dlq.<tenant>.<trigger token>``, adding headers:
 
-``Natsflow-Dead-Letter-Reason``  why (``payload: ...``, ``mapping: ...``, ``too_large: ...``)
+``Natsflow-Dead-Letter-Reason``  why (``payload: ...``, ``mapping: ...``, ``too_large: ...``, ``invalid: ...``)
 ``Natsflow-Trigger``             the trigger's name
 ``Natsflow-Tenant``              the trigger's tenant
 ``Natsflow-Source-Subject``      the subject the message arrived on

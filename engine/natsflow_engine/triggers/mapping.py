@@ -8,7 +8,7 @@ FEEL context ``{"payload": <decoded JSON>, "headers": {...}, "subject": str}`` a
 - the idempotency key: the ``idempotency_header`` value, else the ``idempotency_expression``
   result, else ``<stream>:<sequence>`` of the message (so redeliveries still launch once).
 
-A message that cannot be mapped raises :class:`Rejected` (it goes to the dead-letter subject),
+A message that cannot be mapped raises :class:`MessageRejectedError` (it goes to the dead-letter subject),
 an expression that goes past its FEEL budget included (``natsflow_engine.feel.limits``).
 ``now()``/``today()`` read the clock given per message, by default the wall clock read here, at
 the trigger server's boundary (FEEL itself never reads it).
@@ -25,23 +25,10 @@ from typing import Any
 import msgspec
 
 from natsflow_engine.catalog import TriggerRecord
-from natsflow_engine.errors import NatsflowError
+from natsflow_engine.errors import MappingConfigError, MessageRejectedError, NatsflowError
 from natsflow_engine.feel import CompiledExpression, compile_expression, to_json_value
 
-__all__ = ["MappingConfigError", "Rejected", "TriggerMapping"]
-
-
-class Rejected(Exception):
-    """A message that can never launch an instance: dead-letter it with ``reason``."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
-        self.message = message
-
-
-class MappingConfigError(NatsflowError):
-    """An expression of the trigger definition does not compile."""
+__all__ = ["MappingConfigError", "MessageRejectedError", "TriggerMapping"]
 
 
 def _compile(what: str, source: str) -> CompiledExpression:
@@ -88,7 +75,9 @@ class TriggerMapping:
             try:
                 payload = msgspec.json.decode(data)
             except msgspec.DecodeError as exc:
-                raise Rejected("payload", f"payload is not JSON: {exc}") from None
+                raise MessageRejectedError("payload", f"payload is not JSON: {exc}") from None
+            except RecursionError:
+                raise MessageRejectedError("payload", "payload is nested too deeply") from None
         return {"payload": payload, "headers": dict(headers or {}), "subject": subject}
 
     def map_variables(self, ctx: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
@@ -102,7 +91,7 @@ class TriggerMapping:
             try:
                 out[name] = to_json_value(expr.evaluate(ctx, now=now))
             except Exception as exc:
-                raise Rejected("mapping", f"variable {name!r}: {exc}") from None
+                raise MessageRejectedError("mapping", f"variable {name!r}: {exc}") from None
         return out
 
     def key(self, ctx: Mapping[str, Any], fallback: str, now: datetime | None = None) -> str:
@@ -119,7 +108,7 @@ class TriggerMapping:
             try:
                 text = _key_text(self.key_expression.evaluate(ctx, now=now or self.clock()))
             except Exception as exc:
-                raise Rejected("mapping", f"idempotency expression: {exc}") from None
+                raise MessageRejectedError("mapping", f"idempotency expression: {exc}") from None
             if text:
                 return text
         return fallback

@@ -4,8 +4,9 @@ For each message: map payload and headers (:mod:`.mapping`), derive the determin
 id from the idempotency key, publish the launch and wait for JetStream's acknowledgement
 (:mod:`.ledger`), then acknowledge the source message. A message that can never launch goes to
 the dead-letter subject and is acknowledged (it never blocks the consumer); a transient failure
-(NATS trouble, process not deployed yet) is retried with a growing delay up to the trigger's
-``max_deliver``, then dead-lettered.
+(:data:`TRANSIENT`: NATS trouble, process not deployed yet) is retried with a growing delay up
+to the trigger's ``max_deliver``, then dead-lettered. Any other failure is permanent: the same
+message would fail the same way again, so it is dead-lettered at once with the reason.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -22,14 +24,21 @@ from nats.js.errors import BadRequestError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from natsflow_engine import catalog, layout
+from natsflow_engine.errors import (
+    ConflictError,
+    ConnectionFailedError,
+    MappingConfigError,
+    MessageRejectedError,
+)
+from natsflow_engine.errors import NotFoundError as NotDeployedError
 from natsflow_engine.natsutil import PullLoop
 from natsflow_engine.runtime import records as r
 from natsflow_engine.triggers.deadletter import dead_letter_subject, publish_dead_letter
 from natsflow_engine.triggers.ledger import DEFAULT_RETENTION, LaunchLedger
-from natsflow_engine.triggers.mapping import MappingConfigError, Rejected, TriggerMapping
+from natsflow_engine.triggers.mapping import TriggerMapping
 from natsflow_engine.triggers.stats import StatsBook
 
-__all__ = ["ProcessCheck", "TriggerRunner", "TriggerSettings"]
+__all__ = ["TRANSIENT", "ProcessCheck", "TriggerRunner", "TriggerSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +105,15 @@ class ProcessCheck:
             return True
 
 
-class _NotDeployed(Exception):
-    pass
+TRANSIENT: tuple[type[Exception], ...] = (
+    nats.errors.Error,  # NATS trouble, including JetStream API errors
+    ConnectionFailedError,
+    ConflictError,
+    NotDeployedError,  # the process may be deployed soon
+    TimeoutError,
+    OSError,
+)
+"""Failures worth another attempt; a message failing otherwise is dead-lettered at once."""
 
 
 class TriggerRunner:
@@ -285,11 +301,15 @@ class TriggerRunner:
             launched = await self._launch(mapping, msg, origin)
         except asyncio.CancelledError:
             raise
-        except Rejected as exc:
+        except MessageRejectedError as exc:
             await self._reject(msg, origin, str(exc))
             return
-        except Exception as exc:
+        except TRANSIENT as exc:
             await self._retry_later(msg, origin, exc)
+            return
+        except Exception as exc:  # deterministic: another attempt fails the same way
+            self.log.warning("message %s cannot launch: %s: %s", origin, type(exc).__name__, exc)
+            await self._reject(msg, origin, f"invalid: {type(exc).__name__}: {exc}")
             return
         self.stats.count(self.key, "launched" if launched else "duplicates")
         await msg.ack()
@@ -310,19 +330,19 @@ class TriggerRunner:
         )
         data = r.encode(cmd)
         if len(data) > self.settings.max_payload:
-            raise Rejected(
+            raise MessageRejectedError(
                 "too_large", f"the launch would be {len(data)} bytes, more than {self.settings.max_payload}"
             )
         if not await self.processes.deployed(rec.tenant, rec.process_id, rec.version):
             version = f" version {rec.version}" if rec.version else ""
-            raise _NotDeployed(
+            raise NotDeployedError(
                 f"process {rec.process_id!r}{version} is not deployed in tenant {rec.tenant!r}"
             )
         return await self.ledger.launch(cmd, origin, data=data)
 
     async def _retry_later(self, msg: Msg, origin: str, exc: Exception) -> None:
         attempts = msg.metadata.num_delivered
-        text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, _NotDeployed) else str(exc)
+        text = str(exc) if isinstance(exc, NotDeployedError) else f"{type(exc).__name__}: {exc}"
         self.stats.error(self.key, text)
         if attempts >= self.record.max_deliver:
             await self._reject(msg, origin, f"gave up after {attempts} attempts: {text}")

@@ -1,0 +1,58 @@
+"""Worker failures: retried by default, not retried when the handler says so (JobFailure)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from modelkit import chain, model, service
+
+from natsflow.testing import ProcessTestEngine
+from natsflow.worker import Job, JobFailure
+
+Checkpoint = Callable[[], Awaitable[None]]
+BODY = '<bpmn:startEvent id="s" />' + service("charge", "charge", retries=3) + '<bpmn:endEvent id="e" />'
+
+
+async def test_a_failure_that_is_not_retried_is_an_incident_at_once(
+    kit: ProcessTestEngine, checkpoint: Checkpoint
+) -> None:
+    await kit.deploy(model("p", BODY + chain("s", "charge", "e")))
+    iid = await kit.start_instance("p", {"card": ""})
+    await checkpoint()
+    attempts: list[int] = []
+
+    @kit.task("charge")
+    async def charge(job: Job) -> dict[str, object]:
+        attempts.append(job.retries_left)
+        if not job.variables["card"]:
+            raise JobFailure("no card number in the order", retry=False)
+        return {"charged": True}
+
+    await kit.wait_until_idle()
+    snap = await kit.instance(iid)
+    assert attempts == [3]  # one attempt; the three retries left were not used
+    assert [(i.element_id, i.kind, i.message) for i in snap.incidents] == [
+        ("charge", "job-failed", "no card number in the order")
+    ]
+    await checkpoint()
+    await kit.resolve_incident(iid, snap.incidents[0].id, {"card": "4111"})
+    snap = await kit.instance(iid)
+    assert snap.state == "completed" and snap.variables == {"card": "4111", "charged": True}
+    assert len(attempts) == 2
+
+
+async def test_a_job_failure_is_retried_by_default(kit: ProcessTestEngine, checkpoint: Checkpoint) -> None:
+    await kit.deploy(model("p", BODY + chain("s", "charge", "e")))
+    iid = await kit.start_instance("p")
+    await checkpoint()
+    attempts: list[int] = []
+
+    @kit.task("charge")
+    async def charge(job: Job) -> None:
+        attempts.append(job.retries_left)
+        raise JobFailure("the payment service is down")
+
+    await kit.wait_until_idle()
+    snap = await kit.instance(iid)
+    assert attempts == [3, 2, 1, 0]
+    assert [(i.kind, i.message) for i in snap.incidents] == [("job-failed", "the payment service is down")]
