@@ -16,7 +16,9 @@ error with its class's code; the client turns the code back into the same class
     │   └── InvalidNameError            invalid.name    a name or id is too long or uses characters it may not
     ├── NotFoundError                   not_found       an instance, definition or task does not exist
     ├── ConflictError                   conflict        the state does not allow it, or a race was lost
+    │   └── ConcurrentUpdateError       conflict.concurrent  a compare-and-set lost every try
     ├── PayloadTooLargeError            too_large       a payload exceeds the configured limit
+    │   └── RecordTooLargeError         too_large.record     a step's record would exceed the bucket's limit
     ├── UnsupportedError                unsupported     this build cannot do what was asked
     ├── ForbiddenError                  forbidden       the API's authorization hook refused
     │   └── PermissionViolationError    forbidden.nats  NATS refused a publish or subscribe
@@ -25,6 +27,7 @@ error with its class's code; the client turns the code back into the same class
     ├── BpmnError                       bpmn_error      thrown by a worker: a business error the model may catch
     ├── JobFailure                      job_failed      raised by a worker: the job failed (retried unless retry=False)
     ├── MessageRejectedError            rejected        a trigger message can never launch (dead-lettered)
+    ├── RecordMigrationError            internal.migration   a stored record this version cannot read
     ├── KubeError                       kubernetes      the Kubernetes API server answered with an error
     └── MissingReference                missing_reference  a Secret or ConfigMap a spec names does not exist
 
@@ -43,6 +46,7 @@ __all__ = [
     "ApiError",
     "BpmnError",
     "BpmnValidationError",
+    "ConcurrentUpdateError",
     "ConflictError",
     "ConnectionFailedError",
     "ExpressionError",
@@ -61,6 +65,8 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionViolationError",
+    "RecordMigrationError",
+    "RecordTooLargeError",
     "UnsupportedError",
     "ValidationIssue",
     "error_class",
@@ -234,10 +240,54 @@ class ConflictError(NatsflowError):
     api_code = "conflict"
 
 
+class ConcurrentUpdateError(ConflictError):
+    """A compare-and-set lost every try of its retry policy to concurrent writers."""
+
+    api_code = "conflict.concurrent"
+
+    def __init__(self, key: str, attempts: int) -> None:
+        self.key = key
+        self.attempts = attempts
+        super().__init__(f"{key}: changed concurrently {attempts} times in a row; try again")
+
+    def api_details(self) -> Details:
+        return [{"key": self.key, "attempts": self.attempts}]
+
+    @classmethod
+    def from_api(cls, message: str, details: Details | None) -> Self:
+        exc = cls(str(_detail(details, "key")), int(_detail(details, "attempts", 0)))
+        return exc._with_message(message)
+
+
 class PayloadTooLargeError(NatsflowError):
     """A payload is larger than the configured limit."""
 
     api_code = "too_large"
+
+
+class RecordTooLargeError(PayloadTooLargeError):
+    """A step's record (with its outbox) is larger than the bucket's value limit; nothing was written."""
+
+    api_code = "too_large.record"
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"the instance record would be {size} bytes, more than the limit of {limit}")
+
+    def api_details(self) -> Details:
+        return [{"size": self.size, "limit": self.limit}]
+
+    @classmethod
+    def from_api(cls, message: str, details: Details | None) -> Self:
+        exc = cls(int(_detail(details, "size", 0)), int(_detail(details, "limit", 0)))
+        return exc._with_message(message)
+
+
+class RecordMigrationError(NatsflowError):
+    """An instance record of an unknown version, or one its version's migration cannot read."""
+
+    api_code = "internal.migration"
 
 
 class UnsupportedError(NatsflowError):

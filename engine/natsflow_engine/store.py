@@ -32,7 +32,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSe
 from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
-from natsflow_engine.errors import ConflictError, PayloadTooLargeError
+from natsflow_engine.errors import ConcurrentUpdateError, RecordTooLargeError
 from natsflow_engine.runtime import records as r
 
 if TYPE_CHECKING:  # messaging writes through this module
@@ -103,15 +103,6 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
-
-
-class ConcurrentUpdateError(ConflictError):
-    """A compare-and-set lost every try of its :class:`RetryPolicy` to concurrent writers."""
-
-    def __init__(self, key: str, attempts: int) -> None:
-        self.key = key
-        self.attempts = attempts
-        super().__init__(f"{key}: changed concurrently {attempts} times in a row; try again")
 
 
 @dataclass(frozen=True)
@@ -310,15 +301,6 @@ class _Bounded(OrderedDict[str, V]):
         self.move_to_end(key)
         if len(self) > self.limit:
             self.popitem(last=False)
-
-
-class RecordTooLargeError(PayloadTooLargeError):
-    """A step's record (with its outbox) is larger than the bucket's value limit; nothing was written."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        self.size = size
-        self.limit = limit
-        super().__init__(f"the instance record would be {size} bytes, more than the limit of {limit}")
 
 
 Loaded: TypeAlias = tuple[r.InstanceState | None, int | None]

@@ -4,6 +4,7 @@ from natsflow_engine.errors import (
     ApiError,
     BpmnError,
     BpmnValidationError,
+    ConcurrentUpdateError,
     ConflictError,
     ConnectionFailedError,
     ExpressionError,
@@ -20,6 +21,8 @@ from natsflow_engine.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionViolationError,
+    RecordMigrationError,
+    RecordTooLargeError,
     UnsupportedError,
     ValidationIssue,
 )
@@ -28,6 +31,7 @@ __all__ = [
     "ApiError",
     "BpmnError",
     "BpmnValidationError",
+    "ConcurrentUpdateError",
     "ConflictError",
     "ConnectionFailedError",
     "ExpressionError",
@@ -44,6 +48,8 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionViolationError",
+    "RecordMigrationError",
+    "RecordTooLargeError",
     "UnsupportedError",
     "ValidationIssue",
 ]

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from natsflow_engine.errors import NatsflowError
+from natsflow_engine.errors import RecordMigrationError
 
 __all__ = ["CURRENT", "RecordMigrationError", "upgrade"]
 
@@ -36,10 +36,6 @@ JsonObject = dict[str, Any]
 """A decoded JSON object of some record version."""
 
 CURRENT = 2
-
-
-class RecordMigrationError(NatsflowError):
-    """An instance record of an unknown version, or one its version's migration cannot read."""
 
 
 def _v1_element(ei: JsonObject) -> JsonObject:
