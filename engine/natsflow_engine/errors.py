@@ -13,7 +13,8 @@ error with its class's code; the client turns the code back into the same class
     │   │   └── FeelEvaluationError     invalid.expression.evaluation  an expression failed
     │   │       └── FeelBudgetError     invalid.expression.budget      it went past its budget of steps or a size cap
     │   ├── MappingConfigError          invalid.trigger a trigger's expressions do not compile
-    │   └── InvalidNameError            invalid.name    a name or id is too long or uses characters it may not
+    │   ├── InvalidNameError            invalid.name    a name or id is too long or uses characters it may not
+    │   └── InvalidKeyError             invalid.nkey    an NKey seed, public key, signature or JWT is malformed
     ├── NotFoundError                   not_found       an instance, definition or task does not exist
     ├── ConflictError                   conflict        the state does not allow it, or a race was lost
     │   └── ConcurrentUpdateError       conflict.concurrent  a compare-and-set lost every try
@@ -28,6 +29,7 @@ error with its class's code; the client turns the code back into the same class
     ├── JobFailure                      job_failed      raised by a worker: the job failed (retried unless retry=False)
     ├── MessageRejectedError            rejected        a trigger message can never launch (dead-lettered)
     ├── RecordMigrationError            internal.migration   a stored record this version cannot read
+    ├── ClaimsUpdateError               claims_update   the resolver refused an account JWT, or nobody answered
     ├── KubeError                       kubernetes      the Kubernetes API server answered with an error
     └── MissingReference                missing_reference  a Secret or ConfigMap a spec names does not exist
 
@@ -46,6 +48,7 @@ __all__ = [
     "ApiError",
     "BpmnError",
     "BpmnValidationError",
+    "ClaimsUpdateError",
     "ConcurrentUpdateError",
     "ConflictError",
     "ConnectionFailedError",
@@ -55,6 +58,7 @@ __all__ = [
     "FeelSyntaxError",
     "ForbiddenError",
     "InvalidInputError",
+    "InvalidKeyError",
     "InvalidNameError",
     "JobFailure",
     "KubeError",
@@ -226,6 +230,13 @@ class InvalidNameError(InvalidInputError, ValueError):
     def from_api(cls, message: str, details: Details | None) -> Self:
         exc = cls(str(_detail(details, "field")), "", str(_detail(details, "rule")))
         return exc._with_message(message)
+
+
+class InvalidKeyError(InvalidInputError, ValueError):
+    """An NKey seed, public key or signature is malformed, of the wrong kind, or does not
+    verify; or a JWT is not a valid NATS JWT (not nats-py's ``InvalidKeyError`` of KV keys)."""
+
+    api_code = "invalid.nkey"
 
 
 class NotFoundError(NatsflowError):
@@ -429,6 +440,12 @@ class MessageRejectedError(NatsflowError):
     @classmethod
     def from_api(cls, message: str, details: Details | None) -> Self:
         return cls(str(_detail(details, "kind")), str(_detail(details, "message")))._with_message(message)
+
+
+class ClaimsUpdateError(NatsflowError):
+    """The resolver refused an account JWT, or no server answered the update."""
+
+    api_code = "claims_update"
 
 
 class KubeError(NatsflowError):

@@ -28,6 +28,8 @@ SAMPLES: dict[type[e.NatsflowError], e.NatsflowError] = {
     e.FeelBudgetError: e.FeelBudgetError("for x in 1..1e9 return x", "past 100000 steps", "max_steps", 100_000),
     e.MappingConfigError: e.MappingConfigError("variable 'x': syntax"),
     e.InvalidNameError: e.InvalidNameError("instance", "a.b", "use 1 to 64 letters, digits, '_' or '-'"),
+    e.InvalidKeyError: e.InvalidKeyError("not a JWT (three dot-separated parts)"),
+    e.ClaimsUpdateError: e.ClaimsUpdateError("the resolver refused the account JWT"),
     e.NotFoundError: e.NotFoundError("instance 'x' not found"),
     e.ConflictError: e.ConflictError("instance x is completed already"),
     e.ConcurrentUpdateError: e.ConcurrentUpdateError("shop.x", 20),

@@ -17,13 +17,9 @@ import nacl.exceptions
 import nacl.signing
 import nkeys
 
-from natsflow_engine.errors import NatsflowError
+from natsflow_engine.errors import InvalidKeyError
 
 __all__ = ["InvalidKeyError", "KeyKind", "NKey", "verify_signature"]
-
-
-class InvalidKeyError(NatsflowError, ValueError):
-    """A seed, public key or signature is malformed, of the wrong kind, or does not verify."""
 
 
 class KeyKind(enum.Enum):

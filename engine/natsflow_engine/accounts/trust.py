@@ -19,15 +19,11 @@ from nats.errors import Error as NatsError
 from natsflow_engine.accounts.creds import UserCredentials, new_user
 from natsflow_engine.accounts.jwt import AccountLimits, Permissions, mint_account, mint_operator
 from natsflow_engine.accounts.keys import KeyKind, NKey
-from natsflow_engine.errors import NatsflowError
+from natsflow_engine.errors import ClaimsUpdateError
 
 __all__ = ["ClaimsUpdateError", "OperatorTrust", "TenantAccount", "push_account"]
 
 CLAIMS_UPDATE = "$SYS.REQ.CLAIMS.UPDATE"
-
-
-class ClaimsUpdateError(NatsflowError):
-    """The resolver refused an account JWT, or no server answered the update."""
 
 
 @dataclass(frozen=True)
