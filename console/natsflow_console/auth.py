@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import yaml
 from natsflow_engine import layout
-from natsflow_engine.errors import NatsflowError
+from natsflow_engine.errors import AuthError
 
 __all__ = ["ROLES", "AuthError", "User", "Users", "load_users"]
 
@@ -36,10 +36,6 @@ Role = Literal["operator", "viewer"]
 ROLES: tuple[Role, ...] = ("operator", "viewer")
 MAX_TOKEN = 512
 _NAME = re.compile(r"^[A-Za-z0-9._@+-]{1,128}$")
-
-
-class AuthError(NatsflowError):
-    """A users document that cannot be used (the message names the entry and field)."""
 
 
 @dataclass(frozen=True)

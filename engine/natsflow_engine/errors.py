@@ -14,7 +14,8 @@ error with its class's code; the client turns the code back into the same class
     │   │       └── FeelBudgetError     invalid.expression.budget      it went past its budget of steps or a size cap
     │   ├── MappingConfigError          invalid.trigger a trigger's expressions do not compile
     │   ├── InvalidNameError            invalid.name    a name or id is too long or uses characters it may not
-    │   └── InvalidKeyError             invalid.nkey    an NKey seed, public key, signature or JWT is malformed
+    │   ├── InvalidKeyError             invalid.nkey    an NKey seed, public key, signature or JWT is malformed
+    │   └── AuthError                   invalid.users   a console users document that cannot be used
     ├── NotFoundError                   not_found       an instance, definition or task does not exist
     ├── ConflictError                   conflict        the state does not allow it, or a race was lost
     │   └── ConcurrentUpdateError       conflict.concurrent  a compare-and-set lost every try
@@ -46,6 +47,7 @@ from typing import Any, Self
 
 __all__ = [
     "ApiError",
+    "AuthError",
     "BpmnError",
     "BpmnValidationError",
     "ClaimsUpdateError",
@@ -237,6 +239,12 @@ class InvalidKeyError(InvalidInputError, ValueError):
     verify; or a JWT is not a valid NATS JWT (not nats-py's ``InvalidKeyError`` of KV keys)."""
 
     api_code = "invalid.nkey"
+
+
+class AuthError(InvalidInputError):
+    """A console users document that cannot be used (the message names the entry and field)."""
+
+    api_code = "invalid.users"
 
 
 class NotFoundError(NatsflowError):

@@ -2,6 +2,7 @@
 
 from natsflow_engine.errors import (
     ApiError,
+    AuthError,
     BpmnError,
     BpmnValidationError,
     ClaimsUpdateError,
@@ -33,6 +34,7 @@ from natsflow_engine.errors import (
 
 __all__ = [
     "ApiError",
+    "AuthError",
     "BpmnError",
     "BpmnValidationError",
     "ClaimsUpdateError",
