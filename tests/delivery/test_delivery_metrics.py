@@ -171,7 +171,7 @@ async def test_every_documented_metric_moves_and_logs_carry_the_instance(
     await api.deploy(MODELS, name="metrics.bpmn")
     await api.start("quick", {})
     stuck = (await api.start("stuck", {})).instance
-    waiting = (await api.start("waits", {"k": "x"})).instance
+    waiting = (await api.start("waits", {"k": "x"}, wait=True)).instance  # exists before the cancel
     await api.cancel(waiting, "test")
 
     kv = await nc.jetstream().key_value(layout.BUCKET_TRIGGERS)
