@@ -59,6 +59,7 @@ _history = msgspec.json.Decoder(r.HistoryRecord)
 @dataclass
 class Result:
     tenants: int
+    active: int
     server_connections: int
     setup_seconds: float
     server_rss_mb_before: float
@@ -69,7 +70,12 @@ class Result:
     """After the instances ran (engine caches filled)."""
     server_mb_per_tenant: float
     replica_mb_per_tenant: float
+    server_cpu_seconds: float
+    """CPU (user + system) of the nats-server while the instances ran."""
+    replica_cpu_seconds: float
     instances: int
+    launch_seconds: float
+    """Until the last launch was acknowledged by JetStream."""
     seconds: float
     instances_per_second: float
 
@@ -118,7 +124,9 @@ def _rss_mb(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
-async def measure(count: int, instances: int) -> Result:
+async def measure(count: int, instances: int, active: int | None = None) -> Result:
+    """``active``: how many of the tenants get the instances (all by default; 1 measures what idle
+    tenants cost a busy one)."""
     trust = OperatorTrust.create("bench")
     tmp = Path(tempfile.mkdtemp(prefix="natsflow-tenants-"))
     http = free_port()
@@ -156,20 +164,24 @@ async def measure(count: int, instances: int) -> Result:
         connections = int(varz(http)["connections"])
         server_after, replica_after = _rss_mb(server.pid), _rss_mb(os.getpid())
 
-        share = instances // count
-        for tenant in tenants.values():
+        busy = list(zip(tenants.values(), clients, strict=True))[: active or count]
+        share = instances // len(busy)
+        for tenant, _ in busy:
             tenant.expected = share
+        server_proc, replica_proc = psutil.Process(server.pid), psutil.Process(os.getpid())
+        server_cpu, replica_cpu = sum(server_proc.cpu_times()[:2]), sum(replica_proc.cpu_times()[:2])
         t1 = time.perf_counter()
-        for i in range(share):
-            await asyncio.gather(
-                *(_launch(tenant, nc, i) for tenant, nc in zip(tenants.values(), clients, strict=True))
-            )
-        await asyncio.wait_for(asyncio.gather(*(t.done.wait() for t in tenants.values())), 600)
+        await asyncio.gather(*(_launches(tenant, nc, share) for tenant, nc in busy))
+        launched = time.perf_counter() - t1
+        await asyncio.wait_for(asyncio.gather(*(t.done.wait() for t, _ in busy)), 600)
         seconds = time.perf_counter() - t1
         replica_end = _rss_mb(os.getpid())
-        total = share * count
+        server_cpu = sum(server_proc.cpu_times()[:2]) - server_cpu
+        replica_cpu = sum(replica_proc.cpu_times()[:2]) - replica_cpu
+        total = share * len(busy)
         return Result(
             tenants=count,
+            active=len(busy),
             server_connections=connections,
             setup_seconds=round(setup, 2),
             server_rss_mb_before=round(server_before, 1),
@@ -179,7 +191,10 @@ async def measure(count: int, instances: int) -> Result:
             replica_rss_mb_end=round(replica_end, 1),
             server_mb_per_tenant=round((server_after - server_before) / count, 2),
             replica_mb_per_tenant=round((replica_after - replica_before) / count, 2),
+            server_cpu_seconds=round(server_cpu, 2),
+            replica_cpu_seconds=round(replica_cpu, 2),
             instances=total,
+            launch_seconds=round(launched, 2),
             seconds=round(seconds, 2),
             instances_per_second=round(total / seconds, 1),
         )
@@ -187,6 +202,12 @@ async def measure(count: int, instances: int) -> Result:
         await manager.close()
         server.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def _launches(tenant: Tenant, nc: Client, count: int) -> None:
+    """One tenant's client: ``count`` launches, each awaited (tenants do not wait for each other)."""
+    for n in range(count):
+        await _launch(tenant, nc, n)
 
 
 async def _launch(tenant: Tenant, nc: Client, n: int) -> None:
@@ -208,15 +229,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--tenants", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--instances", type=int, default=2000, help="instances per run, over all tenants")
+    parser.add_argument("--active", type=int, help="tenants that get instances (default: all)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a single run, in this process
     args = parser.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(asdict(asyncio.run(measure(args.one, args.instances)))), flush=True)
+        print(json.dumps(asdict(asyncio.run(measure(args.one, args.instances, args.active)))), flush=True)
         return
     results = []
     for count in args.tenants:  # each count in a fresh process, so memory figures start equal
         out = subprocess.run(
-            [sys.executable, "-m", "bench.tenants", "--one", str(count), "--instances", str(args.instances)],
+            [sys.executable, "-m", "bench.tenants", "--one", str(count), "--instances", str(args.instances)]
+            + (["--active", str(args.active)] if args.active else []),
             check=True,
             capture_output=True,
             text=True,
@@ -228,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     base = results[0].instances_per_second
     for res in results:
         print(
-            f"{res.tenants:>3} tenants: {res.server_connections:>3} connections, setup {res.setup_seconds:6.2f}s, "
+            f"{res.tenants:>3} tenants ({res.active} busy): {res.server_connections:>3} connections, setup {res.setup_seconds:6.2f}s, "
             f"server +{res.server_mb_per_tenant:.2f} MB/tenant, replica +{res.replica_mb_per_tenant:.2f} MB/tenant, "
             f"{res.instances_per_second:7.1f} instances/s ({res.instances_per_second / base:.2f} of the first)"
         )
