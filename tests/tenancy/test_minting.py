@@ -20,7 +20,7 @@ from natsflow_engine.accounts import (
     mint_user,
     render_creds,
 )
-from natsflow_engine.accounts.jwt import validate_subject
+from natsflow_engine.accounts.jwt import mint_delete_request, validate_subject
 
 
 @pytest.mark.parametrize("kind", list(KeyKind))
@@ -143,3 +143,16 @@ def test_creds_file_refuses_a_seed_of_another_user() -> None:
     assert one.jwt in text and one.seed in text
     with pytest.raises(ValueError, match="another key"):
         render_creds(one.jwt, two.seed)
+
+
+def test_a_deletion_request_is_signed_by_an_operator_key_and_names_accounts() -> None:
+    trust = OperatorTrust.create()
+    account = NKey.generate(KeyKind.ACCOUNT)
+    claims = decode_jwt(mint_delete_request(trust.signing_key, [account.public]))
+    assert claims["nats"]["accounts"] == [account.public] and claims["iss"] == trust.signing_key.public
+    with pytest.raises(InvalidKeyError):
+        mint_delete_request(account, [account.public])
+    with pytest.raises(InvalidKeyError):
+        mint_delete_request(trust.signing_key, [NKey.generate(KeyKind.USER).public])
+    with pytest.raises(ValueError):
+        mint_delete_request(trust.signing_key, [])

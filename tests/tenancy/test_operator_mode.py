@@ -17,6 +17,7 @@ from natsflow_engine.accounts import (
     ClaimsUpdateError,
     OperatorTrust,
     TenantAccount,
+    delete_accounts,
     push_account,
 )
 from tenancy_kit import OperatorServer, probe, refused
@@ -177,3 +178,36 @@ async def test_a_creds_file_connects_the_command_line(
         assert nc.is_connected
     finally:
         await nc.close()
+
+
+async def test_deleting_an_account_disconnects_and_refuses_its_users(operator_server: OperatorServer) -> None:
+    tenant = await operator_server.tenant("gone")
+    other = await operator_server.tenant("stays")
+    conn = await probe(operator_server.url, tenant.user("app"))
+    bystander = await probe(operator_server.url, other.user("app"))
+    try:
+        await conn.nc.jetstream().add_stream(name="S", subjects=["s.>"])
+        await conn.nc.jetstream().publish("s.1", b"kept?")
+        async with operator_server.system() as nc:
+            await delete_accounts(nc, operator_server.trust.signing_key, [tenant.public])
+        await asyncio.wait_for(conn.closed.wait(), DEADLINE)
+        assert "Authorization Violation" in await refused(operator_server.url, tenant.user("later"))
+        await bystander.nc.flush(timeout=5)
+        # pushed again, the account finds its JetStream data where it left it
+        await operator_server.push(tenant)
+        again = await probe(operator_server.url, tenant.user("back"))
+        info = await again.nc.jetstream().stream_info("S")
+        assert info.state.messages == 1
+        await again.close()
+    finally:
+        await bystander.close()
+
+
+async def test_an_account_deletion_must_be_signed_by_the_operator(operator_server: OperatorServer) -> None:
+    tenant = await operator_server.tenant("a")
+    async with operator_server.system() as nc:
+        with pytest.raises(ClaimsUpdateError, match="refused"):
+            await delete_accounts(nc, OperatorTrust.create("stranger").signing_key, [tenant.public])
+    conn = await probe(operator_server.url, tenant.user("app"))
+    await conn.nc.flush(timeout=5)
+    await conn.close()

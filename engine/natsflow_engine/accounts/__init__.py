@@ -1,7 +1,9 @@
 """Tenant accounts: NKeys, operator/account/user JWTs, ``.creds`` files, claim updates.
 
 Modules: :mod:`.keys` (key pairs), :mod:`.jwt` (claims and minting), :mod:`.creds` (users and
-``.creds`` text), :mod:`.trust` (operator, tenant accounts, pushing account JWTs).
+``.creds`` text), :mod:`.trust` (operator, tenant accounts, pushing and deleting account JWTs),
+:mod:`.permissions` (the users natsflow mints), :mod:`.connections` (one connection per tenant
+account).
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from natsflow_engine.accounts.jwt import (
     mint_user,
 )
 from natsflow_engine.accounts.keys import InvalidKeyError, KeyKind, NKey
-from natsflow_engine.accounts.trust import ClaimsUpdateError, OperatorTrust, TenantAccount, push_account
+from natsflow_engine.accounts.trust import (
+    ClaimsUpdateError,
+    OperatorTrust,
+    TenantAccount,
+    delete_accounts,
+    push_account,
+)
 
 __all__ = [
     "AccountLimits",
@@ -29,6 +37,7 @@ __all__ = [
     "TenantAccount",
     "UserCredentials",
     "decode_jwt",
+    "delete_accounts",
     "mint_account",
     "mint_operator",
     "mint_user",

@@ -35,6 +35,7 @@ __all__ = [
     "Permissions",
     "decode_jwt",
     "mint_account",
+    "mint_delete_request",
     "mint_operator",
     "mint_user",
     "validate_subject",
@@ -252,6 +253,17 @@ def mint_user(
         nats["issuer_account"] = account
     subject = NKey.check_public(user, KeyKind.USER)
     return _encode(subject, issuer, name, nats, issued_at=issued_at, expires=expires)
+
+
+def mint_delete_request(issuer: NKey, accounts: Sequence[str], *, issued_at: int | None = None) -> str:
+    """A request to remove account JWTs from a ``full`` resolver (``$SYS.REQ.CLAIMS.DELETE``,
+    needs ``allow_delete``), signed by the operator key or one of its signing keys."""
+    if issuer.kind is not KeyKind.OPERATOR:
+        raise InvalidKeyError("an account deletion is signed by an operator (signing) key")
+    if not accounts:
+        raise ValueError("name at least one account to delete")
+    nats = {"accounts": [NKey.check_public(a, KeyKind.ACCOUNT) for a in accounts], "type": "generic"}
+    return _encode(issuer.public, issuer, "delete accounts", nats, issued_at=issued_at, expires=None)
 
 
 def decode_jwt(token: str) -> dict[str, Any]:

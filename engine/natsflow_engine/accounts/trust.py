@@ -17,13 +17,20 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
 from natsflow_engine.accounts.creds import UserCredentials, new_user
-from natsflow_engine.accounts.jwt import AccountLimits, Permissions, mint_account, mint_operator
+from natsflow_engine.accounts.jwt import (
+    AccountLimits,
+    Permissions,
+    mint_account,
+    mint_delete_request,
+    mint_operator,
+)
 from natsflow_engine.accounts.keys import KeyKind, NKey
 from natsflow_engine.errors import ClaimsUpdateError
 
-__all__ = ["ClaimsUpdateError", "OperatorTrust", "TenantAccount", "push_account"]
+__all__ = ["ClaimsUpdateError", "OperatorTrust", "TenantAccount", "delete_accounts", "push_account"]
 
 CLAIMS_UPDATE = "$SYS.REQ.CLAIMS.UPDATE"
+CLAIMS_DELETE = "$SYS.REQ.CLAIMS.DELETE"
 
 
 @dataclass(frozen=True)
@@ -112,14 +119,25 @@ async def push_account(nc: Client, account_jwt: str, *, timeout: float = 5.0) ->
 
     :class:`ClaimsUpdateError` when the server refuses it or does not answer in ``timeout``.
     """
+    await _claims_request(nc, CLAIMS_UPDATE, account_jwt, timeout)
+
+
+async def delete_accounts(nc: Client, signer: NKey, accounts: list[str], *, timeout: float = 5.0) -> None:
+    """Remove account JWTs from a ``full`` resolver (``allow_delete``) over a system-account
+    connection: the accounts' users are disconnected and refused. ``signer``: the operator
+    (signing) key."""
+    await _claims_request(nc, CLAIMS_DELETE, mint_delete_request(signer, accounts), timeout)
+
+
+async def _claims_request(nc: Client, subject: str, token: str, timeout: float) -> None:
     try:
-        reply = await nc.request(CLAIMS_UPDATE, account_jwt.encode(), timeout=timeout)
+        reply = await nc.request(subject, token.encode(), timeout=timeout)
     except NatsError as exc:
-        raise ClaimsUpdateError(f"no answer to the account update: {type(exc).__name__}: {exc}") from exc
+        raise ClaimsUpdateError(f"no answer to {subject}: {type(exc).__name__}: {exc}") from exc
     try:
         answer = json.loads(reply.data)
     except ValueError:
-        raise ClaimsUpdateError(f"unreadable answer to the account update: {reply.data[:200]!r}") from None
+        raise ClaimsUpdateError(f"unreadable answer to {subject}: {reply.data[:200]!r}") from None
     error = answer.get("error") if isinstance(answer, dict) else None
     if error is not None or not isinstance(answer, dict) or not isinstance(answer.get("data"), dict):
-        raise ClaimsUpdateError(f"the resolver refused the account: {error or answer}")
+        raise ClaimsUpdateError(f"the resolver refused {subject}: {error or answer}")
