@@ -108,14 +108,19 @@ async def probe(url: str, user: UserCredentials, **options: Any) -> Probe:
     async def on_closed() -> None:
         closed.set()
 
-    nc = await nats.connect(
-        url,
-        user_credentials=RawCredentials(user.creds),
-        error_cb=on_error,
-        closed_cb=on_closed,
-        allow_reconnect=False,
-        **options,
-    )
+    nc = Client()
+    try:
+        await nc.connect(
+            url,
+            user_credentials=RawCredentials(user.creds),
+            error_cb=on_error,
+            closed_cb=on_closed,
+            allow_reconnect=False,
+            **options,
+        )
+    except BaseException:
+        await nc.close()  # a failed client must not leave its transport to the garbage collector
+        raise
     return Probe(nc, errors, closed)
 
 

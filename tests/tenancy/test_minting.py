@@ -156,3 +156,10 @@ def test_a_deletion_request_is_signed_by_an_operator_key_and_names_accounts() ->
         mint_delete_request(trust.signing_key, [NKey.generate(KeyKind.USER).public])
     with pytest.raises(ValueError):
         mint_delete_request(trust.signing_key, [])
+
+
+def test_each_account_jwt_is_issued_later_than_the_last() -> None:
+    trust = OperatorTrust.create()
+    tenant = TenantAccount("a")
+    times = [decode_jwt(tenant.jwt(trust.signing_key))["iat"] for _ in range(3)]
+    assert times[0] < times[1] < times[2]

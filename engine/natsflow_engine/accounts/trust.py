@@ -68,12 +68,20 @@ class TenantAccount:
     key: NKey = field(default_factory=lambda: NKey.generate(KeyKind.ACCOUNT), repr=False)
     signing_key: NKey = field(default_factory=lambda: NKey.generate(KeyKind.ACCOUNT), repr=False)
     revocations: dict[str, int] = field(default_factory=dict)
+    last_issued: int = 0
+    """Issue time of the last JWT minted; each new one is later (see :meth:`jwt`)."""
 
     @property
     def public(self) -> str:
         return self.key.public
 
     def jwt(self, operator_signing_key: NKey, *, issued_at: int | None = None) -> str:
+        """The account JWT. Without ``issued_at`` it is issued now, or one second after the last
+        one if that was this second: nats-server ignores an account JWT pushed after the
+        account's deletion unless it was issued later than the deleted one (tested)."""
+        if issued_at is None:
+            issued_at = max(int(time.time()), self.last_issued + 1)
+        self.last_issued = max(self.last_issued, issued_at)
         return mint_account(
             self.key.public,
             operator_signing_key,
