@@ -125,21 +125,12 @@ async def probe(url: str, user: UserCredentials, **options: Any) -> Probe:
 
 
 async def refused(url: str, user: UserCredentials) -> str:
-    """Connect as ``user`` expecting the server to refuse; the refusal's text (the failed
-    client is closed, so no transport is left to the garbage collector)."""
-    nc = Client()
+    """Connect as ``user`` expecting the server to refuse; the refusal's text."""
     try:
-        await nc.connect(
-            url,
-            user_credentials=RawCredentials(user.creds),
-            allow_reconnect=False,
-            max_reconnect_attempts=0,
-            connect_timeout=5,
-        )
+        conn = await probe(url, user, max_reconnect_attempts=0, connect_timeout=5)
     except (nats.errors.Error, OSError) as exc:
         return str(exc)
-    finally:
-        await nc.close()
+    await conn.close()
     raise AssertionError(f"the server accepted user {user.public}")
 
 
