@@ -122,8 +122,16 @@ async def test_one_replica_counts_exactly(nc: Client, unique: str) -> None:
         elapsed = time.perf_counter() - started
     kv = await nc.jetstream().key_value("nf_trigger_stats")
     stats = decode_stats((await kv.get(layout.trigger_key(unique, "pay"))).value)
-    # the 100 producer retries never reach the trigger: the source stream dropped them
-    assert (stats.received, stats.launched, stats.duplicates, stats.rejected) == (900, 700, 200, 0)
+    # the 100 producer retries never reach the trigger: the source stream dropped them. A delivery
+    # whose ack wait ran out (a loaded machine) comes again and is counted as redelivered; the
+    # ledger counts a repeat of the same message as a launch again (the first attempt may have
+    # died before counting), so only those repeats may widen the launch and duplicate counters.
+    # The instances themselves are exactly 700 (checked above).
+    again = stats.redelivered
+    assert (stats.received - again, stats.rejected) == (900, 0)
+    assert stats.launched + stats.duplicates == stats.received
+    assert 700 <= stats.launched <= 700 + again
+    assert 200 <= stats.duplicates <= 200 + again
     print(
         f"\none replica: 900 deliveries, 700 launches in {elapsed:.2f}s ({900 / elapsed:.0f} msg/s incl. publishing)"
     )
