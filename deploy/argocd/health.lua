@@ -5,7 +5,7 @@
 --   Degraded     Ready=False with a terminal reason: the operator does not retry (only its periodic
 --                drift check looks again) and nothing improves until someone acts: fix the spec or
 --                the BPMN, use a valid tenant namespace, remove the foreign Deployment that blocks a
---                TaskDefinition's workers.
+--                TaskDefinition's workers, grant a missing NATS or RBAC permission.
 --   Progressing  everything else: no status yet, a spec not yet observed, Ready missing/Unknown,
 --                or Ready=False for a reason the operator retries (NATS unreachable, a missing
 --                ConfigMap, Secret or stream, a failed Deployment write, ...).
@@ -21,6 +21,8 @@ local TERMINAL_REASONS = {
   InvalidTenant = true,       -- Validated: the namespace is not a valid natsflow tenant
   DeploymentConflict = true,  -- WorkloadReady: a Deployment of that name exists and is not owned by the TaskDefinition
   ServiceAccountNotAllowed = true, -- Validated: spec.serviceAccountName lacks the label natsflow.io/worker=true
+  Forbidden = true,           -- Synced: the operator's ServiceAccount lacks an RBAC permission
+  NatsPermissionDenied = true,-- Synced: the NATS user lacks a permission natsflow needs
 }
 
 local hs = { status = "Progressing", message = "Waiting for the natsflow operator to report status" }

@@ -38,6 +38,8 @@ STALLED_REASONS = frozenset(
         "InvalidTenant",
         "DeploymentConflict",
         "ServiceAccountNotAllowed",
+        "NatsPermissionDenied",
+        "Forbidden",
     }
 )
 """Reasons retrying cannot fix: someone has to change the spec or the cluster (kstatus

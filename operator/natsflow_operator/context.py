@@ -22,7 +22,7 @@ from natsflow_engine.errors import ConflictError, ConnectionFailedError, Missing
 from natsflow_engine.observability import Metrics
 
 from natsflow_operator.conditions import Cond, merge_conditions
-from natsflow_operator.connections import NatsHandle, NatsPool, NatsTarget
+from natsflow_operator.connections import NatsHandle, NatsPermissionError, NatsPool, NatsTarget
 from natsflow_operator.kube import KubeClient, KubeError, paths
 from natsflow_operator.models import NatsRef, WorkflowSpec
 from natsflow_operator.workload import NatsEnv
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 
 RETRYABLE: tuple[type[BaseException], ...] = (
+    NatsPermissionError,
     ConnectionFailedError,
     ConflictError,
     nats.errors.Error,
@@ -48,7 +49,8 @@ RETRYABLE: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
 )
-"""Errors that mean "try again later" (NATS or the API server unavailable, a lost race)."""
+"""Errors that mean "try again later" (NATS or the API server unavailable, a lost race; a
+permission that someone may grant meanwhile). :meth:`OperatorContext.failure` names them."""
 UNAVAILABLE: tuple[type[BaseException], ...] = (MissingReference, *RETRYABLE)
 """Retryable errors plus a Secret or ConfigMap that does not exist (yet)."""
 
@@ -86,6 +88,7 @@ class OperatorContext:
         self.kube = KubeClient()
         self.clock = clock
         self.metrics = Metrics()
+        self._handles: dict[tuple[str, str | None], NatsHandle] = {}
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -114,7 +117,22 @@ class OperatorContext:
             data = await self._secret(namespace, ref.name)
             target = NatsTarget(data["url"].strip(), creds=data.get("creds") or None)
             env = NatsEnv(url_secret=ref.name, creds_secret=ref.name if data.get("creds") else None)
-        return await self.pool.get(target), env
+        owner = (namespace, ref.name if ref else None)
+        handle = await self.pool.get(target, owner=owner if ref else "default")
+        self._handles[owner] = handle
+        return handle, env
+
+    def failure(self, exc: BaseException, namespace: str, ref: NatsRef | None) -> tuple[str, str]:
+        """(reason, message) of a retryable error: a permission is not an outage."""
+        if isinstance(exc, KubeError) and exc.status == 403:
+            return "Forbidden", f"the operator's ServiceAccount lacks a permission: {exc}"
+        if isinstance(exc, NatsPermissionError):
+            return "NatsPermissionDenied", str(exc)
+        handle = self._handles.get((namespace, ref.name if ref else None))
+        denied = handle.denied() if handle is not None and not isinstance(exc, KubeError) else None
+        if denied:
+            return "NatsPermissionDenied", f"{denied} (then: {type(exc).__name__}: {exc})"
+        return "NatsUnavailable", str(exc)
 
     async def bpmn_source(self, namespace: str, spec: WorkflowSpec) -> str:
         if spec.bpmn is not None:

@@ -164,10 +164,9 @@ async def reconcile(
         report(Cond("Synced", False, exc.reason, str(exc)))
         raise kopf.TemporaryError(str(exc), delay=ctx.config.retry_delay) from exc
     except RETRYABLE as exc:
-        report(
-            Cond("Synced", False, "NatsUnavailable", str(exc)), Cond("ConsumerReady", None, "NatsUnavailable")
-        )
-        raise kopf.TemporaryError(f"NATS unavailable: {exc}", delay=ctx.config.retry_delay) from exc
+        reason, message = ctx.failure(exc, namespace, spec.nats_ref)
+        report(Cond("Synced", False, reason, message), Cond("ConsumerReady", None, reason))
+        raise kopf.TemporaryError(f"{reason}: {message}", delay=ctx.config.retry_delay) from exc
     if outcome.action == "invalid":
         report(*outcome.conditions)
         return

@@ -65,8 +65,9 @@ async def reconcile(
         report(Cond(kind, False, exc.reason, str(exc)))
         raise kopf.TemporaryError(str(exc), delay=ctx.config.retry_delay) from exc
     except RETRYABLE as exc:
-        report(Cond("Synced", False, "NatsUnavailable", str(exc)))
-        raise kopf.TemporaryError(f"NATS unavailable: {exc}", delay=ctx.config.retry_delay) from exc
+        reason, message = ctx.failure(exc, namespace, spec.nats_ref)
+        report(Cond("Synced", False, reason, message))
+        raise kopf.TemporaryError(f"{reason}: {message}", delay=ctx.config.retry_delay) from exc
     logger.debug("reconciled (%s): %s", "drift check" if drift else "change", outcome.action)
     changed = report(*outcome.conditions, **outcome.status)
     if outcome.action == "invalid" and changed:

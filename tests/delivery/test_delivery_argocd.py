@@ -19,7 +19,15 @@ KINDS = ("Workflow", "TaskDefinition", "Trigger")
 # The reasons the operator reports on a failing part of Ready, by what the handlers do next.
 # Terminal: reported without a retry (InvalidSpec/InvalidBpmn/InvalidTenant: the handler returns;
 # DeploymentConflict: WorkloadReady=False without TemporaryError). Argo CD shows them Degraded.
-TERMINAL = ("InvalidSpec", "InvalidBpmn", "InvalidTenant", "DeploymentConflict", "ServiceAccountNotAllowed")
+TERMINAL = (
+    "InvalidSpec",
+    "InvalidBpmn",
+    "InvalidTenant",
+    "DeploymentConflict",
+    "ServiceAccountNotAllowed",
+    "NatsPermissionDenied",
+    "Forbidden",
+)
 # Retried (kopf.TemporaryError) until the cause is gone: Progressing.
 RETRIED = (
     "NatsUnavailable",
@@ -158,6 +166,11 @@ def operator_failure_reasons() -> set[str]:
         if path.name in ("cli.py", "manifests.py"):
             continue  # `natsflow apply`: prints outcomes, never writes a resource's status
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef) and node.name == "failure":  # (reason, message)
+                for ret in ast.walk(node):
+                    if isinstance(ret, ast.Return) and isinstance(ret.value, ast.Tuple):
+                        assert isinstance(_const(ret.value.elts[0]), str), f"{path.name}:{ret.lineno}"
+                        reasons.add(str(_const(ret.value.elts[0])))
             if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
                 continue
             args, name = node.args, node.func.id
