@@ -38,6 +38,7 @@ DENIAL_MEMORY = 60.0
 class NatsPermissionError(Exception):
     """The NATS user may not do what natsflow needs (a "Permissions Violation")."""
 
+
 log = logging.getLogger(__name__)
 
 

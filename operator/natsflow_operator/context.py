@@ -89,6 +89,10 @@ class OperatorContext:
         self.clock = clock
         self.metrics = Metrics()
         self._handles: dict[tuple[str, str | None], NatsHandle] = {}
+        self.locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        """One reconcile pass at a time per object (``handlers.one_at_a_time``)."""
+        self.generations: dict[tuple[str, str, str], int] = {}
+        """The newest ``metadata.generation`` reconciled per object."""
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)

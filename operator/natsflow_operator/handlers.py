@@ -3,18 +3,22 @@ a drift timer that recreates NATS objects deleted behind the operator's back."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
 from pydantic import BaseModel, ValidationError
 
-from natsflow_operator.context import UNAVAILABLE, OperatorContext
+from natsflow_operator.connections import NatsHandle
+from natsflow_operator.context import UNAVAILABLE, MissingReference, OperatorContext
+from natsflow_operator.models import NatsRef
 
-__all__ = ["Reconcile", "Remove", "register_delete", "register_reconcile"]
+__all__ = ["Reconcile", "Remove", "leave_previous_nats", "register_delete", "register_reconcile"]
 
 Reconcile = Callable[..., Awaitable[None]]
-"""``reconcile(ctx, *, body, drift, logger, patch)`` of one kind."""
+"""``reconcile(ctx, *, body, drift, logger, patch, previous_ref)`` of one kind; ``previous_ref``
+is the ``natsRef`` of the spec before an update (see :func:`leave_previous_nats`)."""
 
 
 def register_reconcile(
@@ -29,8 +33,17 @@ def register_reconcile(
     @kopf.on.resume(*resource, id=f"{prefix}-resume", registry=registry)
     @kopf.on.create(*resource, id=f"{prefix}-create", registry=registry)
     @kopf.on.update(*resource, id=f"{prefix}-update", field="spec", registry=registry)
-    async def on_change(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
-        await reconcile(ctx, body=body, drift=False, logger=logger, patch=patch)
+    async def on_change(
+        body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, old: Any = None, **_: Any
+    ) -> None:
+        before = ((old or {}).get("spec") or {}).get("natsRef") if isinstance(old, dict) else None
+        previous = None if old is None else (before or {}).get("name") or DEFAULT_REF
+        await one_at_a_time(
+            ctx,
+            prefix,
+            body,
+            lambda: reconcile(ctx, body=body, drift=False, logger=logger, patch=patch, previous_ref=previous),
+        )
 
     @kopf.timer(
         *resource,
@@ -40,11 +53,64 @@ def register_reconcile(
         registry=registry,
     )
     async def on_timer(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
-        await reconcile(ctx, body=body, drift=True, logger=logger, patch=patch)
+        await one_at_a_time(
+            ctx, prefix, body, lambda: reconcile(ctx, body=body, drift=True, logger=logger, patch=patch)
+        )
+
+
+async def one_at_a_time(
+    ctx: OperatorContext, prefix: str, body: kopf.Body, work: Callable[[], Awaitable[None]]
+) -> None:
+    """Kopf runs an object's timer beside its change handlers: serialise the passes per object and
+    drop a pass whose body is older than one already reconciled (it would undo the newer one, for
+    example recreate a consumer on the connection a changed natsRef just left)."""
+    key = (prefix, str(body.metadata.namespace), str(body.metadata.uid or body.metadata.name))
+    async with ctx.locks.setdefault(key, asyncio.Lock()):
+        generation = int(body.metadata.get("generation") or 0)
+        if generation < ctx.generations.get(key, 0):
+            return
+        ctx.generations[key] = generation
+        await work()
 
 
 Remove = Callable[[Any, str, str, Any, kopf.Body], Awaitable[None]]
 """``remove(handle, namespace, name, spec, body)``: delete what the object put into NATS."""
+
+
+DEFAULT_REF = "(default)"
+"""``status.natsRef`` of objects on the operator's default connection (not a Secret name)."""
+
+
+def applied_ref(ref: NatsRef | None) -> str:
+    """What ``status.natsRef`` records: the Secret's name, or :data:`DEFAULT_REF`."""
+    return ref.name if ref else DEFAULT_REF
+
+
+async def leave_previous_nats(
+    ctx: OperatorContext,
+    body: kopf.Body,
+    spec: Any,
+    current: NatsHandle | None,
+    remove: Remove,
+    previous_ref: str | None = None,
+) -> None:
+    """After ``natsRef`` changed: remove the object's NATS objects from the connection recorded in
+    ``status.natsRef`` and from the one of the spec before this update (``previous_ref``), unless
+    it is the same server and account. A previous Secret that is gone leaves them there, with a
+    Warning Event."""
+    now = applied_ref(spec.nats_ref)
+    namespace, name = str(body.metadata.namespace), str(body.metadata.name)
+    for previous in {body.status.get("natsRef"), previous_ref} - {None, now}:
+        ref = None if previous == DEFAULT_REF else NatsRef(name=str(previous))
+        try:
+            handle, _ = await ctx.nats_for(namespace, ref)
+        except MissingReference as exc:
+            message = f"natsRef changed from {previous}; its NATS objects stay: {exc}"
+            kopf.warn(body, reason="PreviousNatsUnreachable", message=message)
+            continue
+        if handle is not current:
+            await remove(handle, namespace, name, spec, body)
+            kopf.info(body, reason="NatsRefChanged", message=f"removed from the NATS of natsRef {previous}")
 
 
 def register_delete(
@@ -63,6 +129,9 @@ def register_delete(
     @kopf.on.delete(*resource, id=f"{prefix}-delete", registry=registry)
     async def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         namespace, name = str(body.metadata.namespace), str(body.metadata.name)
+        key = (prefix, namespace, str(body.metadata.uid or name))
+        ctx.generations.pop(key, None)
+        ctx.locks.pop(key, None)
         try:
             spec = spec_model.model_validate(dict(body.spec))
         except ValidationError:
@@ -74,5 +143,8 @@ def register_delete(
         try:
             handle, _env = await ctx.nats_for(namespace, getattr(spec, "nats_ref", None))
             await remove(handle, namespace, name, spec, body)
+            await leave_previous_nats(ctx, body, spec, handle, remove)  # a natsRef change not yet reconciled
         except UNAVAILABLE as exc:
-            raise kopf.TemporaryError(f"cannot remove from NATS: {exc}", delay=ctx.config.retry_delay) from exc
+            raise kopf.TemporaryError(
+                f"cannot remove from NATS: {exc}", delay=ctx.config.retry_delay
+            ) from exc

@@ -61,6 +61,10 @@ class paths:
         return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}{tail}"
 
     @staticmethod
+    def custom_list(group: str, version: str, plural: str, namespace: str) -> str:
+        return f"/apis/{group}/{version}/namespaces/{namespace}/{plural}"
+
+    @staticmethod
     def custom(
         group: str, version: str, plural: str, namespace: str, name: str, sub: str | None = None
     ) -> str:

@@ -178,7 +178,7 @@ async def _delete_one(
                 m.kind, tenant, m.name, "invalid", [Cond("Validated", False, "InvalidBpmn", str(exc))]
             )
         ids = [p.id for p in defs.processes.values() if p.executable]
-        return await reconcile.delete_workflow(h, tenant, m.name, ids)
+        return await reconcile.delete_workflow(h, tenant, m.name, ids, owner_only=True)
     if isinstance(spec, TaskDefinitionSpec):
         return await reconcile.delete_taskdefinition(h, tenant, m.name, spec.task_type)
     return await reconcile.delete_trigger(h, tenant, m.name, None)

@@ -17,14 +17,21 @@ Trigger            ``TriggerRecord`` -> ``nf_triggers``; durable consumer on the
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from natsflow_engine import catalog, layout
 from natsflow_engine.errors import BpmnValidationError, ConflictError
-from natsflow_engine.runtime.definitions import delete_definitions, deploy_definitions, parse_and_check
+from natsflow_engine.natsutil import list_keys
+from natsflow_engine.runtime.definitions import (
+    DefinitionRecord,
+    LatestRecord,
+    deploy_definitions,
+    parse_and_check,
+)
 from natsflow_engine.runtime.setup import JobConsumerSettings, delete_job_consumer, ensure_job_consumer
 
 from natsflow_operator.conditions import Cond, Outcome
@@ -39,6 +46,7 @@ __all__ = [
     "delete_trigger",
     "delete_workflow",
     "job_settings",
+    "undeploy",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,13 +70,25 @@ def _check_tenant(kind: str, tenant: str, name: str) -> Outcome | None:
 # ----- Workflow -----------------------------------------------------------------------------
 
 
+Claims = Callable[[], Awaitable[frozenset[str] | None]]
+"""Process ids other Workflow objects of the tenant hold (``None``: cannot tell, keep all)."""
+
+
 async def apply_workflow(
-    h: NatsHandle, tenant: str, name: str, source: str, *, previous: Sequence[str] = (), prune: bool = True
+    h: NatsHandle,
+    tenant: str,
+    name: str,
+    source: str,
+    *,
+    previous: Sequence[str] = (),
+    prune: bool = True,
+    claims: Claims | None = None,
 ) -> Outcome:
     """Validate the BPMN and deploy its executable processes; nothing is written when invalid.
 
     ``previous`` are the process ids this Workflow deployed before; with ``prune`` the ones no
-    longer in the document are removed.
+    longer in the document are undeployed (:func:`undeploy`, unless ``claims`` says another
+    Workflow holds them).
     """
     if (bad := _check_tenant("Workflow", tenant, name)) is not None:
         return bad
@@ -79,12 +99,17 @@ async def apply_workflow(
         return _invalid("Workflow", tenant, name, "InvalidBpmn", message)
     if not any(p.executable for p in defs.processes.values()):
         return _invalid("Workflow", tenant, name, "InvalidBpmn", 'no process has isExecutable="true"')
-    deployed = await deploy_definitions(h.kv(layout.BUCKET_WORKFLOWS), tenant, source, name=name)
+    kv = h.kv(layout.BUCKET_WORKFLOWS)
+    for process in defs.processes.values():
+        if process.executable:
+            await _restore_latest(h, tenant, process.id)
+    deployed = await deploy_definitions(kv, tenant, source, name=name)
     ids = [d.process_id for d in deployed]
     removed = [pid for pid in previous if pid not in ids]
-    if prune:
-        for pid in removed:
-            await delete_definitions(h.kv(layout.BUCKET_WORKFLOWS), tenant, pid)
+    if prune and removed:
+        keep = await claims() if claims is not None else frozenset()
+        if keep is not None:
+            await undeploy(h, tenant, name, removed, keep=keep)
     created = any(d.created for d in deployed)
     action = ("updated" if previous else "created") if created or removed else "unchanged"
     first = deployed[0]
@@ -110,11 +135,81 @@ async def apply_workflow(
     )
 
 
-async def delete_workflow(h: NatsHandle, tenant: str, name: str, process_ids: Sequence[str]) -> Outcome:
-    removed = 0
+_VERSION_KEY = re.compile(r".*\.v([0-9]+)")
+
+
+async def _restore_latest(h: NatsHandle, tenant: str, process_id: str) -> None:
+    """Point ``latest`` at the highest kept version of an undeployed process, so a new deployment
+    continues its numbering (versions of running instances are never overwritten)."""
+    kv = h.kv(layout.BUCKET_WORKFLOWS)
+    latest_key = layout.workflow_latest_key(tenant, process_id)
+    try:
+        await kv.get(latest_key)
+        return
+    except KeyNotFoundError:
+        pass
+    keys = await list_keys(kv, f"{tenant}.{layout.token(process_id)}.*")
+    versions = [int(m.group(1)) for k in keys if (m := _VERSION_KEY.fullmatch(k))]
+    if not versions:
+        return
+    entry = await kv.get(layout.workflow_key(tenant, process_id, max(versions)))
+    record = msgspec.json.decode(entry.value or b"", type=DefinitionRecord)
+    pointer = LatestRecord(
+        process_id=process_id,
+        version=record.version,
+        source_hash=record.source_hash,
+        name=record.name,
+        deployed_at=record.deployed_at,
+    )
+    try:
+        await kv.create(latest_key, msgspec.json.encode(pointer))
+    except KeyWrongLastSequenceError:
+        pass  # deployed meanwhile
+
+
+async def undeploy(
+    h: NatsHandle,
+    tenant: str,
+    name: str,
+    process_ids: Sequence[str],
+    *,
+    keep: frozenset[str] = frozenset(),
+    owner_only: bool = False,
+) -> list[str]:
+    """Remove the ``latest`` pointer of each process (no new instance starts); keep every version
+    (instances in flight load theirs by number). Skip processes in ``keep`` (another Workflow
+    holds them) and, with ``owner_only``, those whose latest version another document deployed."""
+    kv = h.kv(layout.BUCKET_WORKFLOWS)
+    removed = []
     for pid in process_ids:
-        removed += await delete_definitions(h.kv(layout.BUCKET_WORKFLOWS), tenant, pid)
-    return Outcome("Workflow", tenant, name, "deleted", status={"removedKeys": removed})
+        if pid in keep:
+            continue
+        key = layout.workflow_latest_key(tenant, pid)
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:
+            continue
+        if owner_only and msgspec.json.decode(entry.value or b"", type=LatestRecord).name != name:
+            continue
+        try:
+            await kv.delete(key, last=entry.revision)
+        except KeyWrongLastSequenceError:
+            continue  # redeployed meanwhile: it is someone's again
+        removed.append(pid)
+    return removed
+
+
+async def delete_workflow(
+    h: NatsHandle,
+    tenant: str,
+    name: str,
+    process_ids: Sequence[str],
+    *,
+    keep: frozenset[str] = frozenset(),
+    owner_only: bool = False,
+) -> Outcome:
+    removed = await undeploy(h, tenant, name, process_ids, keep=keep, owner_only=owner_only)
+    return Outcome("Workflow", tenant, name, "deleted", status={"undeployed": removed})
 
 
 # ----- TaskDefinition -----------------------------------------------------------------------

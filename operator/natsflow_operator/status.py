@@ -60,7 +60,13 @@ class WorkflowStatus(StatusBase):
     """KV revision of the latest pointer of the first process."""
 
 
-class TaskDefinitionStatus(StatusBase):
+class NatsStatus(StatusBase):
+    nats_ref: str | None = None
+    """The ``natsRef`` Secret whose NATS holds this object's consumer and entry (``(default)``:
+    the operator's default connection); after ``natsRef`` changes they are removed from there."""
+
+
+class TaskDefinitionStatus(NatsStatus):
     consumer: str | None = None
     subject: str | None = None
     deployment: str | None = None
@@ -74,7 +80,7 @@ class TaskDefinitionStatus(StatusBase):
     last_scale_time: str | None = Field(None, json_schema_extra={"format": "date-time"})
 
 
-class TriggerStatus(StatusBase):
+class TriggerStatus(NatsStatus):
     stream: str | None = None
     consumer: str | None = None
     captured: bool | None = None

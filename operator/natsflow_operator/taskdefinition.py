@@ -21,7 +21,7 @@ from natsflow_operator.context import (
     OperatorContext,
     write_status,
 )
-from natsflow_operator.handlers import register_delete, register_reconcile
+from natsflow_operator.handlers import applied_ref, leave_previous_nats, register_delete, register_reconcile
 from natsflow_operator.kube import KubeError, paths
 from natsflow_operator.models import GROUP, VERSION, TaskDefinitionSpec, describe_errors
 from natsflow_operator.podpolicy import WORKER_SA_LABEL
@@ -138,7 +138,13 @@ def _owned_by(obj: dict[str, Any], owner: kopf.Body) -> bool:
 
 
 async def reconcile(
-    ctx: OperatorContext, *, body: kopf.Body, drift: bool, logger: kopf.Logger, patch: kopf.Patch
+    ctx: OperatorContext,
+    *,
+    body: kopf.Body,
+    drift: bool,
+    logger: kopf.Logger,
+    patch: kopf.Patch,
+    previous_ref: str | None = None,
 ) -> None:
     status, namespace, name = body.status, str(body.metadata.namespace), str(body.metadata.name)
     generation = body.metadata.get("generation")
@@ -159,6 +165,7 @@ async def reconcile(
                 raise kopf.TemporaryError(refused.message, delay=ctx.config.retry_delay)
             return
         handle, env = await ctx.nats_for(namespace, spec.nats_ref)
+        await leave_previous_nats(ctx, body, spec, handle, remove, previous_ref)
         outcome = await apply_taskdefinition(handle, namespace, name, spec, generation=generation)
     except MissingReference as exc:
         report(Cond("Synced", False, exc.reason, str(exc)))
@@ -174,7 +181,7 @@ async def reconcile(
         workload = await ensure_deployment(ctx, body, spec, env)
     except RETRYABLE as exc:
         workload = Cond("WorkloadReady", False, "DeploymentFailed", str(exc))
-    fields = dict(outcome.status)
+    fields = {**outcome.status, "natsRef": applied_ref(spec.nats_ref)}
     conds = list(outcome.conditions)
     drop = [] if _autoscaled(spec) else ["ScalingActive"]
     if workload.reason == "NoWorkload":
@@ -199,6 +206,10 @@ async def reconcile(
         raise kopf.TemporaryError(workload.message, delay=ctx.config.retry_delay)
 
 
+async def remove(handle: Any, namespace: str, name: str, spec: Any, body: kopf.Body) -> None:
+    await delete_taskdefinition(handle, namespace, name, spec.task_type)
+
+
 def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     """Attach the TaskDefinition handlers to ``registry``."""
 
@@ -216,9 +227,6 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     )
     async def autoscaler(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
         await run_autoscaler(ctx, body, stopped, logger)
-
-    async def remove(handle: Any, namespace: str, name: str, spec: Any, body: kopf.Body) -> None:
-        await delete_taskdefinition(handle, namespace, name, spec.task_type)
 
     register_delete(
         registry, ctx, RESOURCE, "taskdefinition", TaskDefinitionSpec, remove, "consumer and catalog entry"

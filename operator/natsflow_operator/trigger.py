@@ -19,7 +19,7 @@ from natsflow_operator.context import (
     OperatorContext,
     write_status,
 )
-from natsflow_operator.handlers import register_delete, register_reconcile
+from natsflow_operator.handlers import applied_ref, leave_previous_nats, register_delete, register_reconcile
 from natsflow_operator.models import GROUP, VERSION, TriggerSpec, describe_errors
 from natsflow_operator.reconcile import apply_trigger, delete_trigger
 
@@ -29,7 +29,13 @@ RESOURCE = (GROUP, VERSION, "triggers")
 
 
 async def reconcile(
-    ctx: OperatorContext, *, body: kopf.Body, drift: bool, logger: kopf.Logger, patch: kopf.Patch
+    ctx: OperatorContext,
+    *,
+    body: kopf.Body,
+    drift: bool,
+    logger: kopf.Logger,
+    patch: kopf.Patch,
+    previous_ref: str | None = None,
 ) -> None:
     status, namespace, name = body.status, str(body.metadata.namespace), str(body.metadata.name)
     generation = body.metadata.get("generation")
@@ -45,6 +51,7 @@ async def reconcile(
         return
     try:
         handle, _ = await ctx.nats_for(namespace, spec.nats_ref)
+        await leave_previous_nats(ctx, body, spec, handle, remove, previous_ref)
         outcome = await apply_trigger(
             handle, namespace, name, spec, previous_stream=status.get("stream"), generation=generation
         )
@@ -55,7 +62,7 @@ async def reconcile(
         reason, message = ctx.failure(exc, namespace, spec.nats_ref)
         report(Cond("Synced", False, reason, message), Cond("ConsumerReady", None, reason))
         raise kopf.TemporaryError(f"{reason}: {message}", delay=ctx.config.retry_delay) from exc
-    report(*outcome.conditions, **outcome.status)
+    report(*outcome.conditions, **outcome.status, natsRef=applied_ref(spec.nats_ref))
     if outcome.action == "failed":
         raise kopf.TemporaryError(outcome.message, delay=ctx.config.retry_delay)
     if outcome.action not in ("unchanged", "invalid"):
@@ -66,12 +73,13 @@ async def reconcile(
             kopf.info(body, reason="Reconciled", message=what)
 
 
+async def remove(handle: Any, namespace: str, name: str, spec: Any, body: kopf.Body) -> None:
+    await delete_trigger(handle, namespace, name, body.status.get("stream"))
+
+
 def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     """Attach the Trigger handlers to ``registry``."""
 
     register_reconcile(registry, ctx, RESOURCE, "trigger", reconcile)
-
-    async def remove(handle: Any, namespace: str, name: str, spec: Any, body: kopf.Body) -> None:
-        await delete_trigger(handle, namespace, name, body.status.get("stream"))
 
     register_delete(registry, ctx, RESOURCE, "trigger", TriggerSpec, remove, "consumer and catalog entry")

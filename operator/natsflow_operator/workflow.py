@@ -3,6 +3,11 @@
 Create, resume and spec updates run one idempotent reconcile; a timer repeats it every
 ``drift_interval`` seconds, which redeploys a process whose entries were deleted from the
 bucket and picks up changes of a ``bpmnFrom`` ConfigMap (ConfigMaps are not watched).
+
+Deletion (and a process leaving the document) undeploys: the ``latest`` pointer goes, every
+version stays for the instances in flight, and a process another Workflow object of the
+namespace also holds (a rename in Git: the new object exists before the old one is pruned) is
+left alone.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
+from natsflow_engine.bpmn import parse_bpmn
+from natsflow_engine.errors import BpmnValidationError
 from pydantic import ValidationError
 
 from natsflow_operator.conditions import Cond
@@ -20,6 +27,7 @@ from natsflow_operator.context import (
     write_status,
 )
 from natsflow_operator.handlers import register_delete, register_reconcile
+from natsflow_operator.kube import paths
 from natsflow_operator.models import GROUP, VERSION, WorkflowSpec, describe_errors
 from natsflow_operator.reconcile import apply_workflow, delete_workflow
 
@@ -35,6 +43,7 @@ async def reconcile(
     drift: bool,
     logger: kopf.Logger,
     patch: kopf.Patch,
+    previous_ref: str | None = None,
 ) -> None:
     """Validate and deploy; write conditions; raise ``TemporaryError`` when NATS is unavailable."""
     status, namespace, name = body.status, str(body.metadata.namespace), str(body.metadata.name)
@@ -59,6 +68,7 @@ async def reconcile(
             source,
             previous=list(status.get("processIds") or []),
             prune=spec.deletion_policy == "Delete",
+            claims=lambda: claimed_elsewhere(ctx, namespace, name),
         )
     except MissingReference as exc:
         kind = "Validated" if exc.reason.startswith("ConfigMap") else "Synced"
@@ -81,12 +91,40 @@ async def reconcile(
             kopf.info(body, reason="Deployed", message=message)
 
 
+async def claimed_elsewhere(ctx: OperatorContext, namespace: str, name: str) -> frozenset[str] | None:
+    """Process ids the namespace's other Workflow objects hold (deployed, or in their document
+    when not reconciled yet); ``None`` when one of them cannot be read (keep everything)."""
+    listing = await ctx.kube.get(paths.custom_list(GROUP, VERSION, "workflows", namespace)) or {}
+    claimed: set[str] = set()
+    for item in listing.get("items") or []:
+        meta = item.get("metadata") or {}
+        if meta.get("name") == name or meta.get("deletionTimestamp"):
+            continue
+        if ids := (item.get("status") or {}).get("processIds"):
+            claimed.update(str(i) for i in ids)
+            continue
+        try:
+            spec = WorkflowSpec.model_validate(item.get("spec") or {})
+            source = await ctx.bpmn_source(namespace, spec)
+            defs = parse_bpmn(source, name=str(meta.get("name")))
+        except (ValidationError, BpmnValidationError):
+            continue  # an invalid Workflow never deployed anything
+        except MissingReference:
+            return None
+        claimed.update(p.id for p in defs.processes.values() if p.executable)
+    return frozenset(claimed)
+
+
 def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     """Attach the Workflow handlers to ``registry``."""
 
     register_reconcile(registry, ctx, RESOURCE, "workflow", reconcile)
 
     async def remove(handle: Any, namespace: str, name: str, spec: Any, body: kopf.Body) -> None:
-        await delete_workflow(handle, namespace, name, list(body.status.get("processIds") or []))
+        keep = await claimed_elsewhere(ctx, namespace, name)
+        if keep is None:
+            kopf.warn(body, reason="Retained", message="another Workflow cannot be read; processes stay")
+            return
+        await delete_workflow(handle, namespace, name, list(body.status.get("processIds") or []), keep=keep)
 
     register_delete(registry, ctx, RESOURCE, "workflow", WorkflowSpec, remove, "processes")

@@ -73,9 +73,12 @@ async def test_deploy_update_delete(running: Any, nc: Client, unique: str) -> No
     await api.delete("Workflow", tenant, "order")
 
     async def gone() -> bool:
-        return await api.get("Workflow", tenant, "order") is None and not await _keys(nc, tenant)
+        return await api.get("Workflow", tenant, "order") is None
 
     await running.eventually(gone)
+    # undeployed: no latest pointer, the version stays for instances in flight (the drift step
+    # above purged every key, so the redeployed document is v1 again)
+    assert await _keys(nc, tenant) == [f"{tenant}.order.v1"]
 
 
 async def test_invalid_bpmn_reports_line_and_writes_nothing(running: Any, nc: Client, unique: str) -> None:
@@ -129,3 +132,61 @@ async def test_bpmn_from_configmap_and_retain(running: Any, nc: Client, unique: 
         raise AssertionError("no second version expected")
     except KeyNotFoundError:
         pass
+
+
+# ----- deletion: never breaks running instances or another Workflow object's processes -----
+
+
+def _deployed(running: Any, tenant: str, name: str, version: int) -> Any:
+    async def probe() -> dict[str, Any] | None:
+        obj = await running.api.get("Workflow", tenant, name)
+        return obj if ((obj or {}).get("status") or {}).get("version") == version else None
+
+    return probe
+
+
+def _gone(running: Any, tenant: str, name: str) -> Any:
+    async def probe() -> bool:
+        return await running.api.get("Workflow", tenant, name) is None
+
+    return probe
+
+
+async def test_delete_keeps_versions_and_recreating_continues_numbering(
+    running: Any, nc: Client, unique: str
+) -> None:
+    api, tenant = running.api, unique
+    await api.create("Workflow", tenant, "order", {"bpmn": bpmn()})
+    await running.eventually(_deployed(running, tenant, "order", 1))
+    await api.patch_spec("Workflow", tenant, "order", {"bpmn": bpmn(label="v2")})
+    await running.eventually(_deployed(running, tenant, "order", 2))
+
+    await api.delete("Workflow", tenant, "order")
+    await running.eventually(_gone(running, tenant, "order"))
+    # instances of v1 and v2 may still run: their definitions stay; no new instance can start
+    assert await _keys(nc, tenant) == [f"{tenant}.order.v1", f"{tenant}.order.v2"]
+
+    await api.create("Workflow", tenant, "order", {"bpmn": bpmn(label="v3")})
+    await running.eventually(_deployed(running, tenant, "order", 3))
+    kv = await nc.jetstream().key_value(layout.BUCKET_WORKFLOWS)
+    assert (await get_latest(kv, tenant, "order")).version == 3
+
+
+async def test_rename_in_git_keeps_the_new_objects_process(running: Any, nc: Client, unique: str) -> None:
+    api, tenant = running.api, unique
+    await api.create("Workflow", tenant, "orders-old", {"bpmn": bpmn()})
+    await running.eventually(_deployed(running, tenant, "orders-old", 1))
+    # Argo CD applies the renamed object and prunes the old one
+    await api.create("Workflow", tenant, "orders", {"bpmn": bpmn()})
+    await running.eventually(_deployed(running, tenant, "orders", 1))
+    await api.delete("Workflow", tenant, "orders-old")
+    await running.eventually(_gone(running, tenant, "orders-old"))
+
+    kv = await nc.jetstream().key_value(layout.BUCKET_WORKFLOWS)
+    assert (await get_latest(kv, tenant, "order")).version == 1
+    assert await _keys(nc, tenant) == [f"{tenant}.order.latest", f"{tenant}.order.v1"]
+
+    # the last object that holds the process undeploys it (its versions stay)
+    await api.delete("Workflow", tenant, "orders")
+    await running.eventually(_gone(running, tenant, "orders"))
+    assert await _keys(nc, tenant) == [f"{tenant}.order.v1"]
