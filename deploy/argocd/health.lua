@@ -22,6 +22,8 @@ local TERMINAL_REASONS = {
   DeploymentConflict = true,  -- WorkloadReady: a Deployment of that name exists and is not owned by the TaskDefinition
   ServiceAccountNotAllowed = true, -- Validated: spec.serviceAccountName lacks the label natsflow.io/worker=true
   Forbidden = true,           -- Synced: the operator's ServiceAccount lacks an RBAC permission
+  AmbiguousProcess = true,    -- Validated: workflowRef.name holds several processes and no processId
+  ProcessNotInWorkflow = true,-- Validated: workflowRef.processId is not in the named Workflow
   NatsPermissionDenied = true,-- Synced: the NATS user lacks a permission natsflow needs
 }
 

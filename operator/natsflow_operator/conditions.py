@@ -40,6 +40,8 @@ STALLED_REASONS = frozenset(
         "ServiceAccountNotAllowed",
         "NatsPermissionDenied",
         "Forbidden",
+        "AmbiguousProcess",
+        "ProcessNotInWorkflow",
     }
 )
 """Reasons retrying cannot fix: someone has to change the spec or the cluster (kstatus

@@ -133,7 +133,7 @@ def register_delete(
         ctx.generations.pop(key, None)
         ctx.locks.pop(key, None)
         try:
-            spec = spec_model.model_validate(dict(body.spec))
+            spec = spec_model.model_validate(dict(body.spec), context={"name": name})
         except ValidationError:
             logger.warning("%s spec is invalid; nothing to remove from NATS", kind)
             return

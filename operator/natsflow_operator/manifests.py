@@ -117,7 +117,7 @@ async def _apply_one(
     h: NatsHandle, m: Manifest, tenant: str, configmaps: dict[tuple[str, str], dict[str, Any]]
 ) -> Outcome:
     try:
-        spec = _SPECS[m.kind].model_validate(m.body.get("spec") or {})
+        spec = _SPECS[m.kind].model_validate(m.body.get("spec") or {}, context={"name": m.name})
     except ValidationError as exc:
         return Outcome(
             m.kind, tenant, m.name, "invalid", [Cond("Validated", False, "InvalidSpec", describe_errors(exc))]
@@ -134,7 +134,17 @@ async def _apply_one(
     if isinstance(spec, TaskDefinitionSpec):
         return await reconcile.apply_taskdefinition(h, tenant, m.name, spec, generation=generation)
     assert isinstance(spec, TriggerSpec)
-    return await reconcile.apply_trigger(h, tenant, m.name, spec, generation=generation)
+    process_id = None
+    if spec.workflow_ref.name:  # the Workflows of this run were applied first (_sorted)
+        process_id, problem = spec.workflow_ref.pick(
+            await reconcile.processes_of(h, tenant, spec.workflow_ref.name)
+        )
+        if process_id is None:
+            message = f"Workflow {spec.workflow_ref.name!r}: {problem} (deployed: apply it first)"
+            return Outcome(m.kind, tenant, m.name, "invalid", [Cond("Validated", False, problem, message)])
+    return await reconcile.apply_trigger(
+        h, tenant, m.name, spec, generation=generation, process_id=process_id
+    )
 
 
 def _tenant(m: Manifest, default: str) -> str:
@@ -163,7 +173,7 @@ async def _delete_one(
     h: NatsHandle, m: Manifest, tenant: str, configmaps: dict[tuple[str, str], dict[str, Any]]
 ) -> Outcome:
     try:
-        spec = _SPECS[m.kind].model_validate(m.body.get("spec") or {})
+        spec = _SPECS[m.kind].model_validate(m.body.get("spec") or {}, context={"name": m.name})
     except ValidationError as exc:
         return Outcome(
             m.kind, tenant, m.name, "invalid", [Cond("Validated", False, "InvalidSpec", describe_errors(exc))]

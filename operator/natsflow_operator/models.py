@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -182,6 +182,12 @@ class EnvVar(CamelModel):
     """As in a Pod spec (``secretKeyRef``, ``configMapKeyRef``, ``fieldRef``...)."""
 
 
+def _immutable_without_default(schema: JsonDict) -> None:
+    """``taskType`` defaults to the object's name, which the schema cannot say: no default."""
+    schema.pop("default", None)
+    schema.update(Immutable)
+
+
 class TaskDefinitionSpec(_Common):
     """A task type: the durable jobs consumer, its catalog entry and (optionally) the workers."""
 
@@ -196,8 +202,9 @@ class TaskDefinitionSpec(_Common):
         }
     )
 
-    task_type: str = Field(min_length=1, max_length=255, json_schema_extra=Immutable)
-    """The job type of the service tasks (``zeebe:taskDefinition type``). Immutable."""
+    task_type: str = Field("", max_length=255, json_schema_extra=_immutable_without_default)
+    """The job type of the service tasks (``zeebe:taskDefinition type``); ``metadata.name`` when
+    absent. Immutable."""
     module: str | None = Field(None, pattern=MODULE)
     """Python object of the worker app, ``package.module:app``; the container runs ``worker <module>``."""
     image: str | None = Field(None, min_length=1)
@@ -235,8 +242,18 @@ class TaskDefinitionSpec(_Common):
     """Delays between attempts; the last one repeats. Empty: redeliver after ``timeout``."""
     autoscaling: Autoscaling | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _type_from_name(cls, data: Any, info: ValidationInfo) -> Any:
+        name = (info.context or {}).get("name")
+        if isinstance(data, dict) and name and not data.get("taskType", data.get("task_type")):
+            return {**data, "taskType": name}
+        return data
+
     @model_validator(mode="after")
     def _backoff_fits(self) -> TaskDefinitionSpec:
+        if not self.task_type:
+            raise ValueError("taskType is required when the object's name is not known")
         if len(self.backoff) > self.retries:  # JetStream requires max_deliver > len(backoff)
             raise ValueError("backoff may list at most `retries` delays")
         if self.pod_template is not None and (problems := pod_template_problems(self.pod_template)):
@@ -245,10 +262,42 @@ class TaskDefinitionSpec(_Common):
 
 
 class WorkflowRef(CamelModel):
-    process_id: str = Field(min_length=1, max_length=255)
-    """Id of the process (``bpmn:process id``) to start."""
+    """The process to start: a Workflow object of the namespace (``name``), and the process in
+    it when it holds several (``processId``). ``processId`` alone (a deployed process id, without
+    a Workflow object) is the older form, still accepted."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.name) || has(self.processId)",
+                    "message": "set name (and processId if needed)",
+                }
+            ]
+        }
+    )
+    name: DnsName | None = None
+    """Name of a Workflow object in the same namespace."""
+    process_id: str | None = Field(None, min_length=1, max_length=255)
+    """Id of the process (``bpmn:process id``); required when the Workflow holds several processes."""
     version: int | None = Field(None, ge=1)
     """Pinned version; the latest deployed version when absent."""
+
+    @model_validator(mode="after")
+    def _named(self) -> WorkflowRef:
+        if self.name is None and self.process_id is None:
+            raise ValueError("set name (and processId if needed)")
+        return self
+
+    def pick(self, deployed: list[str]) -> tuple[str | None, str]:
+        """(process id, "") from the processes the named Workflow deployed, or (None, reason)."""
+        if self.process_id is not None:
+            if self.process_id in deployed:
+                return self.process_id, ""
+            return None, "ProcessNotInWorkflow"
+        if len(deployed) == 1:
+            return deployed[0], ""
+        return None, "AmbiguousProcess"
 
 
 class IdempotencyKey(CamelModel):

@@ -35,10 +35,11 @@ RULES: list[dict[str, Any]] = [
         "verbs": ["list", "watch"],
     },
     {
-        # Our resources: watched; patched for the finalizer and Kopf's progress annotations.
+        # Our resources: watched; patched for the finalizer and Kopf's progress annotations;
+        # a Trigger's workflowRef.name and a Workflow's deletion read Workflows.
         "apiGroups": [GROUP],
         "resources": _PLURALS,
-        "verbs": ["list", "watch", "patch"],
+        "verbs": ["get", "list", "watch", "patch"],
     },
     {
         # Conditions, observedGeneration and the autoscaler's fields.

@@ -30,6 +30,7 @@ from natsflow_engine.runtime.definitions import (
     DefinitionRecord,
     LatestRecord,
     deploy_definitions,
+    list_definitions,
     parse_and_check,
 )
 from natsflow_engine.runtime.setup import JobConsumerSettings, delete_job_consumer, ensure_job_consumer
@@ -46,6 +47,7 @@ __all__ = [
     "delete_trigger",
     "delete_workflow",
     "job_settings",
+    "processes_of",
     "undeploy",
 ]
 
@@ -212,6 +214,15 @@ async def delete_workflow(
     return Outcome("Workflow", tenant, name, "deleted", status={"undeployed": removed})
 
 
+async def processes_of(h: NatsHandle, tenant: str, workflow: str) -> list[str]:
+    """Process ids whose latest version the Workflow ``workflow`` deployed (no cluster needed)."""
+    return [
+        r.process_id
+        for r in await list_definitions(h.kv(layout.BUCKET_WORKFLOWS), tenant)
+        if r.name == workflow
+    ]
+
+
 # ----- TaskDefinition -----------------------------------------------------------------------
 
 
@@ -360,8 +371,10 @@ async def apply_trigger(
     *,
     previous_stream: str | None = None,
     generation: int | None = None,
+    process_id: str | None = None,
 ) -> Outcome:
-    """Catalog entry in ``nf_triggers`` and a durable consumer on the subject's stream."""
+    """Catalog entry in ``nf_triggers`` and a durable consumer on the subject's stream;
+    ``process_id`` is what ``workflowRef.name`` resolved to (else ``workflowRef.processId``)."""
     if (bad := _check_tenant("Trigger", tenant, name)) is not None:
         return bad
     stream, captured, problem = await _source_stream(h, spec)
@@ -400,7 +413,7 @@ async def apply_trigger(
         subject=spec.subject,
         stream=stream,
         consumer=consumer,
-        process_id=spec.workflow_ref.process_id,
+        process_id=process_id or spec.workflow_ref.process_id or "",
         version=spec.workflow_ref.version,
         variables=dict(spec.variables),
         idempotency_header=key.header if key else None,

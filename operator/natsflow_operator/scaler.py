@@ -159,7 +159,7 @@ class _State:
     async def poll(self, ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> float:
         namespace, name = str(body.metadata.namespace), str(body.metadata.name)
         try:
-            spec = TaskDefinitionSpec.model_validate(dict(body.spec))
+            spec = TaskDefinitionSpec.model_validate(dict(body.spec), context={"name": name})
         except ValidationError:
             return 5.0
         scaling = spec.autoscaling

@@ -154,7 +154,7 @@ async def reconcile(
         return write_status(patch, status, conds, generation=generation, now=now, fields=fields)
 
     try:
-        spec = TaskDefinitionSpec.model_validate(dict(body.spec))
+        spec = TaskDefinitionSpec.model_validate(dict(body.spec), context={"name": name})
     except ValidationError as exc:
         report(Cond("Validated", False, "InvalidSpec", describe_errors(exc)))
         return

@@ -20,6 +20,7 @@ from natsflow_operator.context import (
     write_status,
 )
 from natsflow_operator.handlers import applied_ref, leave_previous_nats, register_delete, register_reconcile
+from natsflow_operator.kube import paths
 from natsflow_operator.models import GROUP, VERSION, TriggerSpec, describe_errors
 from natsflow_operator.reconcile import apply_trigger, delete_trigger
 
@@ -50,10 +51,22 @@ async def reconcile(
         report(Cond("Validated", False, "InvalidSpec", describe_errors(exc)))
         return
     try:
+        process_id = await _process_of(ctx, namespace, spec)
+        if isinstance(process_id, Cond):
+            report(process_id)
+            if process_id.reason in ("WorkflowNotFound", "WorkflowNotReady"):
+                raise kopf.TemporaryError(process_id.message, delay=ctx.config.retry_delay)
+            return
         handle, _ = await ctx.nats_for(namespace, spec.nats_ref)
         await leave_previous_nats(ctx, body, spec, handle, remove, previous_ref)
         outcome = await apply_trigger(
-            handle, namespace, name, spec, previous_stream=status.get("stream"), generation=generation
+            handle,
+            namespace,
+            name,
+            spec,
+            previous_stream=status.get("stream"),
+            generation=generation,
+            process_id=process_id,
         )
     except MissingReference as exc:
         report(Cond("Synced", False, exc.reason, str(exc)))
@@ -71,6 +84,27 @@ async def reconcile(
             kopf.warn(body, reason="DriftCorrected", message=what)
         else:
             kopf.info(body, reason="Reconciled", message=what)
+
+
+async def _process_of(ctx: OperatorContext, namespace: str, spec: TriggerSpec) -> str | Cond | None:
+    """The process ``workflowRef.name`` names, from the Workflow object's status."""
+    ref = spec.workflow_ref
+    if ref.name is None:
+        return None
+    found = await ctx.kube.get(paths.custom(GROUP, VERSION, "workflows", namespace, ref.name))
+    if found is None:
+        return Cond("Synced", False, "WorkflowNotFound", f"Workflow {namespace}/{ref.name} does not exist")
+    deployed = [str(p) for p in (found.get("status") or {}).get("processIds") or []]
+    if not deployed:
+        return Cond("Synced", False, "WorkflowNotReady", f"Workflow {ref.name} has deployed no process yet")
+    process_id, _ = ref.pick(deployed)
+    if process_id is None and ref.process_id:
+        message = f"Workflow {ref.name} deploys {', '.join(deployed)}, not {ref.process_id!r}"
+        return Cond("Validated", False, "ProcessNotInWorkflow", message)
+    if process_id is None:
+        message = f"Workflow {ref.name} deploys {', '.join(deployed)}: set workflowRef.processId"
+        return Cond("Validated", False, "AmbiguousProcess", message)
+    return process_id
 
 
 async def remove(handle: Any, namespace: str, name: str, spec: Any, body: kopf.Body) -> None:

@@ -83,7 +83,7 @@ async def reconcile(
     if outcome.action == "invalid" and changed:
         logger.warning("Workflow not deployed: %s", outcome.message)
         kopf.warn(body, reason="InvalidBpmn", message=outcome.message[:1000])
-    elif outcome.action != "unchanged":
+    elif outcome.action not in ("unchanged", "invalid"):
         message = ", ".join(f"{p['processId']} v{p['version']}" for p in outcome.status["processes"])
         if drift:
             kopf.warn(body, reason="DriftCorrected", message=f"redeployed {message}")

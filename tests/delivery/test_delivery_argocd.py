@@ -27,6 +27,8 @@ TERMINAL = (
     "ServiceAccountNotAllowed",
     "NatsPermissionDenied",
     "Forbidden",
+    "AmbiguousProcess",
+    "ProcessNotInWorkflow",
 )
 # Retried (kopf.TemporaryError) until the cause is gone: Progressing.
 RETRIED = (
@@ -38,6 +40,8 @@ RETRIED = (
     "StreamNotFound",
     "DeploymentFailed",
     "ServiceAccountNotFound",
+    "WorkflowNotFound",
+    "WorkflowNotReady",
 )
 
 
