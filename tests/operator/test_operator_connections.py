@@ -127,3 +127,20 @@ async def test_permission_denied_condition(
     obj = await running.eventually(denied, timeout=30)
     assert "$js.api" in running.condition(obj, "Synced")["message"].lower()
     assert running.condition(obj, "Stalled")["reason"] == "NatsPermissionDenied"
+
+
+async def test_an_api_permission_error_is_forbidden_not_nats(
+    running: Any, k8s: kmock.KubernetesEmulator, unique: str
+) -> None:
+    api, tenant = running.api, unique
+    forbidden = {"kind": "Status", "code": 403, "message": 'secrets "locked" is forbidden'}
+    k8s[f"GET /api/v1/namespaces/{tenant}/secrets/locked"] << 403 << forbidden
+    await api.create("TaskDefinition", tenant, "t", {"taskType": "t", "natsRef": {"name": "locked"}})
+
+    async def refused() -> dict[str, Any] | None:
+        obj = await api.get("TaskDefinition", tenant, "t")
+        return obj if running.condition(obj, "Synced").get("reason") == "Forbidden" else None
+
+    obj = await running.eventually(refused)
+    assert "forbidden" in running.condition(obj, "Synced")["message"]
+    assert running.condition(obj, "Stalled")["reason"] == "Forbidden"
