@@ -102,7 +102,13 @@ _DELETE = object()
 BROKEN = [
     ("charge-card-taskdefinition.yaml", "spec.timeout", "5 minutes", "does not match"),
     ("charge-card-taskdefinition.yaml", "spec.concurrency", 0, "less than the minimum"),
-    ("charge-card-taskdefinition.yaml", "spec.taskType", _DELETE, "'taskType' is a required property"),
+    (
+        "charge-card-taskdefinition.yaml",
+        "spec.podTemplate",
+        {"spec": {"hostPID": True}},
+        "hostPID is not allowed",
+    ),
+    ("order-trigger.yaml", "spec.workflowRef", {"version": 2}, "set name (and processId if needed)"),
     ("charge-card-taskdefinition.yaml", "spec.concurency", 5, "Additional properties are not allowed"),
     ("charge-card-taskdefinition.yaml", "spec.autoscaling.maxReplicas", "many", "is not of type 'integer'"),
     ("charge-card-taskdefinition.yaml", "spec.backoff", ["1s", "1s", "1s", "1s"], "at most `retries`"),
