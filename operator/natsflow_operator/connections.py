@@ -26,7 +26,7 @@ import nats
 from nats.aio.client import Client, RawCredentials
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
-from natsflow_engine.errors import ConnectionFailedError
+from natsflow_engine.errors import ConnectionFailedError, PermissionViolationError
 from natsflow_engine.runtime.setup import LayoutSettings, ensure_layout, open_buckets
 
 __all__ = ["NatsHandle", "NatsPermissionError", "NatsPool", "NatsTarget"]
@@ -35,8 +35,8 @@ DENIAL_MEMORY = 60.0
 """Seconds a permission violation explains a failing request on the same connection."""
 
 
-class NatsPermissionError(Exception):
-    """The NATS user may not do what natsflow needs (a "Permissions Violation")."""
+NatsPermissionError = PermissionViolationError
+"""The NATS user may not do what natsflow needs (a "Permissions Violation")."""
 
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,9 @@ class NatsPool:
             if not isinstance(exc, Exception):
                 raise
             if denials:
+                subject = denials[-1][1].rpartition(" to ")[2].strip('"')
                 raise NatsPermissionError(
-                    f"NATS at {target.describe()} refused natsflow's setup: {denials[-1][1]}"
+                    f"NATS at {target.describe()} refused natsflow's setup: {denials[-1][1]}", subject
                 ) from exc
             raise ConnectionFailedError(
                 f"cannot set up natsflow in NATS at {target.describe()}: {exc}"
