@@ -13,6 +13,7 @@ from cli_kit import Stack
 from natsflow_engine import catalog, layout
 
 REVIEW = (Path(__file__).parents[1] / "models" / "review.bpmn").read_text()
+ESP_INCIDENT = (Path(__file__).parents[1] / "models" / "esp-incident.bpmn").read_text()
 
 
 def doc(text: str) -> object:
@@ -149,3 +150,19 @@ async def test_bad_input_gives_one_clear_line_and_a_non_zero_exit(stack: Stack) 
     assert proc.returncode == 1 and proc.stdout == "", proc.stderr
     expected = "error: instance 'nothere' not found in tenant " + repr(stack.tenant)
     assert proc.stderr.strip().splitlines() == [expected], proc.stderr
+
+
+async def test_resolving_an_incident_of_an_ended_instance_fails(stack: Stack) -> None:
+    await stack.api.deploy(ESP_INCIDENT)
+    iid = (await stack.api.start("esp-incident", {"orderId": "o-1"}, wait=True)).instance
+    async with asyncio.timeout(10):
+        while not (tasks := await stack.api.tasks(iid)):
+            await asyncio.sleep(0.02)
+    [incident] = await stack.api.incidents(iid)  # the event sub-process start cannot be armed
+    await stack.api.complete_task(tasks[0].id)
+    await until_state(stack, iid, "completed")
+    assert await stack.api.incidents(iid) == []  # closed with the instance
+    resolved = await stack.invoke("resolve", incident.id)
+    assert resolved.exit_code == 1 and "is not open" in str(resolved.exception), resolved.output
+    unknown = await stack.invoke("resolve", "nothere.2.1")
+    assert unknown.exit_code == 1 and "not found" in str(unknown.exception), unknown.output

@@ -376,6 +376,9 @@ class Handlers:
             raise NotFoundError(f"incident {req.incident!r} not found in tenant {tenant!r}") from None
         if not any(i.id == req.incident for i in state.incidents):
             raise NotFoundError(f"incident {req.incident!r} is not open (resolved already?)")
+        if state.state != "active":
+            # records written before incidents were closed with their instance still list them
+            raise ConflictError(f"incident {req.incident!r} is closed: instance {instance} is {state.state}")
         await self._send(
             r.ResolveIncident(
                 id=f"resolve.{req.incident}",

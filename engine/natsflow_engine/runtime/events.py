@@ -178,9 +178,8 @@ class Events(Part):
             self.close_listeners(gateway.key)
             del self.s.eis[gateway.key]
             self.c.event("element-completed", gateway.el, gateway.key)
-            if variables:
-                propagate(self.s, scope, variables)
-            self.c.tokens.pass_through(node, scope)
+            if self.catch_outputs(node, scope, variables):
+                self.c.tokens.pass_through(node, scope)
             return
         keep = not node.cancel_activity if role == "boundary" else not node.interrupting
         if keep:
@@ -218,9 +217,22 @@ class Events(Part):
     def fire_catch(self, node: Event, scope: int, variables: dict[str, Any]) -> None:
         """A boundary event happened: its outputs, then its outgoing flows, in ``scope``."""
         self.c.passed(node)
+        if self.catch_outputs(node, scope, variables):
+            self.c.tokens.leave(node, scope)
+
+    def catch_outputs(self, node: Event, scope: int, variables: dict[str, Any]) -> bool:
+        """The event's variables reach ``scope`` through the catch event's output mappings when it
+        has some (Zeebe), as they are otherwise. False (with an incident) when a mapping fails."""
+        if node.outputs:
+            try:
+                variables = self.c.x.mappings(node.outputs, {**context_of(self.s, scope), **variables})
+            except NatsflowError as exc:
+                ei = self.c.new_ei(node, scope, None)
+                self.c.raise_incident(ei, "expression", f"output mapping failed: {exc}", phase="leave")
+                return False
         if variables:
             propagate(self.s, scope, variables)
-        self.c.tokens.leave(node, scope)
+        return True
 
     def _fire_boundary(self, boundary: Event, scope: int, variables: dict[str, Any]) -> None:
         if self.c.arrived(scope):

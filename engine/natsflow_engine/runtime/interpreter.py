@@ -277,7 +277,6 @@ class _Commands:
         c = self.c
         c.tokens.end_instance("cancelled", cmd.reason or None)
         self.s.joins.clear()
-        self.s.incidents.clear()
         c.tokens.notify_parent("cancelled")
 
     def message_correlated(self, cmd: r.MessageCorrelated) -> None:

@@ -107,6 +107,7 @@ class Tokens(Part):
         if scope == ROOT:
             self.s.state = "completed"
             self.s.ended = self.c.at
+            self.s.incidents.clear()  # an ended instance has nothing left to resolve
             self.c.event("instance-completed", ei.el, ROOT)
             self.notify_parent("completed")
             return
@@ -197,6 +198,7 @@ class Tokens(Part):
         self.terminate_children(ROOT)
         self.s.state = state
         self.s.ended = self.c.at
+        self.s.incidents.clear()  # an ended instance has nothing left to resolve
         self.c.event("instance-cancelled", self.p.id, ROOT, reason=reason)
 
     def notify_parent(self, outcome: str, *, code: str | None = None, message: str = "") -> None:
@@ -243,8 +245,7 @@ class Tokens(Part):
             self.notify_parent("error", code=code, message=message)
             return
         msg = f"unhandled BPMN error '{code}'" + (f": {message}" if message else "")
-        if source.key == ROOT:
-            assert from_end is not None  # an error end event directly in the process
-            c.raise_incident(c.new_ei(from_end, ROOT, None), "unhandled-error", msg, phase="done")
+        if from_end is not None:  # the incident is at the end event that threw, inside its scope
+            c.raise_incident(c.new_ei(from_end, source.key, None), "unhandled-error", msg, phase="done")
             return
         c.raise_incident(source, "unhandled-error", msg, phase="done")
