@@ -17,7 +17,9 @@
 Run it with ``natsflow worker module:app``. A handler returns the variables to set (or None)
 and raises :class:`BpmnError` for a business error the model catches. Any other exception is a
 failure: the job is retried (with the task definition's backoff) while retries are left, then
-becomes an incident on the instance. A failure that another attempt cannot fix raises
+becomes an incident on the instance. As in Zeebe, a task's ``retries`` counts attempts in all:
+``retries="3"`` runs the handler at most three times (``Job.retries_left`` is 2, 1, 0).
+A failure that another attempt cannot fix raises
 ``JobFailure(message, retry=False)``: the job becomes an incident with ``message`` at once,
 without the remaining retries (``JobFailure(message)`` is an ordinary, retried failure with a
 clean message). A job whose handler runs longer than the consumer's ack wait is kept alive
@@ -224,7 +226,7 @@ class Worker:
             return
         delivered = msg.metadata.num_delivered or 1
         max_deliver = spec.info.config.max_deliver if spec.info and spec.info.config.max_deliver else -1
-        attempts_allowed = raw.retries + 1
+        attempts_allowed = max(1, raw.retries)  # as in Zeebe: retries="3" is three attempts
         if max_deliver and max_deliver > 0:
             attempts_allowed = min(attempts_allowed, max_deliver)
         job = Job(

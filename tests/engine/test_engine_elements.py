@@ -57,7 +57,7 @@ async def test_service_task_io_mappings_headers_and_variables(kit, checkpoint):
     assert len(jobs) == 1
     assert jobs[0].variables["doubled"] == 42
     assert jobs[0].headers == {"channel": "web"}
-    assert jobs[0].element_id == "pay" and jobs[0].instance_id == iid and jobs[0].retries_left == 3
+    assert jobs[0].element_id == "pay" and jobs[0].instance_id == iid and jobs[0].retries_left == 2
     # output mapping: only receiptId leaves the task; 'doubled' and 'noise' stay local
     assert snap.variables == {"order": {"total": 21}, "receiptId": "R-1"}
 
@@ -396,7 +396,7 @@ async def test_job_retries_exhausted_raise_incident_then_resolve_retries(kit, ch
 
     await kit.wait_until_idle()
     snap = await kit.instance(iid)
-    assert attempts == [2, 1, 0]  # first try and two retries
+    assert attempts == [1, 0]  # retries="2": two attempts in all, as in Zeebe
     assert [(i.element_id, i.kind) for i in snap.incidents] == [("flaky", "job-failed")]
     assert "RuntimeError: downstream unavailable" in snap.incidents[0].message
     await checkpoint()
@@ -404,7 +404,7 @@ async def test_job_retries_exhausted_raise_incident_then_resolve_retries(kit, ch
     await kit.resolve_incident(iid, snap.incidents[0].id)
     snap = await kit.instance(iid)
     assert snap.state == "completed" and snap.variables == {"done": True}
-    assert len(attempts) == 4
+    assert len(attempts) == 3  # two attempts, then one after resolving
 
 
 async def test_cancel_removes_waiting_work(kit, checkpoint):
