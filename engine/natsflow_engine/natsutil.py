@@ -12,8 +12,11 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 __all__ = ["PullLoop", "list_keys", "list_kv_keys"]
@@ -23,11 +26,32 @@ log = logging.getLogger(__name__)
 
 _DELETED = ("DEL", "PURGE")
 
+_LISTING_ATTEMPTS = 6
+"""Tries of one listing while JetStream answers "unavailable" (a leader being elected)."""
+
+_TRANSIENT = (ServiceUnavailableError, NoRespondersError, NatsTimeoutError)
+
 
 async def list_kv_keys(
     js: JetStreamContext, bucket: str, pattern: str = ">", *, batch: int = 1000
 ) -> list[str]:
     """Live keys of ``bucket`` matching the subject-style ``pattern``, each once.
+
+    In a cluster, a stream or consumer leader being elected (a server restarted) answers
+    "503 no responders" for a few seconds; the listing is then started again, after 0.25, 0.5,
+    1, 2 and 4 s, and the last error is raised when every try failed."""
+    for attempt in range(_LISTING_ATTEMPTS):
+        try:
+            return await _list_kv_keys_once(js, bucket, pattern, batch)
+        except _TRANSIENT:
+            if attempt == _LISTING_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.25 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+async def _list_kv_keys_once(js: JetStreamContext, bucket: str, pattern: str, batch: int) -> list[str]:
+    """One listing (see :func:`list_kv_keys`).
 
     nats-py's ``kv.keys(filters=)`` matches substrings after fetching every key, and its
     ``watch`` decides "no more keys" from a counter that races with pushed messages (seen under
