@@ -1,7 +1,8 @@
 """Health, readiness, metrics and log setup shared by the engine, the operator and the trigger server.
 
 - :class:`HealthServer`: a tiny HTTP/1.1 server on ``asyncio.start_server`` (no extra dependency)
-  serving ``/healthz`` (the process and its event loop answer), ``/readyz`` (every registered
+  serving ``/healthz`` (the process and its event loop answer, and its ``liveness`` probe, if
+  any, reports no fatal fault), ``/readyz`` (every registered
   readiness check passes) and ``/metrics`` (Prometheus text format of one registry).
 - :class:`Metrics`: the Prometheus metric objects of natsflow, on a registry of their own (never the
   global one, so tests and several components in one process do not collide).
@@ -110,8 +111,11 @@ class HealthServer:
         registry: CollectorRegistry | None = None,
         check_timeout: float = 2.0,
         request_timeout: float = 5.0,
+        liveness: Callable[[], str | None] | None = None,
     ) -> None:
         self.host = host
+        self.liveness = liveness
+        """None while the process can work, else why not (``/healthz`` then answers 503)."""
         self._port = port
         self.registry = registry
         self.check_timeout = check_timeout
@@ -237,6 +241,9 @@ class HealthServer:
             return 405, _TEXT, b"method not allowed\n", False, {"Allow": "GET, HEAD"}
         head_only = method == "HEAD"
         if path == "/healthz":
+            dead = self.liveness() if self.liveness is not None else None
+            if dead is not None:
+                return 503, _TEXT, f"dead: {dead}\n".encode(), head_only, {}
             return 200, _TEXT, b"ok\n", head_only, {}
         if path == "/readyz":
             ready, report = await self.readiness()

@@ -118,6 +118,11 @@ class EmbeddedNatsServer:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the server process ended on its own; None while it runs."""
+        return self._proc.poll() if self._proc else None
+
     def start(self) -> EmbeddedNatsServer:
         if self._proc is not None:
             return self

@@ -9,10 +9,8 @@ Listing and showing commands take ``-o json``: exactly one JSON document on stdo
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,10 +18,12 @@ from typing import Any, TypeVar
 import click
 import msgspec
 from natsflow_engine.api.client import ApiClient
+from natsflow_engine.liveness import ConnectionWatch
 
 from natsflow.cli import render
 from natsflow.cli.common import CliContext, emit_json, run
 from natsflow.cli.health import TRIGGER_SERVER_HEALTH_PORT, health_port_option, serve_health
+from natsflow.cli.lifecycle import raise_if_dead, shut_down, until_stopped
 from natsflow.cli.support import all_instances, live_instances, parse_duration, parse_variables
 from natsflow.errors import NatsflowError
 
@@ -356,7 +356,8 @@ def trigger_server_cmd(obj: CliContext, health_port: int) -> None:
     from natsflow_engine.triggers.server import TriggerServer
 
     async def main() -> None:
-        nc = await obj.connect(max_reconnect_attempts=-1)
+        watch = ConnectionWatch("trigger server")
+        nc = await obj.connect(max_reconnect_attempts=-1, watch=watch)
         metrics = Metrics()
         server = TriggerServer(nc, metrics=metrics)
 
@@ -364,23 +365,20 @@ def trigger_server_cmd(obj: CliContext, health_port: int) -> None:
             return bool(nc.is_connected) and server.running
 
         try:  # the port first: a taken port fails before anything started
-            health = await serve_health(health_port, {"triggers": ready}, metrics.registry)
+            health = await serve_health(health_port, {"triggers": ready}, metrics.registry, watch.liveness)
         except NatsflowError:
+            watch.liveness.stopping()
             await nc.close()
             raise
         await server.start()
         log.info("trigger server running against %s", obj.nats_url)
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         try:
-            await stop.wait()
+            await until_stopped(watch.liveness)
         finally:
-            if health is not None:
-                await health.stop()
-            await server.stop()
-            await nc.close()
+            await shut_down(
+                watch.liveness, *([health.stop()] if health is not None else []), server.stop(), nc.close()
+            )
+        raise_if_dead(watch.liveness)
 
     run(main())
 

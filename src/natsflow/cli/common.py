@@ -14,6 +14,7 @@ import click
 import nats
 from nats.aio.client import Client
 from natsflow_engine import layout
+from natsflow_engine.liveness import ConnectionWatch
 
 from natsflow.errors import ConnectionFailedError
 
@@ -51,10 +52,13 @@ class CliContext:
     tenant: str
     debug: bool
 
-    async def connect(self, *, max_reconnect_attempts: int = 3) -> Client:
+    async def connect(
+        self, *, max_reconnect_attempts: int = 3, watch: ConnectionWatch | None = None
+    ) -> Client:
         """Connect, trying each server a few times; unreachable NATS is one error line with a
         hint, never a traceback per attempt. ``max_reconnect_attempts`` applies once connected
-        (-1: reconnect for ever, for long-running components)."""
+        (-1: reconnect for ever, for long-running components); ``watch`` learns when the
+        connection is closed for good."""
         layout.validate_tenant(self.tenant)
         failures: list[str] = []
         connected = False
@@ -73,6 +77,7 @@ class CliContext:
                 max_reconnect_attempts=2,
                 allow_reconnect=True,
                 error_cb=quiet,
+                closed_cb=watch.on_closed if watch is not None else None,
             )
         except Exception as exc:
             reason = failures[-1] if failures else str(exc) or type(exc).__name__
@@ -81,7 +86,7 @@ class CliContext:
             ) from exc
         connected = True
         nc.options["max_reconnect_attempts"] = max_reconnect_attempts
-        return nc
+        return watch.attach(nc) if watch is not None else nc
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

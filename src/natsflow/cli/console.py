@@ -9,8 +9,10 @@ from typing import Any
 import click
 from natsflow_console import Console, ConsoleSettings, load_users
 from natsflow_console.auth import AuthError, dev_users
+from natsflow_engine.liveness import ConnectionWatch
 
 from natsflow.cli.common import CliContext, fail, run
+from natsflow.cli.lifecycle import raise_if_dead, shut_down, until_stopped
 
 __all__ = ["COMMANDS", "start_dev_console"]
 
@@ -43,8 +45,6 @@ def console_cmd(
     secure_cookie: bool,
 ) -> None:
     """Serve the web console: instances, processes, incidents and user tasks, live."""
-    from natsflow.cli.run import _until_signalled
-
     try:
         users = load_users(users_file)
     except (AuthError, OSError) as exc:
@@ -56,14 +56,15 @@ def console_cmd(
     )
 
     async def main() -> None:
-        nc = await obj.connect(max_reconnect_attempts=-1)
+        watch = ConnectionWatch("console")
+        nc = await obj.connect(max_reconnect_attempts=-1, watch=watch)
         console = await Console(nc, users, settings).start()
         click.echo(f"natsflow console on {console.url} ({len(users)} users) against {obj.nats_url}", err=True)
         try:
-            await _until_signalled()
+            await until_stopped(watch.liveness)
         finally:
-            await console.stop()
-            await nc.close()
+            await shut_down(watch.liveness, console.stop(), nc.close())
+        raise_if_dead(watch.liveness)
 
     run(main())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 
 import click
+from natsflow_engine.liveness import Liveness
 from natsflow_engine.observability import HealthServer, ReadinessCheck
 from prometheus_client import CollectorRegistry
 
@@ -29,14 +30,18 @@ def health_port_option(default: int) -> click.Option:
 
 
 async def serve_health(
-    port: int, checks: dict[str, ReadinessCheck], registry: CollectorRegistry | None
+    port: int,
+    checks: dict[str, ReadinessCheck],
+    registry: CollectorRegistry | None,
+    liveness: Liveness | None = None,
 ) -> HealthServer | None:
-    """Start /healthz, /readyz (``checks``) and /metrics (``registry``) on ``port`` (0: none).
+    """Start /healthz (503 once ``liveness`` failed), /readyz (``checks``) and /metrics
+    (``registry``) on ``port`` (0: none).
 
     A port in use is one error line naming the option, not a traceback."""
     if not port:
         return None
-    server = HealthServer("0.0.0.0", port, registry=registry)
+    server = HealthServer("0.0.0.0", port, registry=registry, liveness=liveness.probe if liveness else None)
     for name, check in checks.items():
         server.add_check(name, check)
     try:

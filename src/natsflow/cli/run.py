@@ -7,13 +7,14 @@ import contextlib
 import importlib
 import logging
 import os
-import signal
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import click
 from natsflow_engine import layout
+from natsflow_engine.liveness import ConnectionWatch, Liveness
 from natsflow_engine.observability import Metrics, MetricsObserver
 from natsflow_engine.runtime.engine import Engine, EngineSettings
 from natsflow_engine.server import EmbeddedNatsServer
@@ -21,20 +22,12 @@ from natsflow_engine.worker import Worker
 
 from natsflow.cli.common import CliContext, fail, run
 from natsflow.cli.health import ENGINE_HEALTH_PORT, health_port_option, serve_health
+from natsflow.cli.lifecycle import raise_if_dead, shut_down, until_stopped
 from natsflow.errors import NatsflowError
 
 __all__ = ["COMMANDS"]
 
 log = logging.getLogger(__name__)
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 async def _optional_services(nc: Any, metrics: Metrics | None = None) -> list[Any]:
@@ -51,10 +44,9 @@ async def _optional_services(nc: Any, metrics: Metrics | None = None) -> list[An
     return services
 
 
-async def _stop_all(services: list[Any]) -> None:
-    for service in reversed(services):
-        with contextlib.suppress(Exception):
-            await service.stop()
+def _stopping(services: list[Any]) -> list[Awaitable[None]]:
+    """The stop steps of ``services``, last started first."""
+    return [service.stop() for service in reversed(services)]
 
 
 @click.command("engine")
@@ -73,7 +65,8 @@ def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int) -> None:
     async def main() -> None:
         from natsflow_engine.runtime.setup import LayoutSettings
 
-        nc = await obj.connect(max_reconnect_attempts=-1)
+        watch = ConnectionWatch("engine")
+        nc = await obj.connect(max_reconnect_attempts=-1, watch=watch)
         metrics = Metrics()
         engine = Engine(nc, EngineSettings(), layout_settings=LayoutSettings(replicas=stream_replicas))
         engine.observer = MetricsObserver(metrics)
@@ -88,9 +81,10 @@ def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int) -> None:
 
         try:  # the port first: a taken port fails before anything started
             health = await serve_health(
-                health_port, {"nats": connected, "engine": consuming}, metrics.registry
+                health_port, {"nats": connected, "engine": consuming}, metrics.registry, watch.liveness
             )
         except NatsflowError:
+            watch.liveness.stopping()
             await nc.close()
             raise
         await engine.start()
@@ -98,13 +92,16 @@ def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int) -> None:
         up.set()
         log.info("engine running against %s", obj.nats_url)
         try:
-            await _until_signalled()
+            await until_stopped(watch.liveness)
         finally:
-            if health is not None:
-                await health.stop()
-            await _stop_all(services)
-            await engine.stop()
-            await nc.close()
+            await shut_down(
+                watch.liveness,
+                *([health.stop()] if health is not None else []),
+                *_stopping(services),
+                engine.stop(),
+                nc.close(),
+            )
+        raise_if_dead(watch.liveness)
 
     run(main())
 
@@ -166,17 +163,25 @@ def worker_cmd(obj: CliContext, app_spec: str, task_type: str | None) -> None:
 
     async def main() -> None:
         app.tenant = layout.validate_tenant(obj.tenant)
-        app.nc = await obj.connect(max_reconnect_attempts=-1)
+        watch = ConnectionWatch("worker")
+        nc = app.nc = await obj.connect(max_reconnect_attempts=-1, watch=watch)
         await app.start()
         log.info("worker serving %s against %s", ", ".join(app.task_types), obj.nats_url)
         try:
-            await _until_signalled()
+            await until_stopped(watch.liveness)
         finally:
-            await app.stop()
-            if app.nc is not None:
-                await app.nc.close()
+            await shut_down(watch.liveness, app.stop(), nc.close())
+        raise_if_dead(watch.liveness)
 
     run(main())
+
+
+async def _watch_server(server: EmbeddedNatsServer, liveness: Liveness, every: float = 0.5) -> None:
+    """``natsflow dev`` ends (non-zero) when its own nats-server ends: nothing would work."""
+    # a child process has no awaitable exit that works on every loop (uvloop) and platform
+    while (code := server.returncode) is None:  # noqa: ASYNC110
+        await asyncio.sleep(every)
+    liveness.fail(f"natsflow dev: its nats-server exited (code {code}); stopping")
 
 
 @click.command("dev")
@@ -222,7 +227,11 @@ def dev_cmd(
         from natsflow_engine.runtime.definitions import deploy_definitions
         from natsflow_engine.runtime.setup import open_buckets
 
-        nc = await nats.connect(server.url)
+        watch = ConnectionWatch("natsflow dev")
+        nc = watch.attach(
+            await nats.connect(server.url, max_reconnect_attempts=-1, closed_cb=watch.on_closed)
+        )
+        watching = asyncio.create_task(_watch_server(server, watch.liveness), name="natsflow-dev-server")
         engine = await Engine(nc).start()
         services = await _optional_services(nc)
         buckets = await open_buckets(nc.jetstream())
@@ -238,14 +247,18 @@ def dev_cmd(
         click.echo(f"natsflow dev: NATS listens on {server.url} (export NATS_URL={server.url}); Ctrl-C stops")
         click.echo(f"natsflow dev: console on {console_url}")
         try:
-            await _until_signalled()
+            await until_stopped(watch.liveness)
         finally:
-            await console.stop()
-            for app in workers:
-                await app.stop()
-            await _stop_all(services)
-            await engine.stop()
-            await nc.close()
+            watching.cancel()
+            await shut_down(
+                watch.liveness,
+                console.stop(),
+                *(app.stop() for app in workers),
+                *_stopping(services),
+                engine.stop(),
+                nc.close(),
+            )
+        raise_if_dead(watch.liveness)
 
     try:
         run(main())
