@@ -6,8 +6,11 @@ that tenant's credentials, calls ``on_ready(tenant, client)`` to start serving i
 that connection, for example) and ``on_lost(tenant)`` when the connection is gone for good
 (nats-py gave up reconnecting, or the server closed it: credentials revoked or expired), then
 retries with exponential backoff. Every tenant has its own task, state and backoff: one
-tenant's failure (bad credentials, a callback that raises, an account over its limits) never
-delays or stops another.
+tenant's failure (bad credentials, a callback that raises, an account over its limits, a
+connection the server closed) never delays or stops another, nor the replica: it shows as that
+tenant's state (:meth:`TenantConnections.health`), a warning per failure, and, given a
+Prometheus registry, the metrics ``natsflow_tenant_connection_up{tenant}`` (1 while ready) and
+``natsflow_tenant_connection_failures_total{tenant}``.
 
 States of a tenant::
 
@@ -29,11 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client, RawCredentials
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from natsflow_engine.errors import ConnectionFailedError, NotFoundError
 
 __all__ = [
     "ConnectionSettings",
+    "TenantConnectionMetrics",
     "TenantConnections",
     "TenantCredentials",
     "TenantHealth",
@@ -104,10 +109,44 @@ class TenantHealth:
     """Seconds of the current backoff wait, while in ``backoff``."""
     since: float = field(default_factory=time.monotonic)
     """Monotonic time of the last state change."""
+    observer: Callable[[TenantHealth], None] | None = field(default=None, repr=False, compare=False)
+    """Told of every state change (the metrics)."""
 
     def move(self, state: TenantState) -> None:
         self.state = state
         self.since = time.monotonic()
+        if self.observer is not None:
+            self.observer(self)
+
+
+class TenantConnectionMetrics:
+    """The Prometheus metrics of the tenant connections of one replica."""
+
+    def __init__(self, registry: CollectorRegistry, *, namespace: str = "natsflow") -> None:
+        self.up = Gauge(
+            "tenant_connection_up",
+            "1 while this replica's connection to the tenant's account is ready, else 0 "
+            "(connecting, reconnecting, backing off after a failure).",
+            ["tenant"],
+            namespace=namespace,
+            registry=registry,
+        )
+        self.failures = Counter(
+            "tenant_connection_failures",
+            "Connections to the tenant's account that failed to open or to serve, or were lost.",
+            ["tenant"],
+            namespace=namespace,
+            registry=registry,
+        )
+
+    def changed(self, health: TenantHealth) -> None:
+        if health.state is TenantState.STOPPED:
+            with contextlib.suppress(KeyError):
+                self.up.remove(health.tenant)
+            return
+        self.up.labels(health.tenant).set(1 if health.state is TenantState.READY else 0)
+        if health.state is TenantState.BACKOFF:
+            self.failures.labels(health.tenant).inc()
 
 
 @dataclass
@@ -128,8 +167,10 @@ class TenantConnections:
         *,
         on_ready: OnReady | None = None,
         on_lost: OnLost | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings or ConnectionSettings()
+        self.metrics = TenantConnectionMetrics(registry) if registry is not None else None
         self._on_ready = on_ready
         self._on_lost = on_lost
         self._tenants: dict[str, _Tenant] = {}
@@ -143,7 +184,9 @@ class TenantConnections:
             if current.credentials == credentials:
                 return
             await self.remove(credentials.tenant)
-        entry = _Tenant(credentials, TenantHealth(credentials.tenant))
+        observer = self.metrics.changed if self.metrics is not None else None
+        entry = _Tenant(credentials, TenantHealth(credentials.tenant, observer=observer))
+        entry.health.move(TenantState.CONNECTING)
         self._tenants[credentials.tenant] = entry
         entry.task = asyncio.get_running_loop().create_task(
             self._supervise(entry), name=f"natsflow-tenant-{credentials.tenant}"
