@@ -46,7 +46,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerInfo
 
 from natsflow_engine import layout
-from natsflow_engine.errors import BpmnError, JobFailure
+from natsflow_engine.errors import BpmnError, ConnectionFailedError, JobFailure
 from natsflow_engine.natsutil import PullLoop
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.setup import JobConsumerSettings, ensure_job_consumer, ensure_layout
@@ -112,6 +112,8 @@ class Worker:
         self._started = False
         self.completed = 0
         self.failed = 0
+        self.closed_check = 0.5
+        """Seconds between two looks at the connection in :meth:`run`."""
 
     # --- registration ---------------------------------------------------------------------------
 
@@ -193,12 +195,20 @@ class Worker:
         await self.stop()
 
     async def run(self) -> None:
-        """Start and serve until cancelled (Ctrl-C in ``natsflow worker``)."""
+        """Start and serve until cancelled, or until the connection is closed for good (the
+        server closed it, or nats-py gave up reconnecting): then stop and raise
+        :class:`ConnectionFailedError`, so that ``asyncio.run(app.run())`` ends non-zero and a
+        supervisor restarts the process instead of keeping a worker that fetches nothing."""
         await self.start()
+        assert self.nc is not None
+        nc = self.nc
         try:
-            await asyncio.Event().wait()
+            # nats-py has no awaitable close and the client may be the caller's: look at it
+            while not nc.is_closed:  # noqa: ASYNC110
+                await asyncio.sleep(self.closed_check)
         finally:
             await self.stop()
+        raise ConnectionFailedError(f"the worker's NATS connection was closed for good: {nc.last_error}")
 
     # --- serving --------------------------------------------------------------------------------
 
