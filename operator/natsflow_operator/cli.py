@@ -157,6 +157,32 @@ delete_cmd = _manifest_command(
     envvar="NATSFLOW_HEALTH_PORT",
     help="Port of /healthz, /readyz and /metrics (0: off).",
 )
+@click.option(
+    "--tenancy-namespace",
+    envvar="NATSFLOW_TENANCY_NAMESPACE",
+    default=None,
+    help="Serve Tenant resources (an account per tenant, NATS in operator mode); the platform "
+    "namespace holding the operator's Secrets.",
+)
+@click.option(
+    "--signing-key-secret",
+    default="natsflow-operator-signing-key",
+    show_default=True,
+    help="Secret (key 'seed') with the operator signing key, in the platform namespace.",
+)
+@click.option(
+    "--system-creds-secret",
+    default="natsflow-system-credentials",
+    show_default=True,
+    help="Secret (key 'creds') with a system-account user, in the platform namespace.",
+)
+@click.option(
+    "--user-ttl",
+    type=float,
+    default=86400.0,
+    show_default=True,
+    help="Seconds minted user credentials are valid (re-issued when a third is left).",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def operator_cmd(
     nats_url: str | None,
@@ -167,11 +193,16 @@ def operator_cmd(
     all_namespaces: bool,
     drift_interval: float,
     health_port: int,
+    tenancy_namespace: str | None,
+    signing_key_secret: str,
+    system_creds_secret: str,
+    user_ttl: float,
     verbose: bool,
 ) -> None:
     """Run the Kubernetes operator (Kopf) for Workflows, TaskDefinitions and Triggers."""
     try:
         from natsflow_operator.main import OperatorConfig, run_operator
+        from natsflow_operator.tenancy import TenancyConfig
     except ImportError as exc:
         raise click.ClickException(
             f"the operator needs Kopf: pip install 'natsflow[operator]' ({exc})"
@@ -191,4 +222,14 @@ def operator_cmd(
         "drift_interval": drift_interval,
         "health_port": health_port,
     }
+    if tenancy_namespace:
+        if user_ttl < 60:
+            raise click.UsageError("--user-ttl must be at least 60 seconds")
+        kwargs["tenancy"] = TenancyConfig(
+            namespace=tenancy_namespace,
+            signing_key_secret=signing_key_secret,
+            system_creds_secret=system_creds_secret,
+            user_ttl=user_ttl,
+            renew_before=user_ttl / 3,
+        )
     run_operator(OperatorConfig(**kwargs))

@@ -42,6 +42,9 @@ STALLED_REASONS = frozenset(
         "Forbidden",
         "AmbiguousProcess",
         "ProcessNotInWorkflow",
+        "TenancyNotConfigured",
+        "SigningKeyInvalid",
+        "CredentialsSecretConflict",
     }
 )
 """Reasons retrying cannot fix: someone has to change the spec or the cluster (kstatus

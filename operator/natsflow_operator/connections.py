@@ -106,6 +106,12 @@ class NatsPool:
                 self._handles[target] = handle
         return handle
 
+    async def release_owner(self, owner: Hashable) -> None:
+        """``owner`` no longer uses a connection; close it unless another owner does."""
+        target = self._owners.pop(owner, None)
+        if target is not None:
+            await self._release(target)
+
     async def _release(self, target: NatsTarget) -> None:
         if target in self._owners.values():
             return  # another Secret (or the default) still has this content

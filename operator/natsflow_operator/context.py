@@ -18,13 +18,14 @@ from typing import Any
 import aiohttp
 import kopf
 import nats.errors
-from natsflow_engine.errors import ConflictError, ConnectionFailedError, MissingReference
+from natsflow_engine.errors import ClaimsUpdateError, ConflictError, ConnectionFailedError, MissingReference
 from natsflow_engine.observability import Metrics
 
 from natsflow_operator.conditions import Cond, merge_conditions
 from natsflow_operator.connections import NatsHandle, NatsPermissionError, NatsPool, NatsTarget
 from natsflow_operator.kube import KubeClient, KubeError, paths
 from natsflow_operator.models import NatsRef, WorkflowSpec
+from natsflow_operator.tenancy import Accounts, TenancyConfig
 from natsflow_operator.workload import NatsEnv
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "MissingReference",
     "OperatorConfig",
     "OperatorContext",
+    "TenancyConfig",
     "write_status",
 ]
 
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 RETRYABLE: tuple[type[BaseException], ...] = (
     NatsPermissionError,
+    ClaimsUpdateError,
     ConnectionFailedError,
     ConflictError,
     nats.errors.Error,
@@ -77,6 +80,9 @@ class OperatorConfig:
     """Fixed API credentials (tests); by default Kopf's login (service account or kubeconfig)."""
     health_port: int = 0
     """Port of ``/healthz``, ``/readyz`` and ``/metrics`` (the chart's ``health.port``); 0: off."""
+    tenancy: TenancyConfig | None = None
+    """Accounts per tenant (``Tenant`` resources, NATS in operator mode at ``nats_url``); ``None``:
+    the default connection and ``natsRef`` only."""
 
 
 class OperatorContext:
@@ -93,6 +99,12 @@ class OperatorContext:
         """One reconcile pass at a time per object (``handlers.one_at_a_time``)."""
         self.generations: dict[tuple[str, str, str], int] = {}
         """The newest ``metadata.generation`` reconciled per object."""
+        self.accounts = (
+            Accounts(self.kube, config.tenancy, config.nats_url, clock)
+            if config.tenancy is not None
+            else None
+        )
+        """Tenant accounts (``None`` without ``config.tenancy``)."""
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -111,6 +123,8 @@ class OperatorContext:
 
     async def nats_for(self, namespace: str, ref: NatsRef | None) -> tuple[NatsHandle, NatsEnv]:
         """The connection for an object, and how its workers reach the same account."""
+        if ref is None and self.accounts is not None:
+            return await self._tenant_nats(namespace, self.accounts)
         if ref is None:
             target = NatsTarget(self.config.nats_url, creds_file=self.config.nats_creds)
             env = NatsEnv(
@@ -125,6 +139,27 @@ class OperatorContext:
         handle = await self.pool.get(target, owner=owner if ref else "default")
         self._handles[owner] = handle
         return handle, env
+
+    async def _tenant_nats(self, namespace: str, accounts: Accounts) -> tuple[NatsHandle, NatsEnv]:
+        """The connection into the tenant's own account, as the operator's user of it."""
+        tenant = await self.kube.get(paths.tenant(namespace))
+        if tenant is None or (tenant.get("metadata") or {}).get("deletionTimestamp"):
+            raise MissingReference(
+                "TenantNotFound", f"no Tenant {namespace} (the namespace has no NATS account)"
+            )
+        account = await accounts.load(namespace)
+        if account is None or (tenant.get("status") or {}).get("account") != account.public:
+            raise MissingReference("TenantNotReady", f"Tenant {namespace} has no NATS account yet")
+        target = NatsTarget(self.config.nats_url, creds=accounts.operator_user(account))
+        owner = (namespace, None)
+        handle = await self.pool.get(target, owner=("tenant", namespace))
+        self._handles[owner] = handle
+        return handle, NatsEnv(url=self.config.worker_nats_url or self.config.nats_url, tenant_account=True)
+
+    async def leave_tenant(self, namespace: str) -> None:
+        """Close the connection into a tenant's account (the Tenant is going)."""
+        self._handles.pop((namespace, None), None)
+        await self.pool.release_owner(("tenant", namespace))
 
     def failure(self, exc: BaseException, namespace: str, ref: NatsRef | None) -> tuple[str, str]:
         """(reason, message) of a retryable error: a permission is not an outage."""
@@ -158,6 +193,8 @@ class OperatorContext:
 
     async def close(self) -> None:
         await asyncio.gather(self.pool.close(), self.kube.close())
+        if self.accounts is not None:
+            await self.accounts.close()
 
 
 def write_status(

@@ -121,9 +121,12 @@ def register_delete(
     spec_model: type[BaseModel],
     remove: Remove,
     retained: str,
+    revoke: Callable[[kopf.Body], Awaitable[None]] | None = None,
 ) -> None:
     """The finalizer: remove the object's NATS objects unless ``deletionPolicy: Retain``.
-    ``retained`` says what stays in NATS, for the log."""
+    ``retained`` says what stays in NATS, for the log. ``revoke`` runs first, whatever the
+    policy (a TaskDefinition's worker user). In a namespace whose Tenant is gone there is
+    nothing left to remove (its account's users are revoked, its data kept or deleted with it)."""
     kind = spec_model.__name__.removesuffix("Spec")
 
     @kopf.on.delete(*resource, id=f"{prefix}-delete", registry=registry)
@@ -132,6 +135,11 @@ def register_delete(
         key = (prefix, namespace, str(body.metadata.uid or name))
         ctx.generations.pop(key, None)
         ctx.locks.pop(key, None)
+        if revoke is not None:
+            try:
+                await revoke(body)
+            except UNAVAILABLE as exc:
+                raise kopf.TemporaryError(f"cannot revoke: {exc}", delay=ctx.config.retry_delay) from exc
         try:
             spec = spec_model.model_validate(dict(body.spec), context={"name": name})
         except ValidationError:
@@ -144,6 +152,12 @@ def register_delete(
             handle, _env = await ctx.nats_for(namespace, getattr(spec, "nats_ref", None))
             await remove(handle, namespace, name, spec, body)
             await leave_previous_nats(ctx, body, spec, handle, remove)  # a natsRef change not yet reconciled
+        except MissingReference as exc:
+            if exc.reason != "TenantNotFound":
+                raise kopf.TemporaryError(
+                    f"cannot remove from NATS: {exc}", delay=ctx.config.retry_delay
+                ) from exc
+            logger.info("%s: nothing to remove from NATS (%s)", kind, exc)
         except UNAVAILABLE as exc:
             raise kopf.TemporaryError(
                 f"cannot remove from NATS: {exc}", delay=ctx.config.retry_delay

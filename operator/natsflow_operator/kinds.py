@@ -1,4 +1,4 @@
-"""The three kinds: names, spec and status models, printer columns. Read by the CRD generator,
+"""The kinds: names, scope, spec and status models, printer columns. Read by the CRD generator,
 the RBAC rules and the tests."""
 
 from __future__ import annotations
@@ -7,8 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from natsflow_operator.models import CamelModel, TaskDefinitionSpec, TriggerSpec, WorkflowSpec
-from natsflow_operator.status import StatusBase, TaskDefinitionStatus, TriggerStatus, WorkflowStatus
+from natsflow_operator.models import CamelModel, TaskDefinitionSpec, TenantSpec, TriggerSpec, WorkflowSpec
+from natsflow_operator.status import (
+    StatusBase,
+    TaskDefinitionStatus,
+    TenantStatus,
+    TriggerStatus,
+    WorkflowStatus,
+)
 
 __all__ = ["KINDS", "KindInfo"]
 
@@ -22,6 +28,7 @@ class KindInfo(BaseModel):
     status: type[StatusBase]
     columns: list[dict[str, Any]]
     description: str
+    namespaced: bool = True
 
 
 def _ready_columns(*extra: dict[str, Any]) -> list[dict[str, Any]]:
@@ -76,6 +83,20 @@ KINDS: dict[str, KindInfo] = {
                 {"name": "Subject", "type": "string", "jsonPath": ".spec.subject"},
                 {"name": "Process", "type": "string", "jsonPath": ".spec.workflowRef.processId"},
                 {"name": "Suspended", "type": "boolean", "jsonPath": ".spec.suspend"},
+            ),
+        ),
+        KindInfo(
+            kind="Tenant",
+            plural="tenants",
+            singular="tenant",
+            short_names=["nftenant"],
+            spec=TenantSpec,
+            status=TenantStatus,
+            description="A tenant (named after its namespace): its NATS account, limits and credentials.",
+            namespaced=False,
+            columns=_ready_columns(
+                {"name": "Account", "type": "string", "jsonPath": ".status.account"},
+                {"name": "Deletion", "type": "string", "jsonPath": ".spec.deletionPolicy"},
             ),
         ),
     )

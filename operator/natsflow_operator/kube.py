@@ -44,6 +44,14 @@ class paths:
         return f"/api/v1/namespaces/{namespace}/secrets/{name}"
 
     @staticmethod
+    def secrets(namespace: str) -> str:
+        return f"/api/v1/namespaces/{namespace}/secrets"
+
+    @staticmethod
+    def tenant(name: str) -> str:
+        return f"/apis/natsflow.io/v1alpha1/tenants/{name}"
+
+    @staticmethod
     def service_account(namespace: str, name: str) -> str:
         return f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}"
 

@@ -20,7 +20,7 @@ from typing import Any
 import kopf
 from natsflow_engine.observability import HealthServer
 
-from natsflow_operator import taskdefinition, trigger, workflow
+from natsflow_operator import taskdefinition, tenant, trigger, workflow
 from natsflow_operator.context import OperatorConfig, OperatorContext
 
 __all__ = ["FINALIZER", "OperatorConfig", "build_registry", "build_settings", "operator", "run_operator"]
@@ -68,6 +68,8 @@ def build_registry(ctx: OperatorContext) -> kopf.OperatorRegistry:
     workflow.register(registry, ctx)
     taskdefinition.register(registry, ctx)
     trigger.register(registry, ctx)
+    if ctx.accounts is not None:
+        tenant.register(registry, ctx)
     return registry
 
 

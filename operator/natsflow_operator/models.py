@@ -1,10 +1,11 @@
 """Custom resource models: the single source of the CRDs in ``crds/`` and of their reference doc.
 
-Three namespaced kinds in ``natsflow.io/v1alpha1`` (namespace = tenant):
+Three namespaced kinds in ``natsflow.io/v1alpha1`` (namespace = tenant) and one cluster-scoped:
 
 ``Workflow``        a BPMN document, deployed to the workflows bucket
 ``TaskDefinition``  a task type: its jobs consumer, its catalog entry and its worker Deployment
 ``Trigger``         NATS messages on a subject that start instances of a process
+``Tenant``          (cluster-scoped, named after the tenant's namespace) the tenant's NATS account
 
 Field docstrings become the schema descriptions (``kubectl explain``). Validation that the
 OpenAPI schema cannot express goes into CEL rules (``x-kubernetes-validations``) and is repeated
@@ -31,10 +32,13 @@ __all__ = [
     "CamelModel",
     "NatsRef",
     "TaskDefinitionSpec",
+    "TenantLimits",
+    "TenantSpec",
     "TriggerSpec",
     "WorkflowSpec",
     "describe_errors",
     "parse_duration",
+    "parse_quantity",
 ]
 
 GROUP = "natsflow.io"
@@ -343,3 +347,46 @@ class TriggerSpec(_Common):
     kept seven days in the ``NF_DLQ`` stream)."""
     max_deliver: int = Field(5, ge=1, le=1000)
     """Attempts per message before it goes to ``deadLetterSubject``."""
+
+
+QUANTITY = r"^[1-9][0-9]{0,14}(Ki|Mi|Gi|Ti)?$"
+_BINARY = {"": 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=17)]
+
+
+def parse_quantity(text: str) -> int:
+    """Bytes of a positive quantity with an optional binary suffix: ``512``, ``64Ki``, ``1Gi``."""
+    match = re.fullmatch(r"([1-9][0-9]{0,14})(Ki|Mi|Gi|Ti)?", text)
+    if match is None:
+        raise ValueError(f"invalid quantity {text!r}: a positive integer with Ki, Mi, Gi or Ti, like 256Mi")
+    return int(match.group(1)) * _BINARY[match.group(2) or ""]
+
+
+class TenantLimits(CamelModel):
+    """What the tenant's NATS account may use; an absent limit is unlimited."""
+
+    memory: Quantity | None = None
+    """JetStream memory storage, bytes with an optional Ki/Mi/Gi/Ti suffix."""
+    disk: Quantity | None = None
+    """JetStream file storage (natsflow's streams and buckets are files), as ``memory``."""
+    streams: int | None = Field(default=None, ge=1, le=100_000)
+    """JetStream streams (every KV bucket is a stream; natsflow's layout needs about a dozen)."""
+    consumers: int | None = Field(default=None, ge=1, le=1_000_000)
+    """JetStream consumers (one per TaskDefinition and Trigger, plus the engine's)."""
+    connections: int | None = Field(default=None, ge=1, le=1_000_000)
+    """Client connections at once (engine, API and trigger replicas, workers)."""
+    payload: Quantity | None = None
+    """Largest message, as ``memory`` (the server's own max_payload still applies)."""
+
+
+TenantDeletionPolicy = Literal["Retain", "Delete"]
+
+
+class TenantSpec(CamelModel):
+    """A tenant (its name is the tenant's namespace) and the limits of its NATS account."""
+
+    limits: TenantLimits = Field(default_factory=lambda: TenantLimits())
+    deletion_policy: TenantDeletionPolicy = "Retain"
+    """On deletion the account's users are always revoked. ``Retain`` keeps the account's keys
+    and JetStream data (a Tenant of the same name gets them back); ``Delete`` deletes every
+    stream of the account, removes its JWT from the resolver and forgets its keys."""

@@ -19,7 +19,8 @@ __all__ = ["CLUSTER_ROLE_NAME", "RULES", "cluster_role"]
 
 CLUSTER_ROLE_NAME = "natsflow-operator"
 
-_PLURALS = sorted(info.plural for info in KINDS.values())
+_PLURALS = sorted(info.plural for info in KINDS.values() if info.namespaced)
+_CLUSTER_PLURALS = sorted(info.plural for info in KINDS.values() if not info.namespaced)
 
 RULES: list[dict[str, Any]] = [
     {
@@ -48,6 +49,17 @@ RULES: list[dict[str, Any]] = [
         "verbs": ["patch"],
     },
     {
+        # Tenants (cluster-scoped, so a rule of their own: a namespaced Role cannot grant them).
+        "apiGroups": [GROUP],
+        "resources": _CLUSTER_PLURALS,
+        "verbs": ["get", "list", "watch", "patch"],
+    },
+    {
+        "apiGroups": [GROUP],
+        "resources": [f"{plural}/status" for plural in _CLUSTER_PLURALS],
+        "verbs": ["patch"],
+    },
+    {
         # The worker Deployment's owner reference sets blockOwnerDeletion, which the API server
         # allows only to who may update the owner's finalizers (OwnerReferencesPermissionEnforcement).
         "apiGroups": [GROUP],
@@ -59,6 +71,13 @@ RULES: list[dict[str, Any]] = [
         "apiGroups": [""],
         "resources": ["secrets", "configmaps"],
         "verbs": ["get"],
+    },
+    {
+        # With Tenants: the account keys and the platform credentials (platform namespace), the
+        # worker credentials of each TaskDefinition (tenant namespaces). Never listed.
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "verbs": ["create", "patch", "delete"],
     },
     {
         # spec.serviceAccountName must name a ServiceAccount labelled natsflow.io/worker=true.

@@ -12,7 +12,14 @@ from pydantic import Field
 
 from natsflow_operator.models import CamelModel
 
-__all__ = ["Condition", "StatusBase", "TaskDefinitionStatus", "TriggerStatus", "WorkflowStatus"]
+__all__ = [
+    "Condition",
+    "StatusBase",
+    "TaskDefinitionStatus",
+    "TenantStatus",
+    "TriggerStatus",
+    "WorkflowStatus",
+]
 
 
 class Condition(CamelModel):
@@ -86,3 +93,12 @@ class TriggerStatus(NatsStatus):
     captured: bool | None = None
     """True when the operator created the capture stream for the subject."""
     revision: int | None = None
+
+
+class TenantStatus(StatusBase):
+    account: str | None = None
+    """Public key of the tenant's NATS account (``A...``)."""
+    account_issued_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
+    """Issue time of the account JWT last pushed to the resolver."""
+    credentials_expire_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
+    """Expiry of the platform user's credentials (re-issued before it)."""

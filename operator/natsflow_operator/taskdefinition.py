@@ -27,6 +27,7 @@ from natsflow_operator.models import GROUP, VERSION, TaskDefinitionSpec, describ
 from natsflow_operator.podpolicy import WORKER_SA_LABEL
 from natsflow_operator.reconcile import apply_taskdefinition, delete_taskdefinition
 from natsflow_operator.scaler import run_autoscaler
+from natsflow_operator.workercreds import ensure_worker_creds, revoke_worker_creds
 from natsflow_operator.workload import (
     APPLIED_ANNOTATION,
     HASH_ANNOTATION,
@@ -165,6 +166,8 @@ async def reconcile(
                 raise kopf.TemporaryError(refused.message, delay=ctx.config.retry_delay)
             return
         handle, env = await ctx.nats_for(namespace, spec.nats_ref)
+        if env.tenant_account:
+            env = await ensure_worker_creds(ctx, body, spec, env)
         await leave_previous_nats(ctx, body, spec, handle, remove, previous_ref)
         outcome = await apply_taskdefinition(handle, namespace, name, spec, generation=generation)
     except MissingReference as exc:
@@ -228,6 +231,16 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     async def autoscaler(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
         await run_autoscaler(ctx, body, stopped, logger)
 
+    async def revoke(body: kopf.Body) -> None:
+        await revoke_worker_creds(ctx, body)
+
     register_delete(
-        registry, ctx, RESOURCE, "taskdefinition", TaskDefinitionSpec, remove, "consumer and catalog entry"
+        registry,
+        ctx,
+        RESOURCE,
+        "taskdefinition",
+        TaskDefinitionSpec,
+        remove,
+        "consumer and catalog entry",
+        revoke=revoke,
     )

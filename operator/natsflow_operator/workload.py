@@ -5,6 +5,7 @@ The worker container runs the image with ``worker <module>`` (unless ``args`` or
 
 ``NATS_URL``            server URL(s) (from the ``natsRef`` Secret's ``url`` key, or the default)
 ``NATS_CREDS``          path of the mounted credentials file, when the Secret has ``creds``
+``NATS_INBOX_PREFIX``   with Tenant accounts: the only inbox prefix the workers' user may use
 ``NATSFLOW_TENANT``     the namespace
 ``NATSFLOW_TASK_TYPE``  the task type
 
@@ -58,6 +59,10 @@ class NatsEnv:
     """Secret with the key ``url`` (takes precedence over ``url``)."""
     creds_secret: str | None = None
     """Secret with the key ``creds`` to mount as ``NATS_CREDS``."""
+    inbox_prefix: str | None = None
+    """``NATS_INBOX_PREFIX``: where the workers' user may receive replies (tenant accounts)."""
+    tenant_account: bool = False
+    """The connection is the tenant's own account: the workers get a user of their own."""
 
 
 def deployment_name(name: str) -> str:
@@ -78,6 +83,8 @@ def _env(namespace: str, spec: TaskDefinitionSpec, nats: NatsEnv) -> list[dict[s
         env.append({"name": "NATS_URL", "value": nats.url})
     if nats.creds_secret:
         env.append({"name": "NATS_CREDS", "value": f"{CREDS_DIR}/{CREDS_FILE}"})
+    if nats.inbox_prefix:
+        env.append({"name": "NATS_INBOX_PREFIX", "value": nats.inbox_prefix})
     env.append({"name": "NATSFLOW_TENANT", "value": namespace})
     env.append({"name": "NATSFLOW_TASK_TYPE", "value": spec.task_type})
     ours = {e["name"] for e in env}

@@ -24,7 +24,12 @@ SERVICE_ACCOUNT = {"kind": "ServiceAccount", "name": f"{FULLNAME}-operator", "na
 
 # Resources without a namespace: a Role cannot grant them, so with watchNamespaces they stay in
 # the release's ClusterRole. Every other resource in RULES is namespaced.
-CLUSTER_SCOPED_RESOURCES = {("", "namespaces"), ("apiextensions.k8s.io", "customresourcedefinitions")}
+CLUSTER_SCOPED_RESOURCES = {
+    ("", "namespaces"),
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+    ("natsflow.io", "tenants"),
+    ("natsflow.io", "tenants/status"),
+}
 
 
 def flatten(rules: list[Manifest]) -> set[Grant]:

@@ -43,7 +43,11 @@ def k8s(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
     )
     for kind in KINDS.values():
         kmock.resources[f"{GROUP}/{VERSION}/{kind.plural}"] = info(
-            kind=kind.kind, singular=kind.singular, namespaced=True, verbs=VERBS, subresources={"status"}
+            kind=kind.kind,
+            singular=kind.singular,
+            namespaced=kind.namespaced,
+            verbs=VERBS,
+            subresources={"status"},
         )
     kmock.resources["apps/v1/deployments"] = info(
         kind="Deployment", namespaced=True, verbs=VERBS, subresources={"status", "scale"}

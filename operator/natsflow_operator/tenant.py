@@ -1,0 +1,142 @@
+"""Kopf handlers of ``Tenant`` (cluster-scoped; its name is the tenant's namespace).
+
+Reconcile (create, resume, spec update, and a timer every drift interval): the account's keys
+(created once, kept in a platform-namespace Secret), its JWT with the spec's limits signed by
+the operator signing key and pushed to the resolver when its claims changed, and the platform
+user's ``<tenant>.creds`` in the credentials Secret, re-issued before it expires. Deletion (the
+finalizer): with ``deletionPolicy: Delete`` every stream of the account is deleted first (the
+resolver would otherwise bring the data back with the account), then every user is revoked;
+``Delete`` also removes the account JWT from the resolver and its keys, ``Retain`` keeps both.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from natsflow_engine import layout
+from natsflow_engine.errors import ClaimsUpdateError
+from pydantic import ValidationError
+
+from natsflow_operator.conditions import Cond
+from natsflow_operator.context import RETRYABLE, UNAVAILABLE, MissingReference, OperatorContext, write_status
+from natsflow_operator.handlers import register_reconcile
+from natsflow_operator.models import GROUP, VERSION, TenantSpec, describe_errors
+from natsflow_operator.tenancy import account_limits, creds_claims
+
+__all__ = ["register"]
+
+RESOURCE = (GROUP, VERSION, "tenants")
+
+
+def _stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def reconcile(
+    ctx: OperatorContext,
+    *,
+    body: kopf.Body,
+    drift: bool,
+    logger: kopf.Logger,
+    patch: kopf.Patch,
+    previous_ref: str | None = None,
+) -> None:
+    name, status = str(body.metadata.name), body.status
+    generation = body.metadata.get("generation")
+    now = ctx.now()
+
+    def report(*conds: Cond, **fields: Any) -> None:
+        write_status(patch, status, conds, generation=generation, now=now, fields=fields)
+
+    accounts = ctx.accounts
+    if accounts is None:
+        message = "the operator runs without tenancy (--tenancy-namespace): Tenants are not served"
+        report(Cond("Synced", False, "TenancyNotConfigured", message))
+        return
+    try:
+        spec = TenantSpec.model_validate(dict(body.spec))
+        layout.validate_tenant(name)
+    except ValidationError as exc:
+        report(Cond("Validated", False, "InvalidSpec", describe_errors(exc)))
+        return
+    except ValueError as exc:
+        report(Cond("Validated", False, "InvalidTenant", str(exc)))
+        return
+    try:
+        account = await accounts.load_or_create(name)
+        async with accounts.lock(name):
+            account.limits = account_limits(spec.limits)
+            pushed = not accounts.pushed(account)
+            if pushed:
+                await accounts.publish(account)
+        creds = await accounts.platform_creds(name)
+        fresh = accounts.renew(creds, account, f"platform {name}")
+        if fresh is not None:
+            await accounts.put_platform_creds(name, fresh.creds)
+            creds = fresh.creds
+    except MissingReference as exc:
+        report(Cond("Validated", True, "ValidSpec"), Cond("Synced", False, exc.reason, str(exc)))
+        raise kopf.TemporaryError(str(exc), delay=ctx.config.retry_delay) from exc
+    except RETRYABLE as exc:
+        reason = "ResolverRefused" if isinstance(exc, ClaimsUpdateError) else ctx.failure(exc, "", None)[0]
+        report(Cond("Validated", True, "ValidSpec"), Cond("Synced", False, reason, str(exc)))
+        raise kopf.TemporaryError(f"{reason}: {exc}", delay=ctx.config.retry_delay) from exc
+    expires = int(creds_claims(creds).get("exp") or 0) if creds else 0
+    report(
+        Cond("Validated", True, "ValidSpec"),
+        Cond("Synced", True, "AccountPushed", account.public),
+        account=account.public,
+        accountIssuedAt=_stamp(account.last_issued),
+        credentialsExpireAt=_stamp(expires) if expires else None,
+    )
+    if pushed or fresh is not None:
+        what = ("account pushed" if pushed else "") + (", " if pushed and fresh else "")
+        what += "platform credentials issued" if fresh is not None else ""
+        if drift:
+            kopf.warn(body, reason="DriftCorrected", message=what)
+        else:
+            kopf.info(body, reason="Reconciled", message=what)
+
+
+async def remove(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> None:
+    name = str(body.metadata.name)
+    accounts = ctx.accounts
+    if accounts is None:
+        return
+    policy = str(body.spec.get("deletionPolicy") or "Retain")
+    account = await accounts.load(name)
+    if account is not None:
+        if policy == "Delete":
+            deleted = await accounts.delete_streams(account)
+            logger.info(
+                "deletionPolicy Delete: deleted %d streams of account %s", len(deleted), account.public
+            )
+        await ctx.leave_tenant(name)
+        await accounts.revoke_all(account)
+        if policy == "Delete":
+            await accounts.delete_claims(account)
+            await accounts.forget(name)
+        else:
+            accounts.drop_cache(name)
+            logger.info("deletionPolicy Retain: account %s keeps its keys and data", account.public)
+    await accounts.drop_platform_creds(name)
+
+
+def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
+    """Attach the Tenant handlers to ``registry``."""
+
+    register_reconcile(registry, ctx, RESOURCE, "tenant", reconcile)
+
+    @kopf.on.delete(*RESOURCE, id="tenant-delete", registry=registry)
+    async def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        key = ("tenant", str(body.metadata.namespace), str(body.metadata.uid or body.metadata.name))
+        ctx.generations.pop(key, None)
+        ctx.locks.pop(key, None)
+        try:
+            await remove(ctx, body, logger)
+        except UNAVAILABLE as exc:
+            raise kopf.TemporaryError(
+                f"cannot remove the account: {exc}", delay=ctx.config.retry_delay
+            ) from exc

@@ -1,0 +1,87 @@
+"""The Tenant CRD and model: generated like the other kinds, cluster-scoped, limits refused when
+malformed, mapped onto the account's JWT limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from natsflow_engine.accounts import AccountLimits
+from natsflow_operator import crdgen
+from natsflow_operator.kinds import KINDS
+from natsflow_operator.models import API_VERSION, TenantSpec, parse_quantity
+from natsflow_operator.tenancy import account_limits
+from test_operator_crds import check
+
+
+def tenant(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "Tenant", "metadata": {"name": "shop"}, "spec": spec}
+
+
+FULL = {
+    "limits": {
+        "memory": "256Mi",
+        "disk": "10Gi",
+        "streams": 40,
+        "consumers": 500,
+        "connections": 100,
+        "payload": "1Mi",
+    },
+    "deletionPolicy": "Delete",
+}
+
+
+def test_the_tenant_crd_is_cluster_scoped_with_the_account_in_its_status() -> None:
+    crd = crdgen.crd(KINDS["Tenant"])
+    assert crd["spec"]["scope"] == "Cluster"
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert {"account", "conditions", "observedGeneration"} <= set(
+        schema["properties"]["status"]["properties"]
+    )
+    assert "metadata.name" in schema["x-kubernetes-validations"][0]["rule"]
+    assert schema["properties"]["spec"]["properties"]["deletionPolicy"]["default"] == "Retain"
+    assert all(
+        crdgen.crd(info)["spec"]["scope"] == "Namespaced" for info in KINDS.values() if info.namespaced
+    )
+
+
+def test_a_full_tenant_validates_and_maps_onto_account_limits() -> None:
+    assert check(tenant(FULL)) == []
+    assert check(tenant({})) == []
+    limits = account_limits(TenantSpec.model_validate(FULL).limits)
+    assert limits == AccountLimits(
+        memory=256 << 20, disk=10 << 30, streams=40, consumers=500, connections=100, payload=1 << 20
+    )
+    unlimited = account_limits(TenantSpec.model_validate({}).limits)
+    assert (unlimited.memory, unlimited.disk, unlimited.streams, unlimited.payload) == (-1, -1, -1, -1)
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"disk": "10GB"}, "does not match"),
+        ({"memory": "0"}, "does not match"),
+        ({"memory": "-1"}, "does not match"),
+        ({"streams": 0}, "less than the minimum"),
+        ({"connections": "many"}, "is not of type"),
+        ({"cpu": 1}, "Additional properties"),
+    ],
+)
+def test_malformed_limits_are_refused(limits: dict[str, Any], message: str) -> None:
+    problems = check(tenant({"limits": limits}))
+    assert any(message in p for p in problems), problems
+    assert any(p.startswith("model:") for p in problems), problems  # natsflow apply refuses it too
+
+
+def test_an_unknown_deletion_policy_is_refused() -> None:
+    problems = check(tenant({"deletionPolicy": "Forget"}))
+    assert any("is not one of" in p for p in problems), problems
+
+
+def test_quantities() -> None:
+    assert (
+        parse_quantity("512") == 512 and parse_quantity("64Ki") == 65536 and parse_quantity("2Ti") == 2 << 40
+    )
+    for bad in ("0", "1.5Gi", "1G", "", "Ki"):
+        with pytest.raises(ValueError, match="invalid quantity"):
+            parse_quantity(bad)
