@@ -42,9 +42,6 @@ STALLED_REASONS = frozenset(
         "Forbidden",
         "AmbiguousProcess",
         "ProcessNotInWorkflow",
-        "TenancyNotConfigured",
-        "SigningKeyInvalid",
-        "CredentialsSecretConflict",
     }
 )
 """Reasons retrying cannot fix: someone has to change the spec or the cluster (kstatus

@@ -51,9 +51,7 @@ async def reconcile(
         write_status(patch, status, conds, generation=generation, now=now, fields=fields)
 
     accounts = ctx.accounts
-    if accounts is None:
-        message = "the operator runs without tenancy (--tenancy-namespace): Tenants are not served"
-        report(Cond("Synced", False, "TenancyNotConfigured", message))
+    if accounts is None:  # the handlers are registered only with tenancy
         return
     try:
         spec = TenantSpec.model_validate(dict(body.spec))

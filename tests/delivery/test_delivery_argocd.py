@@ -42,6 +42,13 @@ RETRIED = (
     "ServiceAccountNotFound",
     "WorkflowNotFound",
     "WorkflowNotReady",
+    # with Tenant accounts: retried until the Tenant, its Secrets or the resolver are there
+    "TenantNotFound",
+    "TenantNotReady",
+    "SigningKeyNotFound",
+    "SigningKeyInvalid",
+    "SystemCredentialsNotFound",
+    "CredentialsSecretConflict",
 )
 
 
