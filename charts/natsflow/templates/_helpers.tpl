@@ -90,6 +90,18 @@ operator hands it to the worker Deployments it creates in tenant namespaces.
 {{- end }}
 {{- end }}
 
+{{/* Where the operator's per-tenant platform credentials are mounted (tenancy.enabled). */}}
+{{- define "natsflow.tenantCredsDir" -}}
+/etc/natsflow/tenants
+{{- end }}
+
+{{/* "true" when the component serves tenant accounts from the platform credentials Secret. */}}
+{{- define "natsflow.tenantCreds" -}}
+{{- if and .root.Values.tenancy.enabled (has .component (list "engine" "trigger-server" "console")) -}}
+true
+{{- end }}
+{{- end }}
+
 {{/* Where the NATS credentials file is mounted. */}}
 {{- define "natsflow.natsCredsDir" -}}
 /etc/natsflow/nats
@@ -186,6 +198,10 @@ spec:
           valueFrom:
             fieldRef:
               fieldPath: metadata.namespace
+        {{- if include "natsflow.tenantCreds" . }}
+        - name: NATSFLOW_TENANT_CREDENTIALS_DIR
+          value: {{ include "natsflow.tenantCredsDir" $root | quote }}
+        {{- end }}
         {{- with .extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -228,6 +244,11 @@ spec:
           mountPath: {{ include "natsflow.natsCredsDir" $root }}
           readOnly: true
         {{- end }}
+        {{- if include "natsflow.tenantCreds" . }}
+        - name: tenant-creds
+          mountPath: {{ include "natsflow.tenantCredsDir" $root }}
+          readOnly: true
+        {{- end }}
   volumes:
     - name: tmp
       emptyDir:
@@ -240,5 +261,14 @@ spec:
         items:
           - key: {{ $root.Values.nats.credentialsSecret.key }}
             path: {{ $root.Values.nats.credentialsSecret.key }}
+    {{- end }}
+    {{- if include "natsflow.tenantCreds" . }}
+    - name: tenant-creds
+      secret:
+        # written by the operator: <tenant>.creds per Ready Tenant; optional so that pods start
+        # before the first Tenant, the kubelet fills the directory when the Secret appears
+        secretName: natsflow-tenant-credentials
+        optional: true
+        defaultMode: 0440
     {{- end }}
 {{- end }}
