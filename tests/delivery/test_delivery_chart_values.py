@@ -86,7 +86,8 @@ def test_chart_crds_are_copies_of_the_generated_crds() -> None:
         for doc in yaml.safe_load_all(text):
             if doc:
                 assert doc["kind"] == "CustomResourceDefinition"
-                assert doc["spec"]["group"] == "natsflow.io" and doc["spec"]["scope"] == "Namespaced"
+                scope = "Cluster" if doc["spec"]["names"]["kind"] == "Tenant" else "Namespaced"
+                assert doc["spec"]["group"] == "natsflow.io" and doc["spec"]["scope"] == scope
                 assert "v1alpha1" in [v["name"] for v in doc["spec"]["versions"]]
                 kinds.add(doc["spec"]["names"]["kind"])
-    assert kinds == {"Workflow", "TaskDefinition", "Trigger"}
+    assert kinds == {"Workflow", "TaskDefinition", "Trigger", "Tenant"}
