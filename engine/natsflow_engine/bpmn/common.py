@@ -111,6 +111,7 @@ class Issues:
 
     def __init__(self) -> None:
         self.items: list[ValidationIssue] = []
+        self.warnings: list[ValidationIssue] = []  # the document deploys; these are logged
         self.muted = False
 
     def add(self, where: Element | None, message: str, element_id: str | None = None) -> None:
@@ -126,6 +127,11 @@ class Issues:
         if self.muted:
             return
         self.items.append(ValidationIssue(element_id=element_id, line=line, message=message))
+
+    def warn_at(self, element_id: str | None, line: int | None, message: str) -> None:
+        """Something the specification says to ignore: the document still deploys."""
+        if not self.muted:
+            self.warnings.append(ValidationIssue(element_id=element_id, line=line, message=message))
 
     def __bool__(self) -> bool:
         return bool(self.items)

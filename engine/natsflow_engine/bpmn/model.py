@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from natsflow_engine.errors import ValidationIssue
+
 __all__ = [
     "Activity",
     "CallActivity",
@@ -206,9 +208,12 @@ class FlowNode:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Gateway(FlowNode):
-    """exclusive / parallel / inclusive / eventBased gateway."""
+    """exclusive / parallel / inclusive / eventBased / complex gateway."""
 
     default: str | None = None
+    # complex gateway: when a converging one fires (``activationCount`` is the number of
+    # incoming flows holding a token); None joins like an inclusive gateway
+    activation: Expr | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,3 +334,5 @@ class Definitions:
     target_namespace: str | None = None
     # the name given to parse_bpmn (or the file name of a Path)
     name: str | None = None
+    # what the specification says to ignore and natsflow ignores (logged at deploy)
+    warnings: tuple[ValidationIssue, ...] = ()

@@ -40,6 +40,7 @@ from natsflow_engine.bpmn.model import (
     CompensateTrigger,
     Definitions,
     Event,
+    Expr,
     FlowNode,
     Gateway,
     MessageTrigger,
@@ -59,14 +60,15 @@ DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 EVENT_KINDS = frozenset(
     {"startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent"}
 )
-GATEWAY_KINDS = frozenset({"exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway"})
+GATEWAY_KINDS = frozenset(
+    {"exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway", "complexGateway"}
+)
 JOB_TASK_KINDS = frozenset({"serviceTask", "sendTask", "businessRuleTask"})
 ACTIVITY_KINDS = frozenset(
     {"task", "manualTask", "userTask", "receiveTask", "scriptTask", "callActivity", "subProcess"}
     | JOB_TASK_KINDS
 )
 UNSUPPORTED = {
-    "complexGateway": "complex gateways",
     "adHocSubProcess": "ad-hoc sub-processes",
     "transaction": "transactions",
     "callChoreography": "choreographies",
@@ -174,7 +176,9 @@ class ProcessBuilder:
         if name in EVENT_KINDS:
             node: FlowNode = self._event(child, base, scope)
         elif name in GATEWAY_KINDS:
-            node = Gateway(**base, default=(child.get("default") or "").strip() or None)
+            node = Gateway(
+                **base, default=(child.get("default") or "").strip() or None, activation=self._activation(child)
+            )
         else:
             node = self._activity(child, base)
         self.nodes[node_id] = node
@@ -184,6 +188,14 @@ class ProcessBuilder:
             self.scopes[node_id] = sub
             return child, sub
         return None
+
+    def _activation(self, el: Element) -> Expr | None:
+        """A complex gateway's ``activationCondition`` (FEEL, with or without the leading '=')."""
+        cond = next(bpmn_children(el, "activationCondition"), None)
+        if cond is None:
+            return None
+        what = f"the activation condition of complex gateway '{el.get('id')}'"
+        return self.ctx.value(cond, cond.text or "", what, "feel")
 
     def _event(self, el: Element, base: dict[str, Any], scope: _Scope) -> Event:
         kind = base["kind"]
@@ -547,4 +559,5 @@ def parse_bpmn(
         source_hash=hashlib.sha256(doc.data).hexdigest(),
         target_namespace=root.get("targetNamespace"),
         name=name,
+        warnings=tuple(issues.warnings),
     )

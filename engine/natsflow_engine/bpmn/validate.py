@@ -28,6 +28,7 @@ _GATEWAY_WORDS = {
     "inclusiveGateway": "inclusive gateway",
     "parallelGateway": "parallel gateway",
     "eventBasedGateway": "event-based gateway",
+    "complexGateway": "complex gateway",
 }
 
 
@@ -135,10 +136,11 @@ def _gateway(process: Process, node: Gateway, issues: Issues) -> None:
             issues.add_at(node.id, node.line, f"{_say(node)} cannot have a default flow")
         for flow_id in node.outgoing:
             if _flow_has_condition(process, flow_id):
-                issues.add_at(
+                issues.warn_at(
                     node.id,
                     node.line,
-                    f"{_say(node)} has a conditional outgoing flow '{flow_id}'; parallel gateways cannot have conditions",
+                    f"{_say(node)} has a conditional outgoing flow '{flow_id}': a parallel gateway ignores "
+                    "conditions (BPMN 2.0, 13.4.3), every outgoing flow is taken",
                 )
         return
     _check_default(process, node, issues)

@@ -85,6 +85,8 @@ def parse_and_check(source: bytes | str | Path, *, name: str | None = None) -> D
     defs = parse_bpmn(source, name=name)
     check_executable(defs, name=name)
     _check_ids(defs, name)
+    for warning in defs.warnings:
+        log.warning("deploying %s: %s", name or "a BPMN document", warning)
     return defs
 
 

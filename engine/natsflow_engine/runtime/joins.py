@@ -1,8 +1,18 @@
 """Joins of one step: parallel gateways wait for a token on every incoming flow; inclusive
-gateways split on every true condition and join once no other token can arrive.
+gateways split on every true condition and join once no other token can arrive; complex
+gateways split like inclusive ones and join when their activation condition holds.
 
 Tokens parked at a join are kept in ``InstanceState.joins`` under ``<scope>/<gateway id>``,
 one entry per arrived token (its flow id).
+
+A converging complex gateway (BPMN 2.0, 13.5.5) evaluates its ``activationCondition`` on every
+arrival with ``activationCount``, the number of incoming flows holding a token. When it holds,
+one token of each such flow is consumed, the gateway fires (its outgoing flows as an inclusive
+split) and waits *for reset*: under ``<scope>/<gateway id>/reset`` it lists the flows that
+delivered in this round; a token arriving on another incoming flow is consumed without firing,
+and the gateway resets once every incoming flow delivered or no token can reach the rest
+(the inclusive rule below). A token on a flow that already delivered waits for the next round.
+Without an activation condition a complex gateway joins like an inclusive one.
 
 The join does not count tokens. It fires when, for every incoming flow that has no token yet,
 no token anywhere in the scope (a waiting element instance, a token queued in this step, a
@@ -17,7 +27,10 @@ from natsflow_engine.errors import NatsflowError
 from natsflow_engine.runtime.context import Part
 from natsflow_engine.runtime.scopes import context_of
 
-__all__ = ["Joins", "reachable"]
+__all__ = ["RESET", "Joins", "reachable"]
+
+RESET = "/reset"
+"""Suffix of the key under which a complex gateway waiting for reset lists the delivered flows."""
 
 _REACH: dict[int, tuple[Process, dict[str, frozenset[str]]]] = {}
 
@@ -70,10 +83,61 @@ class Joins(Part):
     def arrive_inclusive(self, node: Gateway, scope: int, flow: str | None) -> None:
         self.s.joins.setdefault(f"{scope}/{node.id}", []).append(flow or "")
 
+    def arrive_complex(self, node: Gateway, scope: int, flow: str | None) -> None:
+        key = f"{scope}/{node.id}"
+        delivered = self.s.joins.get(key + RESET)
+        if delivered is not None and (flow or "") not in delivered:
+            delivered.append(flow or "")  # a late token of the round that fired: consumed
+            self.c.event("token-consumed", node.id, None, flow=flow)
+            self._reset_if_complete(node, scope)
+            self.c.tokens.token_ended(scope)
+            return
+        self.s.joins.setdefault(key, []).append(flow or "")
+        if node.activation is not None and delivered is None:
+            self._activate(node, scope)
+
+    def _activate(self, node: Gateway, scope: int) -> None:
+        """Fire the complex gateway when its activation condition holds."""
+        assert node.activation is not None
+        key = f"{scope}/{node.id}"
+        arrived = self.s.joins.get(key, [])
+        holding = [f for f in node.incoming if f in arrived]
+        ctx = {**context_of(self.s, scope), "activationCount": len(holding)}
+        try:
+            if not self.c.x.condition(node.activation, ctx):
+                return
+        except NatsflowError as exc:
+            ei = self.c.new_ei(node, scope, None)
+            self.c.raise_incident(ei, "expression", f"activation condition failed: {exc}")
+            return
+        for f in holding:
+            arrived.remove(f)
+        if not arrived:
+            del self.s.joins[key]
+        self.s.joins[key + RESET] = list(holding)
+        self.take_inclusive(node, scope, None)
+        self._reset_if_complete(node, scope)
+
+    def _reset_if_complete(self, node: Gateway, scope: int) -> bool:
+        """Reset a complex gateway once no more tokens of its round can arrive; True when it did
+        (a token waiting for the next round is then considered at once)."""
+        key = f"{scope}/{node.id}"
+        delivered = self.s.joins.get(key + RESET)
+        if delivered is None:
+            return False
+        missing = [f for f in node.incoming if f not in delivered]
+        if missing and self._can_still_arrive(scope, node.id, missing):
+            return False
+        del self.s.joins[key + RESET]
+        if self.s.joins.get(key) and node.activation is not None:
+            self._activate(node, scope)
+        return True
+
     def waiting_in(self, scope: int) -> bool:
-        """Whether a token waits at a join of ``scope``."""
+        """Whether a token waits at a join of ``scope`` (a complex gateway waiting for reset
+        holds no token)."""
         prefix = f"{scope}/"
-        return any(k.startswith(prefix) for k in self.s.joins)
+        return any(k.startswith(prefix) and not k.endswith(RESET) for k in self.s.joins)
 
     def clear(self, scope: int) -> None:
         """Drop the tokens waiting at the joins of ``scope`` (it ends or is interrupted)."""
@@ -96,8 +160,9 @@ class Joins(Part):
         if not chosen and node.default:
             chosen = [node.default]
         if not chosen:
+            word = "complex" if node.kind == "complexGateway" else "inclusive"
             c.raise_incident(c.new_ei(node, scope, flow), "no-flow",
-                             f"no outgoing sequence flow of inclusive gateway '{node.id}' has a true condition"
+                             f"no outgoing sequence flow of {word} gateway '{node.id}' has a true condition"
                              " and there is no default flow")
             return
         c.passed(node, flows=chosen)
@@ -109,12 +174,24 @@ class Joins(Part):
         fired = False
         for key in list(self.s.joins):
             scope_text, _, gw_id = key.partition("/")
-            node = self.p.nodes.get(gw_id)
-            if not isinstance(node, Gateway) or node.kind != "inclusiveGateway":
-                continue
             scope = int(scope_text)
+            if scope not in self.s.eis:
+                self.s.joins.pop(key, None)  # the scope has ended
+                continue
+            if key.endswith(RESET):
+                node = self.p.nodes.get(gw_id.removesuffix(RESET))
+                if isinstance(node, Gateway) and self._reset_if_complete(node, scope):
+                    fired = True
+                    self.c.tokens.token_ended(scope)
+                continue
+            node = self.p.nodes.get(gw_id)
+            inclusive = isinstance(node, Gateway) and (
+                node.kind == "inclusiveGateway" or (node.kind == "complexGateway" and node.activation is None)
+            )
+            if not inclusive or not isinstance(node, Gateway):
+                continue
             arrived = self.s.joins.get(key)
-            if not arrived or scope not in self.s.eis:
+            if not arrived:
                 continue
             missing = [f for f in node.incoming if f not in arrived]
             if missing and self._can_still_arrive(scope, gw_id, missing):

@@ -1,8 +1,8 @@
 """What the runtime can execute. Anything else is refused at deploy time, never skipped.
 
-The parser already refuses what BPMN allows but natsflow never runs (complex gateways,
-transactions, ...). This module refuses what the parser understands but the interpreter does
-not execute yet, naming the element and its line.
+The parser already refuses what BPMN allows but natsflow never runs (choreographies, ...).
+This module refuses what the parser understands but the interpreter does not execute yet,
+naming the element and its line.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ _ACTIVITIES = frozenset(
         "receiveTask", "subProcess", "callActivity",
     }
 )  # fmt: skip
-_GATEWAYS = frozenset({"exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway"})
+_GATEWAYS = frozenset(
+    {"exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway", "complexGateway"}
+)
 
 
 def unsupported_reason(process: Process, node: FlowNode) -> str | None:

@@ -75,16 +75,17 @@ class Tokens(Part):
         c = self.c
         ctx = context_of(self.s, context_key)
         default = getattr(node, "default", None)
+        # the default flow is taken when no *conditional* flow is true (unconditional ones do not count)
         try:
-            chosen = [
-                f for f in flows if f.id != default and (f.condition is None or c.x.condition(f.condition, ctx))
-            ]
+            true = [f for f in flows if f.id != default and f.condition is not None
+                    and c.x.condition(f.condition, ctx)]
         except NatsflowError as exc:
             c.raise_incident(c.new_ei(node, scope, None), "expression", f"sequence flow condition failed: {exc}",
                              phase="leave")
             return None
-        if not chosen and default:
-            chosen = [self.p.flows[default]]
+        chosen = [f for f in flows if f.id != default and (f.condition is None or f in true)]
+        if not true and default:
+            chosen.append(self.p.flows[default])
         if not chosen:
             c.raise_incident(c.new_ei(node, scope, None), "no-flow",
                              f"no outgoing sequence flow of '{node.id}' has a true condition", phase="leave")
@@ -119,6 +120,12 @@ class Tokens(Part):
         c = self.c
         if node.kind == "eventBasedGateway":
             c.events.enter_event_gateway(node, scope, flow)
+            return
+        if node.kind == "complexGateway":
+            if len(node.incoming) > 1:
+                c.joins.arrive_complex(node, scope, flow)
+            else:
+                c.joins.take_inclusive(node, scope, flow)
             return
         if node.kind == "inclusiveGateway":
             if len(node.incoming) > 1:
