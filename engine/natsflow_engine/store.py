@@ -268,7 +268,7 @@ class EffectPublisher:
                 )
             case r.SignalBroadcast():
                 return self.messaging.broadcast_signal(
-                    effect.tenant, effect.name, effect.variables, signal_id=effect.id
+                    effect.tenant, effect.name, effect.variables, signal_id=effect.id, origin=effect.origin
                 )
             case (
                 r.Launch() | r.JobCompleted() | r.JobFailed() | r.JobError() | r.UserTaskCompleted()

@@ -111,7 +111,7 @@ class StepContext:
     x: Expressions
     history: list[r.HistoryEvent] = field(default_factory=list)
     effects: list[r.Effect] = field(default_factory=list)
-    queue: deque[Callable[[], None]] = field(default_factory=deque)
+    queue: deque[tuple[int, Callable[[], None]]] = field(default_factory=deque)  # (scope, move)
     pending: dict[int, int] = field(default_factory=dict)  # scope key -> tokens queued towards it
     activations: int = 0
     tokens: TokensPart = field(init=False)
@@ -158,7 +158,13 @@ class StepContext:
     def enqueue(self, scope: int, move: Callable[[], None]) -> None:
         """Queue a token towards ``scope`` (the scope is busy until it has moved)."""
         self.pending[scope] = self.pending.get(scope, 0) + 1
-        self.queue.append(move)
+        self.queue.append((scope, move))
+
+    def drop_queued(self, scope: int) -> None:
+        """Forget the tokens queued towards ``scope`` (an interrupting event took it over)."""
+        kept = deque(item for item in self.queue if item[0] != scope)
+        self.pending[scope] = self.pending.get(scope, 0) - (len(self.queue) - len(kept))
+        self.queue = kept
 
     def arrived(self, scope: int) -> bool:
         """A queued token moves now: False when its scope or the instance ended meanwhile."""

@@ -244,7 +244,9 @@ class Events(Part):
             del self.s.eis[child.key]
 
     def interrupt_scope(self, scope_ei: r.ElementInstance) -> None:
-        """An interrupting event sub-process starts: everything else in the scope ends."""
+        """An interrupting event sub-process starts: everything else in the scope ends, tokens
+        still queued towards it included."""
+        self.c.drop_queued(scope_ei.key)
         for child in [e for e in self.s.eis.values() if e.parent == scope_ei.key]:
             if child.listener:
                 self.release(child)
@@ -362,8 +364,28 @@ class Events(Part):
         except NatsflowError as exc:
             self.c.raise_incident(self.c.new_ei(node, scope, None), "expression", f"signal name failed: {exc}")
             return False
-        self.c.effects.append(r.SignalBroadcast(id=self.c.effect_id(), tenant=self.s.tenant, name=str(name)))
+        self.deliver_own_signal(str(name))
+        self.c.effects.append(
+            r.SignalBroadcast(id=self.c.effect_id(), tenant=self.s.tenant, name=str(name), origin=self.s.id)
+        )
         return True
+
+    def deliver_own_signal(self, name: str) -> None:
+        """A signal thrown by this instance reaches this instance's own catches in this step,
+        those waiting when it is thrown, after the thrower's token has moved on; the broadcast
+        skips this instance, so whether its subscriptions were stored first does not matter."""
+        wanted = w.SignalWait(name=name)
+        for ei in sorted(self.s.eis.values(), key=lambda e: e.key):
+            if ei.wait == wanted:
+                self.c.enqueue(ei.parent, partial(self._signal_arrives, ei.key, ei.parent, wanted))
+
+    def _signal_arrives(self, key: int, parent: int, wanted: w.SignalWait) -> None:
+        if not self.c.arrived(parent):
+            return
+        ei = self.s.eis.get(key)
+        if ei is not None and ei.wait == wanted:
+            self.c.event("signal-received", ei.el, ei.key, name=wanted.name)
+            self.trigger(ei, {})
 
     def send_message_flows(self, node: Event, scope: int) -> bool:
         """A throwing message event without a worker: send the message each of its message

@@ -226,7 +226,7 @@ class _Commands:
         c = self.c
         while True:
             while c.queue:
-                c.queue.popleft()()
+                c.queue.popleft()[1]()
             if not c.joins.fire_ready():
                 return
 

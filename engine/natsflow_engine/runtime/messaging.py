@@ -255,10 +255,12 @@ class Messaging:
         return r.decode_state(entry.value or b"").state == "active"
 
     async def broadcast_signal(self, tenant: str, name: str, variables: dict[str, Any], *,
-                               signal_id: str | None = None) -> int:
+                               signal_id: str | None = None, origin: str | None = None) -> int:
         signal_id = signal_id or r.new_id()
         reached = 0
         for instance, ei in await self._subscriptions(layout.signal_subscriptions_key(tenant, name)):
+            if instance == origin:
+                continue  # the throwing instance caught its own signal in its step
             cmd = r.SignalReceived(id=f"sig.{signal_id}.{instance}.{ei}", tenant=tenant, instance=instance,
                                    ei=ei, name=name, variables=variables)
             await self._send(cmd)

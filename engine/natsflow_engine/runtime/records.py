@@ -309,12 +309,14 @@ class MessagePublish(_Record, tag="message-publish"):
 
 
 class SignalBroadcast(_Record, tag="signal-broadcast"):
-    """Effect: a signal throw/end event; every waiting catch of the tenant receives it."""
+    """Effect: a signal throw/end event; every waiting catch of the tenant receives it, except
+    those of ``origin``, the throwing instance (it delivered the signal to itself in its step)."""
 
     id: str
     tenant: str
     name: str
     variables: dict[str, Any] = {}
+    origin: str | None = None
 
 
 # --- history: one record per step --------------------------------------------------------------

@@ -1,0 +1,95 @@
+"""Events an instance throws to itself: signals reach the instance's own boundaries, event
+sub-processes and catches in the step that throws them, whatever NATS stores first."""
+
+from __future__ import annotations
+
+from modelkit import boundary, chain, event, flow, model, service, signal_def, signal_global
+
+from natsflow.testing import ProcessTestEngine
+
+SIGNAL = signal_global("Sig", "ping")
+
+
+async def test_signal_thrown_inside_a_sub_process_reaches_its_non_interrupting_boundary(
+    kit: ProcessTestEngine, checkpoint
+):
+    sub = (
+        '<bpmn:subProcess id="sub"><bpmn:startEvent id="ss" />' + service("before", "w")
+        + event("intermediateThrowEvent", "throw", signal_def("Sig")) + service("after", "w")
+        + '<bpmn:endEvent id="se" />' + chain("ss", "before", "throw", "after", "se") + "</bpmn:subProcess>"
+    )  # fmt: skip
+    body = (
+        '<bpmn:startEvent id="s" />' + sub + boundary("caught", "sub", signal_def("Sig"), interrupting=False)
+        + service("on_signal", "w") + '<bpmn:endEvent id="e" /><bpmn:endEvent id="e2" />'
+        + chain("s", "sub", "e") + flow("fb", "caught", "on_signal") + chain("on_signal", "e2")
+    )  # fmt: skip
+    # each instance its own signal name: signals are broadcast, one instance's must not reach another
+    await kit.deploy(model("p", body, globals_=signal_global("Sig", "=sig")))
+    iids = [await kit.start_instance("p", {"sig": f"ping-{n}"}) for n in range(5)]
+    await checkpoint()
+
+    @kit.task("w")
+    async def w(job):
+        return None
+
+    await kit.wait_until_idle()
+    for iid in iids:  # every run, not some: the catch does not race the throw
+        snap = await kit.instance(iid)
+        assert snap.state == "completed"
+        assert snap.completed_elements.count("caught") == 1 and snap.completed_elements.count("on_signal") == 1
+        assert snap.completed_elements.count("after") == 1  # non-interrupting: the thrower goes on
+
+
+async def test_signal_end_event_of_a_sub_process_reaches_the_interrupting_boundary(kit: ProcessTestEngine, checkpoint):
+    sub = (
+        '<bpmn:subProcess id="sub"><bpmn:startEvent id="ss" />' + service("work", "w")
+        + event("endEvent", "se", signal_def("Sig")) + chain("ss", "work", "se") + "</bpmn:subProcess>"
+    )  # fmt: skip
+    body = (
+        '<bpmn:startEvent id="s" />' + sub + boundary("caught", "sub", signal_def("Sig"))
+        + '<bpmn:endEvent id="e_normal" /><bpmn:endEvent id="e_signal" />'
+        + chain("s", "sub", "e_normal") + flow("fb", "caught", "e_signal")
+    )  # fmt: skip
+    await kit.deploy(model("p", body, globals_=SIGNAL))
+    iid = await kit.start_instance("p")
+    await checkpoint()
+
+    @kit.task("w")
+    async def w(job):
+        return None
+
+    await kit.wait_until_idle()
+    snap = await kit.instance(iid)
+    assert snap.state == "completed" and "e_signal" in snap.completed_elements
+    assert "e_normal" not in snap.completed_elements
+
+
+async def test_own_signal_starts_an_interrupting_event_sub_process_before_the_thrower_goes_on(
+    kit: ProcessTestEngine, checkpoint
+):
+    esp = (
+        '<bpmn:subProcess id="esp" triggeredByEvent="true">'
+        + event("startEvent", "es", signal_def("Sig"), 'isInterrupting="true"') + service("handle", "w")
+        + '<bpmn:endEvent id="ee" />' + chain("es", "handle", "ee") + "</bpmn:subProcess>"
+    )  # fmt: skip
+    sub = (
+        '<bpmn:subProcess id="sub">' + esp + '<bpmn:startEvent id="ss" />' + service("first", "w")
+        + event("intermediateThrowEvent", "throw", signal_def("Sig")) + service("never", "w")
+        + '<bpmn:endEvent id="se" />' + chain("ss", "first", "throw", "never", "se") + "</bpmn:subProcess>"
+    )  # fmt: skip
+    body = '<bpmn:startEvent id="s" />' + sub + '<bpmn:endEvent id="e" />' + chain("s", "sub", "e")
+    await kit.deploy(model("p", body, globals_=SIGNAL))
+    iid = await kit.start_instance("p")
+    await checkpoint()
+    ran: list[str] = []
+
+    @kit.task("w")
+    async def w(job):
+        ran.append(job.element_id)
+        return None
+
+    await kit.wait_until_idle()
+    snap = await kit.instance(iid)
+    assert snap.state == "completed" and ran == ["first", "handle"]
+    # the broadcast left the instance alone: nothing caught the signal twice
+    assert snap.completed_elements.count("esp") == 1
