@@ -93,3 +93,50 @@ async def test_own_signal_starts_an_interrupting_event_sub_process_before_the_th
     assert snap.state == "completed" and ran == ["first", "handle"]
     # the broadcast left the instance alone: nothing caught the signal twice
     assert snap.completed_elements.count("esp") == 1
+
+
+COLLABORATION = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+  xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d" targetNamespace="t">
+  <bpmn:message id="Msg" name="order-placed" />
+  <bpmn:collaboration id="c">
+    <bpmn:participant id="shop_p" processRef="shop" />
+    <bpmn:participant id="store_p" processRef="store" />
+    <bpmn:messageFlow id="mf" sourceRef="send" targetRef="receive" />
+  </bpmn:collaboration>
+  <bpmn:process id="shop" isExecutable="true">
+    <bpmn:startEvent id="s" />
+    <bpmn:sendTask id="send" messageRef="Msg" />
+    <bpmn:endEvent id="e" />
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="send" />
+    <bpmn:sequenceFlow id="f2" sourceRef="send" targetRef="e" />
+  </bpmn:process>
+  <bpmn:process id="store" isExecutable="true">
+    <bpmn:receiveTask id="receive" messageRef="Msg" instantiate="true" />
+    <bpmn:serviceTask id="pack"><bpmn:extensionElements><zeebe:taskDefinition type="pack" />
+    </bpmn:extensionElements></bpmn:serviceTask>
+    <bpmn:endEvent id="e2" />
+    <bpmn:sequenceFlow id="g1" sourceRef="receive" targetRef="pack" />
+    <bpmn:sequenceFlow id="g2" sourceRef="pack" targetRef="e2" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+async def test_send_task_on_a_message_flow_starts_the_instantiating_receive_task(kit: ProcessTestEngine, checkpoint):
+    # neither a job type on the send task nor a none start event nor a correlation key is needed
+    await kit.deploy(COLLABORATION)
+    shop = await kit.start_instance("shop")
+    await kit.wait_until_idle()
+    await checkpoint()
+    assert (await kit.instance(shop)).completed_elements == ["s", "send", "e"]
+    [store] = await kit.instances("store")
+    snap = await kit.instance(store)
+    assert snap.active_elements == ["pack"] and snap.completed_elements == ["receive__instantiate", "receive"]
+
+    @kit.task("pack")
+    async def pack(job):
+        return None
+
+    await kit.wait_until_idle()
+    assert (await kit.instance(store)).state == "completed"

@@ -85,10 +85,17 @@ class Globals:
     signals: dict[str, Element] = field(default_factory=dict)
     escalations: dict[str, Element] = field(default_factory=dict)
     event_definitions: dict[str, Element] = field(default_factory=dict)
+    # targets of message flows: a message flow names the catch, so it needs no correlation key
+    message_flow_targets: set[str] = field(default_factory=set)
+    message_flow_sources: set[str] = field(default_factory=set)
 
     @classmethod
     def collect(cls, root: Element) -> Globals:
         found = cls()
+        for collab in bpmn_children(root, "collaboration"):
+            for mf in bpmn_children(collab, "messageFlow"):
+                found.message_flow_targets.add((mf.get("targetRef") or "").strip())
+                found.message_flow_sources.add((mf.get("sourceRef") or "").strip())
         tables = {
             "message": found.messages,
             "error": found.errors,
@@ -137,7 +144,7 @@ def message_trigger(
         return None
     name = ctx.value(message, raw_name, f"the name of message '{ref}'")
     key = correlation_key(ctx, message)
-    if needs_key and key is None:
+    if needs_key and key is None and owner.get("id") not in g.message_flow_targets:
         ctx.issues.add(
             holder,
             f"{what} waits for message '{raw_name}', which has no correlation key "

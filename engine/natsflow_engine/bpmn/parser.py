@@ -34,6 +34,7 @@ from natsflow_engine.bpmn.common import (
 )
 from natsflow_engine.bpmn.events import Globals, Role, message_trigger, parse_trigger
 from natsflow_engine.bpmn.expr import ExprCompiler, StaticExpr
+from natsflow_engine.bpmn.instantiate import add_instantiating_starts
 from natsflow_engine.bpmn.model import (
     Activity,
     CallActivity,
@@ -117,6 +118,7 @@ class ProcessBuilder:
     # --- walking the XML ---------------------------------------------------------------------
 
     def build(self) -> Process:
+        add_instantiating_starts(self.el)
         queue: deque[tuple[Element, _Scope]] = deque()
         root_scope = _Scope(self.pid, "process")
         self.scopes[self.pid] = root_scope
@@ -262,7 +264,8 @@ class ProcessBuilder:
                         el,
                         f"{what} calls a decision: DMN decisions are not supported; use a zeebe:taskDefinition",
                     )
-                else:
+                elif kind != "sendTask" or el.get("id") not in self.g.message_flow_sources:
+                    # a send task on a message flow sends that flow's message itself
                     self.issues.add(el, f"{what} has no zeebe:taskDefinition with a job type")
             return Activity(**common, task=zeebe.task_definition(self.ctx, el))
         if kind == "scriptTask":

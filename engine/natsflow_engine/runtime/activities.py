@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from natsflow_engine.bpmn.instantiate import instantiate_flow
 from natsflow_engine.bpmn.model import Activity, CallActivity, Event, FlowNode, ScriptTask, SubProcess
 from natsflow_engine.errors import NatsflowError
 from natsflow_engine.runtime import records as r
@@ -59,8 +60,13 @@ class Activities(Part):
             self.complete_with(ei, {node.result_variable: value} if node.result_variable else {})
         elif kind == "userTask":
             self._create_user_task(ei, node)
+        elif kind == "receiveTask" and ei.flow == instantiate_flow(node.id):
+            self.complete_with(ei, {})  # its message started the instance
         elif kind == "receiveTask":
             c.events.arm(ei, getattr(node, "message", None), ei.key)
+        elif kind == "sendTask":  # no job type: it sends its message flows' messages
+            if c.events.send_message_flows(node, ei.parent):
+                self.complete_with(ei, {})
         elif isinstance(node, CallActivity):
             self._call(ei, node)
         elif isinstance(node, SubProcess):

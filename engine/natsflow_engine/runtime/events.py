@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from natsflow_engine.bpmn.model import (
+    Activity,
     CompensateTrigger,
     ErrorTrigger,
     EscalationTrigger,
@@ -387,7 +388,7 @@ class Events(Part):
             self.c.event("signal-received", ei.el, ei.key, name=wanted.name)
             self.trigger(ei, {})
 
-    def send_message_flows(self, node: Event, scope: int) -> bool:
+    def send_message_flows(self, node: Event | Activity, scope: int) -> bool:
         """A throwing message event without a worker: send the message each of its message
         flows leads to; the payload is what the event's input mappings produce."""
         ctx = context_of(self.s, scope)
