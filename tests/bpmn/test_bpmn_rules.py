@@ -684,7 +684,7 @@ def test_unsupported_elements(tag: str, fragment: str) -> None:
 
 @pytest.mark.parametrize(
     ("definition", "fragment"),
-    [("cancelEventDefinition", "cancel events"), ("conditionalEventDefinition", "conditional events")],
+    [("cancelEventDefinition", "cancel events")],
 )
 def test_unsupported_event_definitions(definition: str, fragment: str) -> None:
     body = (

@@ -209,8 +209,12 @@ def load_cases(root: Path) -> list[BetsyCase]:
 
 def to_feel(expression: str) -> str:
     """betsy's Java/JUEL conditions as FEEL: ``${x}`` is ``x``, ``a.contains("s")`` is
-    ``contains(a, "s")``, ``!e`` is ``not(e)``, ``&&``/``||`` are ``and``/``or``."""
+    ``contains(a, "s")``, ``!e`` is ``not(e)``, ``&&``/``||`` are ``and``/``or``. A stray ``>``
+    after a condition (a typo in Conditional_StartEvent_EventSubProcess_NonInterrupting, which
+    betsy's engines' expression languages tolerate) is dropped."""
     text = expression.strip()
+    if text.endswith(")>"):
+        text = text[:-1]
     text = re.sub(r"^\$\{(.*)\}$", r"\1", text, flags=re.S).strip()
     text = re.sub(r'(\w+)\.contains\(("[^"]*")\)', r"contains(\1, \2)", text)
     text = text.replace("&&", " and ").replace("||", " or ")

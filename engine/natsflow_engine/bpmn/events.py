@@ -18,6 +18,7 @@ from natsflow_engine.bpmn.common import (
 from natsflow_engine.bpmn.expr import ExprCompiler, StaticExpr
 from natsflow_engine.bpmn.model import (
     CompensateTrigger,
+    ConditionalTrigger,
     ErrorTrigger,
     EscalationTrigger,
     EventTrigger,
@@ -44,16 +45,17 @@ _TRIGGER_NAMES: dict[type, str] = {
     LinkTrigger: "link",
     CompensateTrigger: "compensation",
     TerminateTrigger: "terminate",
+    ConditionalTrigger: "conditional",
 }
 
 ALLOWED: dict[Role, frozenset[str]] = {
     "start": frozenset({"none", "timer", "message", "signal"}),
-    "start_esp": frozenset({"timer", "message", "signal", "error", "escalation"}),
+    "start_esp": frozenset({"timer", "message", "signal", "error", "escalation", "conditional"}),
     "start_sub": frozenset({"none"}),
     "end": frozenset({"none", "terminate", "error", "escalation", "message", "signal", "compensation"}),
-    "catch": frozenset({"timer", "message", "signal", "link"}),
+    "catch": frozenset({"timer", "message", "signal", "link", "conditional"}),
     "throw": frozenset({"none", "message", "signal", "escalation", "link", "compensation"}),
-    "boundary": frozenset({"timer", "message", "signal", "error", "escalation", "compensation"}),
+    "boundary": frozenset({"timer", "message", "signal", "error", "escalation", "compensation", "conditional"}),
 }
 
 _ROLE_WORDS: dict[Role, str] = {
@@ -68,7 +70,6 @@ _ROLE_WORDS: dict[Role, str] = {
 
 _UNSUPPORTED_DEFINITIONS = {
     "cancelEventDefinition": "cancel events",
-    "conditionalEventDefinition": "conditional events",
 }
 
 
@@ -228,6 +229,13 @@ def _trigger(
         return False, None
     if name == "timerEventDefinition":
         return _timer(ctx, el, definition)
+    if name == "conditionalEventDefinition":
+        cond = next(bpmn_children(definition, "condition"), None)
+        if cond is None or not (cond.text or "").strip():
+            ctx.issues.add(definition, f"{what} has a conditional event definition without a condition", el_id)
+            return False, None
+        expr = ctx.value(cond, cond.text, f"the condition of {what}", "feel")
+        return expr is not None, None if expr is None else ConditionalTrigger(condition=expr)
     if name == "messageEventDefinition":
         if throwing:
             # A throwing message event runs as a job (zeebe:taskDefinition); a message is optional.

@@ -20,6 +20,7 @@ __all__ = [
     "Activity",
     "CallActivity",
     "CompensateTrigger",
+    "ConditionalTrigger",
     "Definitions",
     "ErrorTrigger",
     "EscalationTrigger",
@@ -174,6 +175,14 @@ class TerminateTrigger:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class ConditionalTrigger:
+    """``conditionalEventDefinition``: fires when its condition becomes true (see the
+    interpreter's conditions, :mod:`natsflow_engine.runtime.conditions`)."""
+
+    condition: Expr
+
+
 EventTrigger = (
     TimerTrigger
     | MessageTrigger
@@ -183,6 +192,7 @@ EventTrigger = (
     | LinkTrigger
     | CompensateTrigger
     | TerminateTrigger
+    | ConditionalTrigger
 )
 
 

@@ -21,7 +21,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from natsflow_engine.bpmn.model import Activity, Event, EventTrigger, FlowNode, Gateway, Process
+from natsflow_engine.bpmn.model import (
+    Activity,
+    ConditionalTrigger,
+    Event,
+    EventTrigger,
+    FlowNode,
+    Gateway,
+    Process,
+)
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime import waits as w
 from natsflow_engine.runtime.expressions import Expressions
@@ -31,6 +39,7 @@ __all__ = [
     "Part",
     "ActivitiesPart",
     "CompensationPart",
+    "ConditionsPart",
     "EventsPart",
     "JoinsPart",
     "LoopsPart",
@@ -99,6 +108,11 @@ class JoinsPart(Protocol):
     def clear(self, scope: int) -> None: ...
 
 
+class ConditionsPart(Protocol):
+    def arm(self, ei: r.ElementInstance, trigger: ConditionalTrigger) -> bool: ...
+    def evaluate(self) -> bool: ...
+
+
 class CompensationPart(Protocol):
     def record(self, node: FlowNode, ei: r.ElementInstance) -> None: ...
     def throw(self, node: Event, scope: int, flow: str | None) -> None: ...
@@ -121,6 +135,7 @@ class StepContext:
     loops: LoopsPart = field(init=False)
     joins: JoinsPart = field(init=False)
     compensation: CompensationPart = field(init=False)
+    conditions: ConditionsPart = field(init=False)
 
     @property
     def at(self) -> str:

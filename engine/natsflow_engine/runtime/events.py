@@ -23,6 +23,7 @@ import msgspec
 from natsflow_engine.bpmn.model import (
     Activity,
     CompensateTrigger,
+    ConditionalTrigger,
     ErrorTrigger,
     EscalationTrigger,
     Event,
@@ -77,6 +78,8 @@ class Events(Part):
                         key=key,
                     )
                 )
+            elif isinstance(trigger, ConditionalTrigger):
+                return self.c.conditions.arm(ei, trigger)
             elif isinstance(trigger, SignalTrigger):
                 name = x.value(trigger.name, ctx)
                 if not isinstance(name, str) or not name:
@@ -131,7 +134,7 @@ class Events(Part):
             self.c.effects.append(
                 r.Unsubscribe(kind="signal", tenant=self.s.tenant, instance=self.s.id, ei=ei.key, name=wait.name)
             )
-        else:
+        elif not isinstance(wait, w.ConditionWait):
             return
         ei.wait = None
 
@@ -144,10 +147,12 @@ class Events(Part):
         for bid in getattr(node, "boundaries", ()):
             boundary = self.p.nodes[bid]
             assert isinstance(boundary, Event)
-            if isinstance(boundary.trigger, TimerTrigger | MessageTrigger | SignalTrigger):
+            if isinstance(boundary.trigger, TimerTrigger | MessageTrigger | SignalTrigger | ConditionalTrigger):
                 listener = self.new_listener(boundary, owner.key, "boundary")
-                if not self.arm(listener, boundary.trigger, owner.key):
-                    return False
+                if not self.arm(listener, boundary.trigger, owner.key) and (
+                    listener.incident or boundary.cancel_activity
+                ):
+                    return False  # an incident, or an interrupting condition true at once
         return True
 
     def arm_event_subprocesses(self, scope: r.ElementInstance, esp_ids: tuple[str, ...]) -> None:
@@ -157,7 +162,7 @@ class Events(Part):
             for start_id in esp.start_events:
                 start = self.p.nodes[start_id]
                 assert isinstance(start, Event)
-                if isinstance(start.trigger, TimerTrigger | MessageTrigger | SignalTrigger):
+                if isinstance(start.trigger, TimerTrigger | MessageTrigger | SignalTrigger | ConditionalTrigger):
                     self.arm(self.new_listener(start, scope.key, "esp"), start.trigger, scope.key)
 
     # --- firing ---------------------------------------------------------------------------------

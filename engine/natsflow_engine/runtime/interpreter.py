@@ -32,6 +32,7 @@ from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime import waits as w
 from natsflow_engine.runtime.activities import Activities
 from natsflow_engine.runtime.compensation import Compensation
+from natsflow_engine.runtime.conditions import Conditions
 from natsflow_engine.runtime.context import MAX_ACTIVATIONS, StepContext
 from natsflow_engine.runtime.events import Events
 from natsflow_engine.runtime.expressions import Expressions
@@ -91,6 +92,7 @@ def step(process: Process | None, state: r.InstanceState | None, command: r.AnyC
     c.loops = Loops(c)
     c.joins = Joins(c)
     c.compensation = Compensation(c)
+    c.conditions = Conditions(c)
     _Commands(c).apply(command)
     return StepResult(state, c.effects, _history(state, command, c.at, c.history))
 
@@ -227,7 +229,9 @@ class _Commands:
         while True:
             while c.queue:
                 c.queue.popleft()[1]()
-            if not c.joins.fire_ready():
+            if c.joins.fire_ready():
+                continue
+            if self.s.state != "active" or not c.conditions.evaluate():
                 return
 
     def waiting(self, key: int, job: str) -> r.ElementInstance | None:

@@ -14,6 +14,7 @@ import msgspec
 
 __all__ = [
     "ChildCall",
+    "ConditionWait",
     "CompensationHandler",
     "CompensationThrow",
     "Iteration",
@@ -75,7 +76,13 @@ class SignalWait(_Wait, tag="signal"):
     name: str
 
 
-Wait = JobWait | UserTaskWait | ChildCall | TimerWait | MessageWait | SignalWait
+class ConditionWait(_Wait, tag="condition"):
+    """A conditional event: fires when its condition turns true; ``met`` is its last value."""
+
+    met: bool = False
+
+
+Wait = JobWait | UserTaskWait | ChildCall | TimerWait | MessageWait | SignalWait | ConditionWait
 """What an element instance waits for; at most one thing at a time."""
 
 ListenerOf = Literal["boundary", "esp", "ebg"]
