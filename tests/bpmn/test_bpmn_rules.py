@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from natsflow_engine.bpmn import parse_bpmn
+from natsflow_engine.bpmn.model import Event, MultipleTrigger
 
 from natsflow.errors import BpmnValidationError, ValidationIssue
 
@@ -654,16 +655,25 @@ def test_event_definition_not_allowed_here() -> None:
 
 
 def test_two_event_definitions() -> None:
-    body = (
-        OK_START
-        + """
-  <bpmn:intermediateCatchEvent id="c">
+    catch = """
+  <bpmn:intermediateCatchEvent id="c" parallelMultiple="true">
     <bpmn:timerEventDefinition><bpmn:timeDuration>PT1M</bpmn:timeDuration></bpmn:timerEventDefinition>
     <bpmn:signalEventDefinition signalRef="s" />
   </bpmn:intermediateCatchEvent>
 """
-    )
-    expect(doc(body, '<bpmn:signal id="s" name="x" />'), "c", "has 2 event definitions")
+    [process] = parse_bpmn(doc(OK_START + catch, '<bpmn:signal id="s" name="x" />')).processes.values()
+    node = process.nodes["c"]
+    assert isinstance(node, Event) and isinstance(node.trigger, MultipleTrigger)
+    assert node.trigger.parallel and len(node.trigger.triggers) == 2
+    start = """
+  <bpmn:startEvent id="c2">
+    <bpmn:timerEventDefinition><bpmn:timeDuration>PT1M</bpmn:timeDuration></bpmn:timerEventDefinition>
+    <bpmn:signalEventDefinition signalRef="s" />
+  </bpmn:startEvent>
+"""
+    expect(doc(OK_START + start, '<bpmn:signal id="s" name="x" />'), "c2", "has 2 event definitions")
+    error_catch = catch.replace('<bpmn:signalEventDefinition signalRef="s" />', "<bpmn:errorEventDefinition />")
+    expect(doc(OK_START + error_catch), "c", "one of them error")
 
 
 # --- unsupported and unknown -------------------------------------------------------------

@@ -140,3 +140,65 @@ async def test_send_task_on_a_message_flow_starts_the_instantiating_receive_task
 
     await kit.wait_until_idle()
     assert (await kit.instance(store)).state == "completed"
+
+
+async def test_multiple_catch_continues_on_the_first_of_its_events(kit: ProcessTestEngine, checkpoint):
+    from datetime import timedelta
+
+    from modelkit import message_def, message_global, timer
+
+    body = (
+        '<bpmn:startEvent id="s" />'
+        + event("intermediateCatchEvent", "either", message_def("Msg") + timer("Duration", "PT1H"))
+        + '<bpmn:endEvent id="e" />' + chain("s", "either", "e")
+    )  # fmt: skip
+    await kit.deploy(model("p", body, globals_=message_global("Msg", "paid")))
+    by_message = await kit.start_instance("p", {"orderId": "A"})
+    by_timer = await kit.start_instance("p", {"orderId": "B"})
+    await checkpoint()
+    assert (await kit.instance(by_message)).active_elements == ["either"]
+    assert await kit.publish_message("paid", correlation_key="A") == 1
+    await checkpoint()
+    await kit.advance_time(timedelta(hours=1))
+    for iid in (by_message, by_timer):
+        snap = await kit.instance(iid)
+        assert snap.state == "completed" and snap.completed_elements == ["s", "either", "e"]
+    # the other definitions were released: a late message reaches nobody
+    assert await kit.publish_message("paid", correlation_key="B") == 0
+
+
+async def test_parallel_multiple_catch_waits_for_each_of_its_events(kit: ProcessTestEngine, checkpoint):
+    globals_ = signal_global("SigA", "a") + signal_global("SigB", "b")
+    body = (
+        '<bpmn:startEvent id="s" />'
+        + event("intermediateCatchEvent", "both", signal_def("SigA") + signal_def("SigB"), 'parallelMultiple="true"')
+        + '<bpmn:endEvent id="e" />' + chain("s", "both", "e")
+    )  # fmt: skip
+    await kit.deploy(model("p", body, globals_=globals_))
+    iid = await kit.start_instance("p")
+    await checkpoint()
+    await kit.broadcast_signal("b")
+    await kit.broadcast_signal("b")  # the same definition again counts once
+    await checkpoint()
+    assert (await kit.instance(iid)).active_elements == ["both"]
+    await kit.broadcast_signal("a")
+    assert (await kit.instance(iid)).state == "completed"
+
+
+async def test_multiple_throw_throws_each_signal_and_reaches_catches_armed_in_the_same_step(
+    kit: ProcessTestEngine, checkpoint
+):
+    globals_ = signal_global("SigA", "a") + signal_global("SigB", "b")
+    body = (
+        '<bpmn:startEvent id="s" /><bpmn:parallelGateway id="fork" />'
+        + event("intermediateThrowEvent", "throw", signal_def("SigA") + signal_def("SigB"))
+        + event("intermediateCatchEvent", "catch_b", signal_def("SigB")) + service("after", "w")
+        + '<bpmn:endEvent id="e1" /><bpmn:endEvent id="e2" />'
+        + flow("f0", "s", "fork") + flow("f1", "fork", "throw") + flow("f2", "fork", "catch_b")
+        + chain("throw", "e1") + chain("catch_b", "after", "e2")
+    )  # fmt: skip
+    await kit.deploy(model("p", body, globals_=globals_))
+    iid = await kit.start_instance("p")
+    await checkpoint()
+    # the throw ran before the catch was armed, in the same step: the catch still got it
+    assert (await kit.instance(iid)).active_elements == ["after"]

@@ -24,6 +24,7 @@ from natsflow_engine.bpmn.model import (
     EventTrigger,
     LinkTrigger,
     MessageTrigger,
+    MultipleTrigger,
     SignalTrigger,
     TerminateTrigger,
     TimerTrigger,
@@ -46,6 +47,7 @@ _TRIGGER_NAMES: dict[type, str] = {
     CompensateTrigger: "compensation",
     TerminateTrigger: "terminate",
     ConditionalTrigger: "conditional",
+    MultipleTrigger: "multiple",
 }
 
 ALLOWED: dict[Role, frozenset[str]] = {
@@ -188,10 +190,7 @@ def parse_trigger(ctx: ExprCompiler, g: Globals, el: Element, role: Role) -> Par
     what = describe(el)
     definitions = _definitions(g, el)
     if len(definitions) > 1:
-        ctx.issues.add(
-            el, f"{what} has {len(definitions)} event definitions; natsflow supports one per event"
-        )
-        return ParsedTrigger(None, "none", False)
+        return _multiple(ctx, g, el, role, definitions)
     if not definitions:
         kind = "none"
         trigger: EventTrigger | None = None
@@ -215,6 +214,42 @@ def parse_trigger(ctx: ExprCompiler, g: Globals, el: Element, role: Role) -> Par
         ctx.issues.add(el, f"{what} has {label}, which is not allowed on {_ROLE_WORDS[role]}")
         return ParsedTrigger(None, kind, False)
     return ParsedTrigger(trigger, kind, ok)
+
+
+_MULTIPLE_ROLES: dict[Role, tuple[type, ...]] = {
+    "catch": (TimerTrigger, MessageTrigger, SignalTrigger, ConditionalTrigger),
+    "throw": (SignalTrigger, MessageTrigger),
+    "end": (SignalTrigger, MessageTrigger),
+}
+
+
+def _multiple(ctx: ExprCompiler, g: Globals, el: Element, role: Role, definitions: list[Element]) -> ParsedTrigger:
+    """An event with several event definitions: intermediate catches (timer, message, signal,
+    conditional) and throws or end events (signal, message)."""
+    what = describe(el)
+    allowed = _MULTIPLE_ROLES.get(role)
+    if allowed is None:
+        ctx.issues.add(el, f"{what} has {len(definitions)} event definitions; on {_ROLE_WORDS[role]} "
+                           "natsflow supports one")
+        return ParsedTrigger(None, "multiple", False)
+    triggers = []
+    for definition in definitions:
+        if is_bpmn(definition, "eventDefinitionRef"):
+            ctx.issues.add(definition, f"{what} refers to event definition '{text_of(definition)}', "
+                                       "which is not defined", el.get("id"))
+            return ParsedTrigger(None, "multiple", False)
+        ok, trigger = _trigger(ctx, g, el, definition, role)
+        if not ok:
+            return ParsedTrigger(None, "multiple", False)
+        if not isinstance(trigger, allowed) or not isinstance(
+            trigger, TimerTrigger | MessageTrigger | SignalTrigger | ConditionalTrigger
+        ):
+            ctx.issues.add(el, f"{what} has several event definitions, one of them {_kind_of(definition)}; "
+                               f"{_ROLE_WORDS[role]} with several supports {', '.join(_TRIGGER_NAMES[t] for t in allowed)}")
+            return ParsedTrigger(None, "multiple", False)
+        triggers.append(trigger)
+    parallel = parse_bool(ctx.issues, el, "parallelMultiple", False, what)
+    return ParsedTrigger(MultipleTrigger(triggers=tuple(triggers), parallel=parallel), "multiple", True)
 
 
 def _trigger(

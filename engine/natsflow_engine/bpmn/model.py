@@ -33,6 +33,7 @@ __all__ = [
     "LinkTrigger",
     "MessageTrigger",
     "MultiInstance",
+    "MultipleTrigger",
     "Process",
     "Scope",
     "ScriptTask",
@@ -183,6 +184,15 @@ class ConditionalTrigger:
     condition: Expr
 
 
+@dataclass(frozen=True, slots=True)
+class MultipleTrigger:
+    """Several event definitions on one event (BPMN 2.0, 10.5.1): a catch waits for any one of
+    them, or for all of them when ``parallel`` (``parallelMultiple``); a throw throws them all."""
+
+    triggers: tuple[TimerTrigger | MessageTrigger | SignalTrigger | ConditionalTrigger, ...]
+    parallel: bool = False
+
+
 EventTrigger = (
     TimerTrigger
     | MessageTrigger
@@ -193,6 +203,7 @@ EventTrigger = (
     | CompensateTrigger
     | TerminateTrigger
     | ConditionalTrigger
+    | MultipleTrigger
 )
 
 

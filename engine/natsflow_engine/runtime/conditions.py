@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from functools import partial
 
-from natsflow_engine.bpmn.model import ConditionalTrigger, Event
+from natsflow_engine.bpmn.model import ConditionalTrigger
 from natsflow_engine.errors import NatsflowError
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime import waits as w
-from natsflow_engine.runtime.context import Part
+from natsflow_engine.runtime.context import Part, listener_trigger
 from natsflow_engine.runtime.scopes import context_of
 
 __all__ = ["Conditions"]
@@ -65,9 +65,10 @@ class Conditions(Part):
             if not isinstance(wait, w.ConditionWait) or ei.incident or ei.key not in self.s.eis:
                 continue
             node = self.p.nodes.get(ei.el)
-            if not isinstance(node, Event) or not isinstance(node.trigger, ConditionalTrigger):
+            trigger = listener_trigger(node, ei) if node is not None else None
+            if not isinstance(trigger, ConditionalTrigger):
                 continue
-            value = self._value(ei, node.trigger)
+            value = self._value(ei, trigger)
             if value is None or value == wait.met:
                 continue
             ei.wait = w.ConditionWait(met=value)

@@ -28,6 +28,7 @@ from natsflow_engine.bpmn.model import (
     EventTrigger,
     FlowNode,
     Gateway,
+    MultipleTrigger,
     Process,
 )
 from natsflow_engine.runtime import records as r
@@ -36,10 +37,12 @@ from natsflow_engine.runtime.expressions import Expressions
 
 __all__ = [
     "MAX_ACTIVATIONS",
+    "listener_trigger",
     "Part",
     "ActivitiesPart",
     "CompensationPart",
     "ConditionsPart",
+    "MultiplesPart",
     "EventsPart",
     "JoinsPart",
     "LoopsPart",
@@ -90,7 +93,9 @@ class EventsPart(Protocol):
     def enter_event(self, node: Event, scope: int, flow: str | None) -> None: ...
     def enter_event_gateway(self, node: Gateway, scope: int, flow: str | None) -> None: ...
     def catch_error(self, current: r.ElementInstance, code: str, variables: dict[str, Any]) -> bool: ...
+    def deliver_late_signals(self) -> bool: ...
     def send_message_flows(self, node: Event | Activity, scope: int) -> bool: ...
+    def broadcast_signal(self, node: Event, scope: int) -> bool: ...
 
 
 class LoopsPart(Protocol):
@@ -106,6 +111,12 @@ class JoinsPart(Protocol):
     def fire_ready(self) -> bool: ...
     def waiting_in(self, scope: int) -> bool: ...
     def clear(self, scope: int) -> None: ...
+
+
+class MultiplesPart(Protocol):
+    def enter_catch(self, node: Event, trigger: MultipleTrigger, scope: int, flow: str | None) -> None: ...
+    def fired(self, listener: r.ElementInstance, variables: dict[str, Any]) -> None: ...
+    def throw(self, node: Event, trigger: MultipleTrigger, scope: int) -> bool: ...
 
 
 class ConditionsPart(Protocol):
@@ -129,6 +140,8 @@ class StepContext:
     queue: deque[tuple[int, Callable[[], None]]] = field(default_factory=deque)  # (scope, move)
     pending: dict[int, int] = field(default_factory=dict)  # scope key -> tokens queued towards it
     activations: int = 0
+    # signals thrown by this instance in this step -> the element instances they reached
+    signals: dict[str, set[int]] = field(default_factory=dict)
     tokens: TokensPart = field(init=False)
     activities: ActivitiesPart = field(init=False)
     events: EventsPart = field(init=False)
@@ -136,6 +149,7 @@ class StepContext:
     joins: JoinsPart = field(init=False)
     compensation: CompensationPart = field(init=False)
     conditions: ConditionsPart = field(init=False)
+    multiples: MultiplesPart = field(init=False)
 
     @property
     def at(self) -> str:
@@ -204,6 +218,16 @@ class StepContext:
             ei.phase = phase
         self.s.incidents.append(incident)
         self.event("incident-raised", ei.el, ei.key, incident=incident.id, kind=kind, message=message)
+
+
+def listener_trigger(node: FlowNode, ei: r.ElementInstance) -> EventTrigger | None:
+    """The event definition ``ei`` waits for: the one of its listener index on an event with
+    several, else the node's own (its message, for a receive task)."""
+    trigger = getattr(node, "trigger", None) or getattr(node, "message", None)
+    if isinstance(trigger, MultipleTrigger):
+        index = ei.role.i if isinstance(ei.role, w.Listener) else 0
+        return trigger.triggers[index]
+    return trigger
 
 
 class Part:

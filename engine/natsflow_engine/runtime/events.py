@@ -32,6 +32,7 @@ from natsflow_engine.bpmn.model import (
     Gateway,
     LinkTrigger,
     MessageTrigger,
+    MultipleTrigger,
     SignalTrigger,
     SubProcess,
     TerminateTrigger,
@@ -177,6 +178,9 @@ class Events(Part):
             self.release(ei)
             self.c.activities.complete_with(ei, variables)
             return
+        if role == "multi":  # one definition of a catch event with several
+            self.c.multiples.fired(ei, variables)
+            return
         assert isinstance(node, Event)
         if role == "ebg":
             gateway = self.s.eis[ei.parent]
@@ -286,6 +290,8 @@ class Events(Part):
             self.throw_link(node, scope)
         elif isinstance(trig, SignalTrigger) and not self.broadcast_signal(node, scope):
             return
+        elif isinstance(trig, MultipleTrigger) and not c.multiples.throw(node, trig, scope):
+            return
         elif isinstance(trig, MessageTrigger) and not self.send_message_flows(node, scope):
             return
         elif isinstance(trig, EscalationTrigger):
@@ -330,6 +336,9 @@ class Events(Part):
         """Intermediate catch event (timer, message, signal; link catches just pass)."""
         if isinstance(node.trigger, LinkTrigger) or node.trigger is None:
             self.c.tokens.pass_through(node, scope)
+            return
+        if isinstance(node.trigger, MultipleTrigger):
+            self.c.multiples.enter_catch(node, node.trigger, scope, flow)
             return
         ei = self.c.new_ei(node, scope, flow)
         self.c.event("element-activated", node.id, ei.key)
@@ -377,13 +386,24 @@ class Events(Part):
         return True
 
     def deliver_own_signal(self, name: str) -> None:
-        """A signal thrown by this instance reaches this instance's own catches in this step,
-        those waiting when it is thrown, after the thrower's token has moved on; the broadcast
-        skips this instance, so whether its subscriptions were stored first does not matter."""
+        """A signal thrown by this instance reaches this instance's own catches in this step:
+        those waiting when it is thrown at once (before the thrower's token moves on), those
+        armed later in the step once its tokens came to rest (:meth:`deliver_late_signals`).
+        The broadcast skips this instance, so whether its subscriptions were stored first does
+        not matter."""
+        reached = self.c.signals.setdefault(name, set())
         wanted = w.SignalWait(name=name)
         for ei in sorted(self.s.eis.values(), key=lambda e: e.key):
-            if ei.wait == wanted:
+            if ei.wait == wanted and ei.key not in reached:
+                reached.add(ei.key)
                 self.c.enqueue(ei.parent, partial(self._signal_arrives, ei.key, ei.parent, wanted))
+
+    def deliver_late_signals(self) -> bool:
+        """Signals thrown in this step reach the catches armed after the throw; True when one did."""
+        before = sum(len(keys) for keys in self.c.signals.values())
+        for name in list(self.c.signals):
+            self.deliver_own_signal(name)
+        return sum(len(keys) for keys in self.c.signals.values()) > before
 
     def _signal_arrives(self, key: int, parent: int, wanted: w.SignalWait) -> None:
         if not self.c.arrived(parent):

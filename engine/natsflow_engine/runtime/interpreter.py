@@ -33,11 +33,12 @@ from natsflow_engine.runtime import waits as w
 from natsflow_engine.runtime.activities import Activities
 from natsflow_engine.runtime.compensation import Compensation
 from natsflow_engine.runtime.conditions import Conditions
-from natsflow_engine.runtime.context import MAX_ACTIVATIONS, StepContext
+from natsflow_engine.runtime.context import MAX_ACTIVATIONS, StepContext, listener_trigger
 from natsflow_engine.runtime.events import Events
 from natsflow_engine.runtime.expressions import Expressions
 from natsflow_engine.runtime.joins import Joins
 from natsflow_engine.runtime.loops import Loops
+from natsflow_engine.runtime.multiple import Multiples
 from natsflow_engine.runtime.scopes import ROOT, propagate
 from natsflow_engine.runtime.starts import next_timer_start
 from natsflow_engine.runtime.tokens import Tokens
@@ -93,6 +94,7 @@ def step(process: Process | None, state: r.InstanceState | None, command: r.AnyC
     c.joins = Joins(c)
     c.compensation = Compensation(c)
     c.conditions = Conditions(c)
+    c.multiples = Multiples(c)
     _Commands(c).apply(command)
     return StepResult(state, c.effects, _history(state, command, c.at, c.history))
 
@@ -229,7 +231,7 @@ class _Commands:
         while True:
             while c.queue:
                 c.queue.popleft()[1]()
-            if c.joins.fire_ready():
+            if c.joins.fire_ready() or c.events.deliver_late_signals():
                 continue
             if self.s.state != "active" or not c.conditions.evaluate():
                 return
@@ -321,9 +323,7 @@ class _Commands:
         elif phase == "complete":
             c.activities.complete_with(ei, {})
         elif phase == "arm":
-            node = self.p.nodes[ei.el]
-            trigger = getattr(node, "trigger", None) or getattr(node, "message", None)
-            c.events.arm(ei, trigger, ei.parent)
+            c.events.arm(ei, listener_trigger(self.p.nodes[ei.el], ei), ei.parent)
         elif phase == "leave":
             del s.eis[ei.key]
             c.tokens.leave(self.p.nodes[ei.el], ei.parent)

@@ -23,6 +23,7 @@ __all__ = [
     "ListenerOf",
     "LoopBody",
     "MessageWait",
+    "MultipleCatch",
     "Phase",
     "Role",
     "SignalWait",
@@ -85,7 +86,7 @@ class ConditionWait(_Wait, tag="condition"):
 Wait = JobWait | UserTaskWait | ChildCall | TimerWait | MessageWait | SignalWait | ConditionWait
 """What an element instance waits for; at most one thing at a time."""
 
-ListenerOf = Literal["boundary", "esp", "ebg"]
+ListenerOf = Literal["boundary", "esp", "ebg", "multi"]
 
 
 class _Role(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="r"):
@@ -95,9 +96,11 @@ class _Role(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="r"):
 class Listener(_Role, tag="listener"):
     """Waits for an event on behalf of its parent: a boundary event of the activity
     (``boundary``), a start event of an event sub-process of the scope (``esp``), or one
-    branch of an event-based gateway (``ebg``). A listener never keeps a scope alive."""
+    branch of an event-based gateway (``ebg``), or one event definition ``i`` of a catch event
+    with several (``multi``). A listener never keeps a scope alive."""
 
     of: ListenerOf
+    i: int = 0
 
 
 class LoopBody(_Role, tag="loop-body"):
@@ -125,7 +128,14 @@ class CompensationHandler(_Role, tag="compensation-handler"):
     thrower: int  # the element instance of the compensation throw event
 
 
-Role = Listener | LoopBody | Iteration | CompensationThrow | CompensationHandler
+class MultipleCatch(_Role, tag="multiple"):
+    """A catch event with several event definitions (its listeners are its children);
+    ``fired`` lists the definitions that happened, for one that waits for all of them."""
+
+    fired: list[int] = []
+
+
+Role = Listener | LoopBody | Iteration | CompensationThrow | CompensationHandler | MultipleCatch
 """What kind of element instance this is, when more than an element waiting for itself."""
 
 Phase = Literal["enter", "job", "complete", "arm", "leave", "done"]
