@@ -282,7 +282,7 @@ class Accounts:
     async def publish(self, account: TenantAccount) -> int:
         """Mint the account JWT (later than the last), push it to the resolver, keep it in the
         account's Secret; the JWT's issue time. The caller holds :meth:`lock`."""
-        self._prune(account)
+        self.prune(account)
         token = account.jwt(await self.signing_key())
         await push_account(await self.system(), token)
         await self.kube.merge_patch(
@@ -292,7 +292,7 @@ class Accounts:
         self._pushed[account.tenant] = self._fingerprint(account)
         return account.last_issued
 
-    def _prune(self, account: TenantAccount) -> None:
+    def prune(self, account: TenantAccount) -> None:
         """Forget revocations older than a user JWT lives: every JWT they name has expired."""
         horizon = self.clock() - self.config.user_ttl - 60
         for user, when in list(account.revocations.items()):

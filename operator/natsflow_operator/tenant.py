@@ -11,6 +11,7 @@ resolver would otherwise bring the data back with the account), then every user 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,7 +52,7 @@ async def reconcile(
         write_status(patch, status, conds, generation=generation, now=now, fields=fields)
 
     accounts = ctx.accounts
-    if accounts is None:  # the handlers are registered only with tenancy
+    if accounts is None or body.metadata.get("deletionTimestamp"):  # the finalizer's turn
         return
     try:
         spec = TenantSpec.model_validate(dict(body.spec))
@@ -130,10 +131,11 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     @kopf.on.delete(*RESOURCE, id="tenant-delete", registry=registry)
     async def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         key = ("tenant", str(body.metadata.namespace), str(body.metadata.uid or body.metadata.name))
-        ctx.generations.pop(key, None)
-        ctx.locks.pop(key, None)
         try:
-            await remove(ctx, body, logger)
+            async with ctx.locks.setdefault(key, asyncio.Lock()):  # after a pass in flight
+                await remove(ctx, body, logger)
+            ctx.generations.pop(key, None)
+            ctx.locks.pop(key, None)
         except UNAVAILABLE as exc:
             raise kopf.TemporaryError(
                 f"cannot remove the account: {exc}", delay=ctx.config.retry_delay

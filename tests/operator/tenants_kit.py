@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import kmock
+import kopf
 import nats
+import pytest
 from nats.aio.client import Client, RawCredentials
 from natsflow_engine.accounts import OperatorTrust
-from natsflow_engine.server import EmbeddedNatsServer
+from natsflow_engine.server import EmbeddedNatsServer, operator_config
+from natsflow_operator.context import OperatorConfig
 from natsflow_operator.kube import KubeClient, paths
 from natsflow_operator.models import API_VERSION
+from natsflow_operator.tenancy import TenancyConfig
 
 PLATFORM = "natsflow-system"
 DEADLINE = 30.0
@@ -131,3 +138,65 @@ async def refused(url: str, creds: str) -> str | None:
         return str(exc) or type(exc).__name__
     await conn.nc.close()
     return None
+
+
+def tenancy_config(
+    k8s: kmock.KubernetesEmulator, operator_mode: OperatorMode, tenancy: TenancyConfig
+) -> OperatorConfig:
+    """The operator's settings against kmock and the operator-mode server."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return OperatorConfig(
+        nats_url=operator_mode.url,
+        kube=kopf.ConnectionInfo(server=str(k8s.url)),
+        drift_interval=0.3,
+        retry_delay=0.3,
+        health_port=port,
+        tenancy=tenancy,
+    )
+
+
+@pytest.fixture(scope="module")
+def operator_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorMode]:
+    trust = OperatorTrust.create()
+    resolver = Path(tmp_path_factory.mktemp("resolver"))
+    config = operator_config(
+        trust.jwt,
+        trust.system_account.public,
+        {trust.system_account.public: trust.system_account_jwt},
+        resolver_dir=resolver,
+    )
+    with EmbeddedNatsServer(config=config) as server:
+        yield OperatorMode(trust, server)
+
+
+async def ready(running: Any, name: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        obj = await tenant(running.api.client, name)
+        return obj if running.condition(obj, "Ready").get("status") == "True" else None
+
+    return await running.eventually(probe, timeout=DEADLINE)
+
+
+async def start(running: Any, operator_mode: OperatorMode, *names: str, **spec: Any) -> list[str]:
+    """Seed the platform Secrets, create the Tenants, wait until Ready; their account keys."""
+    await seed_platform(running.api.client, operator_mode.trust)
+    for name in names:
+        await create_tenant(running.api.client, name, spec)
+    return [str((await ready(running, name))["status"]["account"]) for name in names]
+
+
+async def td_ready(running: Any, namespace: str, name: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        obj = await running.api.get("TaskDefinition", namespace, name)
+        return obj if running.condition(obj, "Ready").get("status") == "True" else None
+
+    return await running.eventually(probe, timeout=DEADLINE)
+
+
+async def worker_creds(running: Any, namespace: str, name: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        return await running.api.client.get(paths.secret(namespace, f"{name}-worker-nats"))
+
+    return await running.eventually(probe, timeout=DEADLINE)

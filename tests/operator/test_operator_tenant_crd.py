@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from natsflow_engine.accounts import AccountLimits
+from natsflow_engine.accounts import AccountLimits, KeyKind, NKey, TenantAccount
 from natsflow_operator import crdgen
 from natsflow_operator.kinds import KINDS
+from natsflow_operator.kube import KubeClient
 from natsflow_operator.models import API_VERSION, TenantSpec, parse_quantity
-from natsflow_operator.tenancy import account_limits
+from natsflow_operator.tenancy import Accounts, TenancyConfig, account_limits
 from test_operator_crds import check
 
 
@@ -85,3 +86,16 @@ def test_quantities() -> None:
     for bad in ("0", "1.5Gi", "1G", "", "Ki"):
         with pytest.raises(ValueError, match="invalid quantity"):
             parse_quantity(bad)
+
+
+async def test_revocations_older_than_a_user_lifetime_are_pruned() -> None:
+    kube = KubeClient()
+    accounts = Accounts(
+        kube, TenancyConfig(namespace="p", user_ttl=100.0), "nats://x", clock=lambda: 10_000.0
+    )
+    account = TenantAccount("shop")
+    old, recent = NKey.generate(KeyKind.USER).public, NKey.generate(KeyKind.USER).public
+    account.revocations = {old: 9_000, recent: 9_950, "*": 1}
+    accounts.prune(account)
+    assert account.revocations == {recent: 9_950, "*": 1}  # every JWT `old` named has expired
+    await kube.close()

@@ -4,23 +4,17 @@ account per tenant, platform and worker users, revocation and the deletion polic
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import kmock
-import kopf
 import nats
 import pytest
 from nats.aio.client import RawCredentials
 from nats.js.errors import APIError, NotFoundError
 from natsflow_engine import layout
-from natsflow_engine.accounts import KeyKind, NKey, OperatorTrust, TenantAccount, decode_jwt, push_account
+from natsflow_engine.accounts import KeyKind, NKey, TenantAccount, decode_jwt, push_account
 from natsflow_engine.accounts.permissions import worker_inbox_prefix
-from natsflow_engine.server import EmbeddedNatsServer
-from natsflow_engine.server import operator_config as server_config
 from natsflow_operator.context import OperatorConfig
 from natsflow_operator.kube import paths
 from natsflow_operator.tenancy import TenancyConfig, creds_claims
@@ -31,72 +25,27 @@ from tenants_kit import (
     connect,
     connected,
     create_tenant,
+    operator_mode,
     platform_creds,
+    ready,
     refused,
     secret_value,
     seed_platform,
+    start,
+    td_ready,
+    tenancy_config,
     tenant,
+    worker_creds,
 )
 
-
-@pytest.fixture(scope="module")
-def operator_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorMode]:
-    trust = OperatorTrust.create()
-    resolver = Path(tmp_path_factory.mktemp("resolver"))
-    config = server_config(
-        trust.jwt,
-        trust.system_account.public,
-        {trust.system_account.public: trust.system_account_jwt},
-        resolver_dir=resolver,
-    )
-    with EmbeddedNatsServer(config=config) as server:
-        yield OperatorMode(trust, server)
+__all__ = ["operator_mode"]  # the module's server fixture
 
 
 @pytest.fixture
 def operator_config(k8s: kmock.KubernetesEmulator, operator_mode: OperatorMode) -> OperatorConfig:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return OperatorConfig(
-        nats_url=operator_mode.url,
-        kube=kopf.ConnectionInfo(server=str(k8s.url)),
-        drift_interval=0.3,
-        retry_delay=0.3,
-        health_port=port,
-        tenancy=TenancyConfig(namespace=PLATFORM, user_ttl=600.0, renew_before=200.0),
+    return tenancy_config(
+        k8s, operator_mode, TenancyConfig(namespace=PLATFORM, user_ttl=600.0, renew_before=200.0)
     )
-
-
-async def ready(running: Any, name: str) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        obj = await tenant(running.api.client, name)
-        return obj if running.condition(obj, "Ready").get("status") == "True" else None
-
-    return await running.eventually(probe, timeout=DEADLINE)
-
-
-async def start(running: Any, operator_mode: OperatorMode, *names: str, **spec: Any) -> list[str]:
-    """Seed the platform Secrets, create the Tenants, wait until Ready; their account keys."""
-    await seed_platform(running.api.client, operator_mode.trust)
-    for name in names:
-        await create_tenant(running.api.client, name, spec)
-    return [str((await ready(running, name))["status"]["account"]) for name in names]
-
-
-async def td_ready(running: Any, namespace: str, name: str) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        obj = await running.api.get("TaskDefinition", namespace, name)
-        return obj if running.condition(obj, "Ready").get("status") == "True" else None
-
-    return await running.eventually(probe, timeout=DEADLINE)
-
-
-async def worker_creds(running: Any, namespace: str, name: str) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        return await running.api.client.get(paths.secret(namespace, f"{name}-worker-nats"))
-
-    return await running.eventually(probe, timeout=DEADLINE)
 
 
 async def test_a_tenant_becomes_ready_with_its_account_and_platform_user(
@@ -219,6 +168,11 @@ async def test_deleting_a_tenant_with_retain_revokes_its_users_and_keeps_its_dat
     finally:
         await conn.nc.close()
     assert "Authorization Violation" in str(await refused(operator_mode.url, creds))
+
+    async def gone() -> bool:
+        return await tenant(running.api.client, a) is None  # the finalizer is done
+
+    await running.eventually(gone, timeout=DEADLINE)
     assert await platform_creds(running.api.client, a) is None
     # the same name again: the same account, its data still there, a new platform user
     await create_tenant(running.api.client, a, {})
@@ -294,3 +248,22 @@ async def test_one_tenant_over_its_jetstream_quota_leaves_the_other_working(
         await jsb.add_consumer("S", durable_name="c1")
         (msg,) = await (await jsb.pull_subscribe_bind("c1", stream="S")).fetch(1, timeout=10)
         assert msg.data == b"b's message"
+
+
+async def test_a_tenant_waits_for_the_platform_secrets(
+    running: Any, operator_mode: OperatorMode, unique: str
+) -> None:
+    a = f"{unique}a"
+    await create_tenant(running.api.client, a, {})
+
+    async def waiting() -> dict[str, Any] | None:
+        obj = await tenant(running.api.client, a)
+        synced = running.condition(obj, "Synced")
+        return synced if synced.get("reason") == "SigningKeyNotFound" else None
+
+    synced = await running.eventually(waiting, timeout=DEADLINE)
+    assert synced["status"] == "False" and "natsflow-operator-signing-key" in synced["message"]
+    obj = await tenant(running.api.client, a)
+    assert running.condition(obj, "Reconciling")["status"] == "True"
+    await seed_platform(running.api.client, operator_mode.trust)
+    assert (await ready(running, a))["status"]["account"].startswith("A")
