@@ -25,8 +25,16 @@ without the remaining retries (``JobFailure(message)`` is an ordinary, retried f
 clean message). A job whose handler runs longer than the consumer's ack wait is kept alive
 with progress signals.
 
+A handler runs at least once per job, not exactly once: when the worker dies holding a job, or
+the NATS server restarts before the acknowledgement reaches it, the job is delivered again. The
+engine applies one result per job. A handler whose side effect must happen once de-duplicates
+with ``job.key`` (``<instance>.<element instance>.<attempt of the element>``): the same on every
+delivery of a job, different for every new job. ``job.attempt`` is no such key (see
+docs/workers.md).
+
 Shutdown is graceful: stop fetching, let in-flight handlers finish (bounded), then cancel the
-rest (their jobs are redelivered).
+rest (their jobs are redelivered). :meth:`Worker.run` ends with :class:`ConnectionFailedError`
+when the connection is closed for good.
 """
 
 from __future__ import annotations
@@ -64,6 +72,8 @@ class Job:
     """What a handler receives."""
 
     key: str
+    """The job's identity, the same on every delivery of this job: the key to de-duplicate side
+    effects with (an idempotency key for the systems the handler calls)."""
     type: str
     instance_id: str
     process_id: str
@@ -72,6 +82,8 @@ class Job:
     headers: Mapping[str, str]
     retries_left: int
     attempt: int
+    """Deliveries of this job so far, 1 the first time (after a server crash a redelivery may
+    count 1 again: not a de-duplication key)."""
     tenant: str
 
 
