@@ -210,8 +210,10 @@ class Worker:
         """Start and serve until cancelled, or until the connection is closed for good (the
         server closed it, or nats-py gave up reconnecting): then stop and raise
         :class:`ConnectionFailedError`, so that ``asyncio.run(app.run())`` ends non-zero and a
-        supervisor restarts the process instead of keeping a worker that fetches nothing."""
-        await self.start()
+        supervisor restarts the process instead of keeping a worker that fetches nothing.
+        Starts the worker unless :meth:`start` was called already."""
+        if not self._started:
+            await self.start()
         assert self.nc is not None
         nc = self.nc
         try:

@@ -23,9 +23,9 @@ async def test_worker_run_raises_when_its_connection_is_closed_for_good(acme: Pl
     async def noop(job: Job) -> None:
         return None
 
+    await worker.start()
     running = asyncio.create_task(worker.run())
     try:
-        await until(lambda: worker._started, "worker started")
         await acme.close_connections()
         with pytest.raises(ConnectionFailedError, match="maximum account active connections"):
             async with asyncio.timeout(DEADLINE):
