@@ -124,7 +124,7 @@ def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T | None]], timeout: float = 10.0, step: float = 0.05
+    probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0, step: float = 0.05
 ) -> T:
     """Poll ``probe`` until it returns something truthy; fail with the last value after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -117,7 +117,7 @@ async def test_metric_error_keeps_replicas(running: Any, unique: str) -> None:
         obj = await api.get("TaskDefinition", tenant, "flaky")
         return obj if running.condition(obj, "ScalingActive").get("reason") == "MetricUnavailable" else None
 
-    obj = await running.eventually(metric_unavailable, timeout=3)
+    obj = await running.eventually(metric_unavailable)
     assert running.condition(obj, "ScalingActive")["status"] == "False"
     deployment = await api.deployment(tenant, "flaky-worker")
     assert deployment is not None and deployment["spec"]["replicas"] == 2
