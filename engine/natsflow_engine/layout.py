@@ -5,10 +5,14 @@ the layout is defined once. Every subject, key and consumer name carries the ten
 
 Streams
     ``NF_CMD``   work queue of commands to the engine, subject ``nf.cmd.<tenant>.<instance>``;
+                 job results on ``nf.cmd.<tenant>.<instance>.<task type token>`` (a worker
+                 may publish only its own task type's; the engine checks the job's type);
                  also holds timer schedules on ``nf.sched.<tenant>.<instance>.<timer>``
     ``NF_JOBS``  work queue of jobs, subject ``nf.job.<tenant>.<task type token>``
     ``NF_HIST``  history, one message per step, subject ``nf.hist.<tenant>.<instance>``
-    ``NF_DLQ``   dead letters of triggers, subject ``nf.dlq.<tenant>.<trigger token>``
+    ``NF_DLQ``   dead letters of triggers, subject ``nf.dlq.<tenant>.<trigger token>``, and
+                 commands the engine did not apply, subject ``nf.dlq.<tenant>.cmd.<instance>``
+                 (see :func:`command_dead_letter_subject`)
     ``NF_TRG_<subject token>``  capture streams the operator creates for trigger subjects
 KV buckets
     ``nf_instances``  instance records, key ``<tenant>.<instance>``
@@ -63,6 +67,7 @@ __all__ = [
     "check_compound_id",
     "check_id",
     "check_name",
+    "command_dead_letter_subject",
     "command_subject",
     "dead_letter_subject",
     "history_subject",
@@ -72,10 +77,13 @@ __all__ = [
     "job_consumer",
     "job_max_deliveries_advisories",
     "job_subject",
+    "parse_command_subject",
     "legacy_job_consumer",
     "message_buffer_key",
     "message_start_key",
     "message_subscriptions_key",
+    "result_subject",
+    "result_subjects",
     "schedule_subject",
     "signal_subscriptions_key",
     "taskdef_key",
@@ -218,9 +226,36 @@ def legacy_job_consumer(tenant: str, task_type: str) -> str:
     return f"job-{tenant}-{token(task_type)}"
 
 
+def result_subject(tenant: str, instance_id: str, task_type: str) -> str:
+    """Where a worker of ``task_type`` sends a job's result: the instance's command subject
+    with the task type token appended (still in ``NF_CMD``, still ``nf.cmd.>``)."""
+    return f"nf.cmd.{tenant}.{instance_id}.{token(task_type)}"
+
+
+def result_subjects(tenant: str, task_type: str) -> str:
+    """Every result subject of one task type of a tenant (what a worker may publish to)."""
+    return f"nf.cmd.{tenant}.*.{token(task_type)}"
+
+
+def parse_command_subject(subject: str) -> tuple[str, str, str | None]:
+    """``(tenant, instance, task type token or None)`` of a command or result subject;
+    :class:`InvalidNameError` for anything else."""
+    parts = subject.split(".")
+    if len(parts) not in (4, 5) or parts[:2] != ["nf", "cmd"] or not all(parts):
+        raise InvalidNameError("command subject", subject, "use nf.cmd.<tenant>.<instance>[.<task type>]")
+    return parts[2], parts[3], parts[4] if len(parts) == 5 else None
+
+
 def instance_key_of_command(subject: str) -> str:
-    """The instance key (``<tenant>.<instance>``) of a command subject."""
-    return subject[len("nf.cmd.") :]
+    """The instance key (``<tenant>.<instance>``) of a command or result subject."""
+    return ".".join(subject.split(".")[2:4])
+
+
+def command_dead_letter_subject(tenant: str, instance_id: str) -> str:
+    """Where the engine keeps a command it did not apply, by the tenant and instance tokens of
+    its subject (``nf.dlq.<tenant>.cmd.<instance>``: five tokens, so it never meets a trigger's
+    ``nf.dlq.<tenant>.<trigger token>``)."""
+    return f"{DEAD_LETTER_PREFIX}.{tenant}.cmd.{instance_id}"
 
 
 def history_subject(tenant: str, instance_id: str) -> str:

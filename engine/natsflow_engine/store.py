@@ -74,13 +74,19 @@ Effect: TypeAlias = (
 
 
 def publish_command(
-    js: JetStreamContext, cmd: r.AnyCommand, *, data: bytes | None = None, msg_id: str | None = None
+    js: JetStreamContext,
+    cmd: r.AnyCommand,
+    *,
+    data: bytes | None = None,
+    msg_id: str | None = None,
+    subject: str | None = None,
 ) -> Awaitable[PubAck]:
-    """Publish ``cmd`` to its instance's command subject; JetStream drops a copy with the same
-    id (``msg_id``, by default the command id) inside the duplicate window. ``data`` is the
-    command already encoded, where the caller has it."""
+    """Publish ``cmd`` to its instance's command subject (or ``subject``: a worker's result
+    subject); JetStream drops a copy with the same id (``msg_id``, by default the command id)
+    inside the duplicate window. ``data`` is the command already encoded, where the caller has
+    it."""
     return js.publish(
-        layout.command_subject(cmd.tenant, cmd.instance),
+        subject or layout.command_subject(cmd.tenant, cmd.instance),
         data if data is not None else r.encode(cmd),
         headers={"Nats-Msg-Id": msg_id or cmd.id},
     )

@@ -52,6 +52,7 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerInfo
+from nats.js.errors import NotFoundError
 
 from natsflow_engine import layout
 from natsflow_engine.errors import BpmnError, ConnectionFailedError, JobFailure
@@ -122,6 +123,7 @@ class Worker:
         self.shutdown_timeout = shutdown_timeout
         self._tasks: dict[str, _Task] = {}
         self._started = False
+        self._layout_checked = asyncio.Lock()
         self.completed = 0
         self.failed = 0
         self.closed_check = 0.5
@@ -169,8 +171,6 @@ class Worker:
     async def start(self) -> Worker:
         if self.nc is None:
             self.nc = await nats.connect(self.nats_url or "nats://127.0.0.1:4222")
-        js = self.nc.jetstream()
-        await ensure_layout(js)
         self._started = True
         await asyncio.gather(*(self._serve(spec) for spec in self._tasks.values()))
         log.info("worker serving %s for tenant %s", ", ".join(self._tasks) or "no task types", self.tenant)
@@ -229,8 +229,14 @@ class Worker:
     async def _serve(self, spec: _Task) -> None:
         assert self.nc is not None
         js = self.nc.jetstream()
-        name = await ensure_job_consumer(js, self.tenant, spec.type, spec.consumer, update=False)
-        spec.info = await js.consumer_info(layout.STREAM_JOBS, name)
+        name = layout.job_consumer(self.tenant, spec.type)
+        try:  # the only JetStream read a worker user is granted besides its jobs
+            spec.info = await js.consumer_info(layout.STREAM_JOBS, name)
+        except NotFoundError:  # a fresh account (natsflow dev, tests): create what is missing
+            async with self._layout_checked:
+                await ensure_layout(js)
+            await ensure_job_consumer(js, self.tenant, spec.type, spec.consumer, update=False)
+            spec.info = await js.consumer_info(layout.STREAM_JOBS, name)
         spec.puller = await PullLoop(
             self.nc,
             layout.STREAM_JOBS,
@@ -246,6 +252,13 @@ class Worker:
             raw = _job_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
             log.error("dropping undecodable job on %s: %s", msg.subject, exc)
+            await msg.term()
+            return
+        if raw.tenant != self.tenant or raw.type != spec.type:  # whose job it is: the consumer says
+            log.error(
+                "dropping job %s on %s: it names tenant %r and task type %r, this consumer serves %r of %r",
+                raw.key, msg.subject, raw.tenant, raw.type, spec.type, self.tenant,
+            )
             await msg.term()
             return
         delivered = msg.metadata.num_delivered or 1
@@ -271,6 +284,7 @@ class Worker:
         except BpmnError as exc:
             keepalive.cancel()
             await self._send(
+                spec,
                 r.JobError(
                     id=f"{raw.key}.err",
                     tenant=raw.tenant,
@@ -320,7 +334,7 @@ class Worker:
                 final=True,
             )
             return
-        await self._send(command, data)
+        await self._send(spec, command, data)
         await msg.ack()
         self.completed += 1
 
@@ -341,6 +355,7 @@ class Worker:
             return
         log.warning("job %s failed, %s: %s", raw.key, "not retried" if final else "no retries left", message)
         await self._send(
+            spec,
             r.JobFailed(
                 id=f"{raw.key}.fail",
                 tenant=raw.tenant,
@@ -353,9 +368,12 @@ class Worker:
         )
         await msg.ack()
 
-    async def _send(self, command: r.AnyCommand, data: bytes | None = None) -> None:
+    async def _send(self, spec: _Task, command: r.AnyCommand, data: bytes | None = None) -> None:
+        """Send a job's result on the task type's result subject (the only command subjects
+        a worker user may publish to; the engine checks that the job is of that type)."""
         assert self.nc is not None
-        await publish_command(self.nc.jetstream(), command, data=data)
+        subject = layout.result_subject(self.tenant, command.instance, spec.type)
+        await publish_command(self.nc.jetstream(), command, data=data, subject=subject)
 
     async def _keepalive(self, spec: _Task, msg: Msg) -> None:
         ack_wait = spec.info.config.ack_wait if spec.info and spec.info.config.ack_wait else 30.0

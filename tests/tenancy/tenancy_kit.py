@@ -11,6 +11,7 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client, RawCredentials
+from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 from natsflow_engine import layout
 from natsflow_engine.accounts import (
@@ -20,6 +21,8 @@ from natsflow_engine.accounts import (
     UserCredentials,
     push_account,
 )
+from natsflow_engine.api.client import ApiClient
+from natsflow_engine.errors import ConnectionFailedError
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import deploy_definitions
 from natsflow_engine.runtime.engine import Engine
@@ -135,50 +138,14 @@ async def refused(url: str, user: UserCredentials) -> str:
 
 
 @dataclass
-class TenantStack:
-    """One tenant account running natsflow: the platform user's connection (no permission
-    limits inside its account), the layout, an engine and the model deployed."""
+class TenantView:
+    """One tenant's instances, read and commanded over a platform connection."""
 
     tenant: str
-    account: TenantAccount
     nc: Client
-    engine: Engine
-    process_version: int
-
-    @classmethod
-    async def start(
-        cls, server: OperatorServer, tenant: str, limits: AccountLimits | None = None
-    ) -> TenantStack:
-        account = await server.tenant(tenant, limits)
-        nc = await nats.connect(server.url, user_credentials=RawCredentials(account.user("platform").creds))
-        js = nc.jetstream()
-        await ensure_layout(js)
-        engine = await Engine(nc).start()
-        kv = await js.key_value(layout.BUCKET_WORKFLOWS)
-        deployed = await deploy_definitions(kv, tenant, SERVICE_MODEL)
-        await ensure_job_consumer(js, tenant, "pay")
-        return cls(tenant, account, nc, engine, deployed[0].version)
-
-    async def stop(self) -> None:
-        await self.engine.stop(timeout=2.0)
-        await self.nc.close()
 
     async def send(self, command: r.AnyCommand) -> None:
         await publish_command(self.nc.jetstream(), command)
-
-    async def launch(self, variables: dict[str, Any]) -> str:
-        iid = r.new_id()
-        await self.send(
-            r.Launch(
-                id=f"launch.{iid}",
-                tenant=self.tenant,
-                instance=iid,
-                process_id="charge",
-                version=self.process_version,
-                variables=variables,
-            )
-        )
-        return iid
 
     async def state(self, iid: str) -> r.InstanceState | None:
         kv = await self.nc.jetstream().key_value(layout.BUCKET_INSTANCES)
@@ -210,3 +177,72 @@ class TenantStack:
         await self.send(
             r.UserTaskCompleted(id=f"utc.{task}", tenant=self.tenant, instance=state.id, task=task)
         )
+
+
+@dataclass
+class TenantStack(TenantView):
+    """One tenant account running natsflow: the platform user's connection (no permission
+    limits inside its account), the layout, an engine serving that tenant and the model
+    deployed."""
+
+    account: TenantAccount
+    engine: Engine
+    process_version: int
+
+    @classmethod
+    async def start(
+        cls, server: OperatorServer, tenant: str, limits: AccountLimits | None = None
+    ) -> TenantStack:
+        account = await server.tenant(tenant, limits)
+        nc = await nats.connect(server.url, user_credentials=RawCredentials(account.user("platform").creds))
+        js = nc.jetstream()
+        await ensure_layout(js)
+        engine = await Engine(nc, tenant=tenant).start()
+        kv = await js.key_value(layout.BUCKET_WORKFLOWS)
+        deployed = await deploy_definitions(kv, tenant, SERVICE_MODEL)
+        await ensure_job_consumer(js, tenant, "pay")
+        return cls(tenant, nc, account, engine, deployed[0].version)
+
+    async def stop(self) -> None:
+        await self.engine.stop(timeout=2.0)
+        await self.nc.close()
+
+    async def launch(self, variables: dict[str, Any]) -> str:
+        iid = r.new_id()
+        await self.send(
+            r.Launch(
+                id=f"launch.{iid}",
+                tenant=self.tenant,
+                instance=iid,
+                process_id="charge",
+                version=self.process_version,
+                variables=variables,
+            )
+        )
+        return iid
+
+
+async def dead_letters(nc: Client, tenant: str, count: int, timeout: float = 30.0) -> list[Msg]:
+    """The first ``count`` commands the engine refused on ``tenant``'s subjects (``NF_DLQ``,
+    ``nf.dlq.<tenant>.cmd.>``), waiting for them up to ``timeout`` (a correctness deadline)."""
+    js = nc.jetstream()
+    sub = await js.subscribe(
+        layout.command_dead_letter_subject(tenant, ">"), stream=layout.STREAM_DEAD_LETTERS, ordered_consumer=True
+    )
+    try:
+        return [await sub.next_msg(timeout=timeout) for _ in range(count)]
+    finally:
+        await sub.unsubscribe()
+
+
+async def api_answers(api: ApiClient, timeout: float = 30.0) -> None:
+    """Wait until the tenant's API server answers (a correctness deadline)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await api.workflows()
+            return
+        except ConnectionFailedError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)

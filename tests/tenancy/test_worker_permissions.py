@@ -58,6 +58,10 @@ async def test_a_worker_user_can_touch_nothing_but_its_jobs(operator_server: Ope
         "$JS.API.STREAM.PURGE.NF_JOBS",
         "$JS.API.STREAM.DELETE.NF_CMD",
         "nf.cmd.other.x",  # commands of another tenant's token
+        f"nf.cmd.shop.{iid}",  # any command but a result (cancel, launch, complete a user task)
+        f"nf.cmd.shop.{iid}.{layout.token('other')}",  # results of another task type
+        "$JS.API.STREAM.INFO.NF_JOBS",  # stream information
+        "$JS.API.CONSUMER.INFO.NF_CMD.engine",
         "nf.job.shop.pay",  # fabricate jobs
     ]
     forbidden_subscribe = ["_INBOX.>", "nf.hist.>", "nf.cmd.>", ">", "$JS.EVENT.>", f"{worker_inbox_prefix('shop', 'other')}.>"]

@@ -2,18 +2,19 @@
 
 A worker of one task type may do exactly what the worker SDK does, and nothing else:
 
-- publish its results: ``nf.cmd.<tenant>.>`` (job results are commands to the engine);
+- publish the results of its task type's jobs: ``nf.cmd.<tenant>.*.<task type token>`` (the
+  engine refuses a result there that does not answer a job of that type, and any other
+  command);
 - pull and acknowledge jobs of its own consumer: ``$JS.API.CONSUMER.MSG.NEXT.NF_JOBS.<consumer>``
   and ``$JS.ACK.NF_JOBS.<consumer>.>`` (acks, naks and progress signals);
-- read the configuration of what it checks at start: ``$JS.API.CONSUMER.INFO`` of its consumer
-  and of the engine consumer, ``$JS.API.STREAM.INFO.*`` (``Worker.start`` verifies that the
-  streams and buckets exist; stream info carries configuration and counts, never a message, and
-  in an account of its own tenant names only that tenant's streams);
+- read its consumer's configuration (``$JS.API.CONSUMER.INFO`` of its consumer: retries,
+  backoff and ack wait; ``Worker.start`` reads nothing else when the consumer exists);
 - receive replies only under its own inbox prefix (``nats.connect(inbox_prefix=...)``), never
   ``_INBOX.>``, where replies meant for other users of the account arrive.
 
-It cannot read or write KV, read history, create, delete or pull any other consumer, or
-subscribe to anything but its inbox.
+It cannot send any other command (launch, cancel, complete a user task, results of other task
+types), read or write KV, read history or stream information, create, delete or pull any
+other consumer, or subscribe to anything but its inbox.
 """
 
 from __future__ import annotations
@@ -36,12 +37,10 @@ def worker_permissions(tenant: str, task_type: str) -> Permissions:
     consumer = layout.job_consumer(layout.validate_tenant(tenant), task_type)
     return Permissions(
         publish=[
-            f"nf.cmd.{tenant}.>",
+            layout.result_subjects(tenant, task_type),
             f"$JS.API.CONSUMER.MSG.NEXT.{layout.STREAM_JOBS}.{consumer}",
             f"$JS.ACK.{layout.STREAM_JOBS}.{consumer}.>",
             f"$JS.API.CONSUMER.INFO.{layout.STREAM_JOBS}.{consumer}",
-            f"$JS.API.CONSUMER.INFO.{layout.STREAM_COMMANDS}.{layout.ENGINE_CONSUMER}",
-            "$JS.API.STREAM.INFO.*",
         ],
         subscribe=[f"{worker_inbox_prefix(tenant, task_type)}.>"],
     )

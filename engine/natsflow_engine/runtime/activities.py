@@ -108,7 +108,7 @@ class Activities(Part):
             variables=dict(ctx),
             created=c.at,
         )
-        ei.wait = w.JobWait(key=job.key)
+        ei.wait = w.JobWait(key=job.key, type=job_type)
         c.effects.append(job)
         c.event("job-created", node.id, ei.key, job=job.key, type=job_type)
 

@@ -34,14 +34,15 @@ from nats.aio.subscription import Subscription
 
 from natsflow_engine import layout
 from natsflow_engine.bpmn.model import Process
-from natsflow_engine.errors import NatsflowError, NotFoundError
+from natsflow_engine.errors import ForbiddenError, NatsflowError, NotFoundError
 from natsflow_engine.natsutil import PullLoop
 from natsflow_engine.observability import StepObserver
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import DefinitionCache, resolve_version
 from natsflow_engine.runtime.interpreter import StepResult, engine_incident, step, unreadable_record
 from natsflow_engine.runtime.messaging import Messaging, StartIndex
-from natsflow_engine.runtime.setup import LayoutSettings, ensure_layout, open_buckets
+from natsflow_engine.runtime.origin import Origin, check_job_type, dead_letter, origin_of
+from natsflow_engine.runtime.setup import LayoutSettings, ensure_dlq_stream, ensure_layout, open_buckets
 from natsflow_engine.runtime.starts import first_timer_starts, is_timer_start
 from natsflow_engine.store import (
     ConcurrentUpdateError,
@@ -94,7 +95,10 @@ class Verdict(Enum):
 
 
 class Engine:
-    """A stateless engine replica. Start any number of them on the same NATS account."""
+    """A stateless engine replica. Start any number of them on the same NATS account.
+
+    ``tenant``: the one tenant this engine serves (its connection is that tenant's account);
+    commands on another tenant's subjects are refused. None: every tenant of the account."""
 
     def __init__(
         self,
@@ -104,8 +108,10 @@ class Engine:
         layout_settings: LayoutSettings | None = None,
         clock: Clock = wall_clock,
         timers: TimerService | None = None,
+        tenant: str | None = None,
     ) -> None:
         self.nc = nc
+        self.tenant = layout.validate_tenant(tenant) if tenant is not None else None
         self.js = nc.jetstream()
         self.settings = settings or EngineSettings()
         self.layout = layout_settings or LayoutSettings()
@@ -123,6 +129,7 @@ class Engine:
 
     async def start(self) -> Engine:
         await ensure_layout(self.js, self.layout, update=True)
+        await ensure_dlq_stream(self.js, replicas=self.layout.replicas)
         buckets = await open_buckets(self.js)
         self.kv = buckets[layout.BUCKET_INSTANCES]
         self.workflows = buckets[layout.BUCKET_WORKFLOWS]
@@ -246,16 +253,21 @@ class Engine:
             log.error("dropping undecodable command on %s: %s", msg.subject, exc)
             verdict = Verdict.TERM
         else:
-            verdict = await self._run(cmd)
+            try:
+                verdict = await self._run(cmd, origin_of(msg.subject, cmd, self.tenant))
+            except ForbiddenError as exc:  # the origin does not allow it
+                where = await dead_letter(self.js, msg, str(exc))
+                log.warning("command %s refused, dead-lettered on %s: %s", cmd.id, where, exc)
+                verdict = Verdict.TERM
         await (msg.ack() if verdict is Verdict.ACK else msg.term())
 
-    async def _run(self, cmd: r.AnyCommand) -> Verdict:
+    async def _run(self, cmd: r.AnyCommand, origin: Origin) -> Verdict:
         """Apply ``cmd``, loading again after each conflict, as ``EngineSettings.conflicts`` allows."""
         key = layout.instance_key(cmd.tenant, cmd.instance)
         self.observer.begin(cmd.tenant, cmd.instance)
         for attempt in range(self.settings.conflicts.attempts):
             try:
-                verdict = await self._attempt(key, cmd, first=attempt == 0)
+                verdict = await self._attempt(key, cmd, origin, first=attempt == 0)
             except msgspec.DecodeError as exc:
                 await self._corrupt_record(cmd, str(exc))
                 verdict = Verdict.TERM
@@ -265,11 +277,11 @@ class Engine:
             self.observer.end(cmd, "conflict")
         raise ConcurrentUpdateError(key, self.settings.conflicts.attempts)  # redelivered after its ack wait
 
-    async def _attempt(self, key: str, cmd: r.AnyCommand, *, first: bool) -> Verdict:
+    async def _attempt(self, key: str, cmd: r.AnyCommand, origin: Origin, *, first: bool) -> Verdict:
         # a launch almost always names a new instance: skip the read, and let the
         # create-if-absent of the commit tell a repeated launch (conflict, then a real read)
         state, revision = await self.store.load(key, expect_new=first and isinstance(cmd, r.Launch))
-        decided = await self._decide(state, cmd)
+        decided = await self._decide(state, cmd, origin)
         if isinstance(decided, Verdict):
             return decided
         outbox: list[Effect] = [*decided.effects]
@@ -287,11 +299,16 @@ class Engine:
         self.observer.end(cmd, "applied", outbox)
         return Verdict.ACK
 
-    async def _decide(self, state: r.InstanceState | None, cmd: r.AnyCommand) -> StepResult | Verdict:
-        """The interpreter's step, unless the command needs none."""
+    async def _decide(
+        self, state: r.InstanceState | None, cmd: r.AnyCommand, origin: Origin
+    ) -> StepResult | Verdict:
+        """The interpreter's step, unless the command needs none (or its origin forbids it:
+        :class:`ForbiddenError`)."""
         if state is None and not isinstance(cmd, r.Launch):
             log.warning("command %s for unknown instance %s.%s dropped", cmd.id, cmd.tenant, cmd.instance)
             return Verdict.TERM
+        if state is not None:
+            check_job_type(origin, state, cmd)
         if state is not None and cmd.id in state.applied:
             self.observer.end(cmd, "duplicate")
             return Verdict.ACK

@@ -28,7 +28,14 @@ from nats.js.kv import KeyValue
 from natsflow_engine import layout
 from natsflow_engine.store import open_or_create_bucket
 
-__all__ = ["JobConsumerSettings", "LayoutSettings", "ensure_job_consumer", "ensure_layout", "open_buckets"]
+__all__ = [
+    "JobConsumerSettings",
+    "LayoutSettings",
+    "ensure_dlq_stream",
+    "ensure_job_consumer",
+    "ensure_layout",
+    "open_buckets",
+]
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +162,33 @@ async def ensure_layout(
             max_waiting=512,
         ),
     )
+
+
+async def ensure_dlq_stream(
+    js: JetStreamContext, *, replicas: int = 1, max_age: float = 7 * 24 * 3600.0
+) -> None:
+    """Create ``NF_DLQ`` (dead letters of triggers and refused commands) when absent; an
+    existing one keeps its settings."""
+    try:
+        await js.stream_info(layout.STREAM_DEAD_LETTERS)
+        return
+    except NotFoundError:
+        pass
+    try:
+        await js.add_stream(
+            StreamConfig(
+                name=layout.STREAM_DEAD_LETTERS,
+                subjects=[f"{layout.DEAD_LETTER_PREFIX}.>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=max_age,
+                num_replicas=replicas,
+                duplicate_window=120.0,
+                description="natsflow: trigger messages and commands that were refused",
+            )
+        )
+    except BadRequestError as exc:  # created concurrently, or the subjects overlap another stream
+        log.info("dead-letter stream not created: %s", exc)
 
 
 async def open_buckets(js: JetStreamContext) -> dict[str, KeyValue]:

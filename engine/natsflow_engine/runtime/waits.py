@@ -42,6 +42,7 @@ class JobWait(_Wait, tag="job"):
     """A job was published; the element waits for its completion, failure or BPMN error."""
 
     key: str  # the job key, <instance>.<ei>.<attempt>
+    type: str = ""  # the job's task type (its result must come from its workers); "": not recorded
 
 
 class UserTaskWait(_Wait, tag="user-task"):

@@ -23,11 +23,10 @@ from collections.abc import Mapping
 
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
-from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NoStreamResponseError, NotFoundError
+from nats.js.errors import NoStreamResponseError
 
 from natsflow_engine import layout
+from natsflow_engine.runtime.setup import ensure_dlq_stream
 
 __all__ = ["DLQ_STREAM", "dead_letter_subject", "ensure_dlq_stream", "publish_dead_letter"]
 
@@ -48,32 +47,6 @@ _DROP = (
 
 def dead_letter_subject(tenant: str, trigger: str, configured: str | None) -> str:
     return configured or layout.dead_letter_subject(tenant, trigger)
-
-
-async def ensure_dlq_stream(
-    js: JetStreamContext, *, replicas: int = 1, max_age: float = 7 * 24 * 3600.0
-) -> None:
-    """Create ``NF_DLQ`` when absent (an existing one keeps its settings)."""
-    try:
-        await js.stream_info(DLQ_STREAM)
-        return
-    except NotFoundError:
-        pass
-    try:
-        await js.add_stream(
-            StreamConfig(
-                name=DLQ_STREAM,
-                subjects=[f"{layout.DEAD_LETTER_PREFIX}.>"],
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                max_age=max_age,
-                num_replicas=replicas,
-                duplicate_window=120.0,
-                description="natsflow: messages triggers could not launch from",
-            )
-        )
-    except BadRequestError as exc:  # created concurrently, or the subjects overlap another stream
-        log.info("dead-letter stream not created: %s", exc)
 
 
 def _clean(value: str) -> str:
