@@ -13,11 +13,12 @@ from typing import Any
 
 from aiohttp import web
 from nats.aio.client import Client
+from natsflow_engine.accounts.connections import TenantConnections
 
 from natsflow_console import routes
 from natsflow_console.auth import User, Users
 from natsflow_console.errors import error_response
-from natsflow_console.keys import NC_KEY, SETTINGS_KEY, STREAMS_KEY, USER_KEY
+from natsflow_console.keys import NC_KEY, SETTINGS_KEY, STREAMS_KEY, TENANTS_KEY, USER_KEY
 
 __all__ = ["Console", "ConsoleSettings"]
 
@@ -91,10 +92,21 @@ def _middleware(users: Users, settings: ConsoleSettings) -> Callable[..., Awaita
 
 
 class Console:
-    """The console's HTTP server over an open NATS connection."""
+    """The console's HTTP server over an open NATS connection, or over one connection per
+    tenant account (``tenants``: each user acts with their tenant's connection)."""
 
-    def __init__(self, nc: Client, users: Users, settings: ConsoleSettings | None = None) -> None:
+    def __init__(
+        self,
+        nc: Client | None,
+        users: Users,
+        settings: ConsoleSettings | None = None,
+        *,
+        tenants: TenantConnections | None = None,
+    ) -> None:
+        if (nc is None) == (tenants is None):
+            raise ValueError("give the console either one connection or tenant connections")
         self.nc = nc
+        self.tenants = tenants
         self.users = users
         self.settings = settings or ConsoleSettings()
         self._runner: web.AppRunner | None = None
@@ -105,7 +117,10 @@ class Console:
         app = web.Application(
             middlewares=[_middleware(self.users, self.settings)], client_max_size=self.settings.max_body
         )
-        app[NC_KEY] = self.nc
+        if self.nc is not None:
+            app[NC_KEY] = self.nc
+        if self.tenants is not None:
+            app[TENANTS_KEY] = self.tenants
         app[SETTINGS_KEY] = self.settings
         app[STREAMS_KEY] = self.streams
         routes.add_routes(app, _static_dir(), users=self.users, cookie=COOKIE)

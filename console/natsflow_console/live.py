@@ -19,7 +19,7 @@ from natsflow_engine.api.client import ApiClient
 from natsflow_engine.errors import NatsflowError
 
 from natsflow_console.errors import from_exception
-from natsflow_console.keys import NC_KEY, SETTINGS_KEY, STREAMS_KEY, USER_KEY
+from natsflow_console.keys import SETTINGS_KEY, STREAMS_KEY, USER_KEY, nc_of
 from natsflow_console.records import read_detail, watch_detail
 
 __all__ = ["instance_stream", "tenant_stream"]
@@ -83,9 +83,9 @@ async def _serve(request: web.Request, sources: dict[str, AsyncIterator[Any]]) -
 
 async def instance_stream(request: web.Request) -> web.StreamResponse:
     tenant = request[USER_KEY].tenant
-    nc = request.app[NC_KEY]
     iid = request.match_info["id"]
     try:
+        nc = nc_of(request)
         await read_detail(nc, tenant, iid)  # not found (or another tenant's): 404 before streaming
     except NatsflowError as exc:
         return from_exception(exc)
@@ -105,5 +105,8 @@ async def _steps(api: ApiClient) -> AsyncIterator[dict[str, Any]]:
 
 
 async def tenant_stream(request: web.Request) -> web.StreamResponse:
-    api = ApiClient(request.app[NC_KEY], request[USER_KEY].tenant)
+    try:
+        api = ApiClient(nc_of(request), request[USER_KEY].tenant)
+    except NatsflowError as exc:
+        return from_exception(exc)
     return await _serve(request, {"step": _steps(api)})

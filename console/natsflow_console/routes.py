@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from natsflow_console import live
 from natsflow_console.auth import User, Users
 from natsflow_console.errors import BadRequest, from_exception
-from natsflow_console.keys import NC_KEY, SETTINGS_KEY, STREAMS_KEY, USER_KEY
+from natsflow_console.keys import NC_KEY, SETTINGS_KEY, STREAMS_KEY, USER_KEY, nc_of
 from natsflow_console.listing import list_instances, parse_filters
 from natsflow_console.records import read_detail
 
@@ -38,7 +38,7 @@ def user_of(request: web.Request) -> User:
 
 
 def api_of(request: web.Request) -> ApiClient:
-    return ApiClient(request.app[NC_KEY], user_of(request).tenant)
+    return ApiClient(nc_of(request), user_of(request).tenant)
 
 
 def _json(document: Any, status: int = 200) -> web.Response:
@@ -108,7 +108,7 @@ async def instances(request: web.Request) -> web.StreamResponse:
 
 async def instance(request: web.Request) -> web.StreamResponse:
     user = user_of(request)
-    return _json(await read_detail(request.app[NC_KEY], user.tenant, request.match_info["id"]))
+    return _json(await read_detail(nc_of(request), user.tenant, request.match_info["id"]))
 
 
 async def history(request: web.Request) -> web.StreamResponse:
@@ -276,7 +276,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    connected = request.app[NC_KEY].is_connected
+    nc = request.app.get(NC_KEY)
+    connected = nc is None or nc.is_connected  # tenant connections are each supervised on their own
     return web.json_response({"nats": connected}, status=200 if connected else 503)
 
 

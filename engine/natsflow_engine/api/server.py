@@ -3,7 +3,8 @@
 Every replica joins the queue group ``natsflow-api`` on ``nf.api.*.<endpoint>`` for each
 endpoint of :data:`natsflow_engine.api.protocol.ENDPOINTS`, so any replica answers any request,
 for every tenant of the account (the tenant is the second subject token; NATS permissions on
-``nf.api.<tenant>.>`` scope a client). It is a NATS micro service (``natsflow-api``): ``nats
+``nf.api.<tenant>.>`` scope a client), or, with ``ApiSettings.tenant``, for the one tenant whose
+account the connection belongs to (only its subjects are subscribed). It is a NATS micro service (``natsflow-api``): ``nats
 micro ls`` / ``$SRV.PING`` find it, ``$SRV.STATS`` counts requests.
 
 A request is handled in its own task (at most ``max_inflight`` at once; the rest wait in the
@@ -69,6 +70,9 @@ class ApiSettings:
     """Optional hook; the tenant it gets always comes from the subject, never from the body."""
     replicas: int = 1
     """Replication of buckets the server creates on a fresh account."""
+    tenant: str | None = None
+    """The one tenant served (the connection is that tenant's account): only
+    ``nf.api.<tenant>.<endpoint>`` is answered. None: every tenant of the account."""
 
 
 async def open_messaging(js: JetStreamContext, buckets: dict[str, KeyValue]) -> tuple[Any | None, Any | None]:
@@ -130,7 +134,9 @@ class ApiServer:
         )
         for endpoint in p.ENDPOINTS:
             await service.add_endpoint(
-                name=endpoint, subject=f"{p.API_PREFIX}.*.{endpoint}", handler=self._dispatcher(endpoint)
+                name=endpoint,
+                subject=f"{p.API_PREFIX}.{self.settings.tenant or '*'}.{endpoint}",
+                handler=self._dispatcher(endpoint),
             )
         self._service = service
         await self.nc.flush()

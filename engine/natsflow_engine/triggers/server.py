@@ -1,7 +1,9 @@
 """The trigger server: watches trigger definitions and runs one :class:`TriggerRunner` per trigger.
 
 Definitions live in the ``nf_triggers`` bucket (written by the operator or ``natsflow apply``),
-for every tenant of the account. The server watches the bucket: a new definition starts a
+for every tenant of the account, under ``<tenant>.<trigger token>``; a definition whose body
+names another tenant than its key is not served. With ``tenant`` the server serves only that
+tenant's definitions (its connection is that tenant's account). The server watches the bucket: a new definition starts a
 runner, a changed one restarts it (expressions are compiled once per revision), a suspended or
 removed one stops it, all live. Any number of trigger-server replicas may run: they share each
 trigger's durable consumer, and launches are exactly once (see :mod:`.ledger`).
@@ -39,9 +41,16 @@ class TriggerServer:
     """Serves every trigger of every tenant of the account; see the module docstring."""
 
     def __init__(
-        self, nc: Client, settings: TriggerSettings | None = None, *, metrics: Metrics | None = None
+        self,
+        nc: Client,
+        settings: TriggerSettings | None = None,
+        *,
+        metrics: Metrics | None = None,
+        tenant: str | None = None,
     ) -> None:
         self.nc = nc
+        self.tenant = layout.validate_tenant(tenant) if tenant is not None else None
+        """The one tenant served (the connection is its account's); None: every tenant."""
         self.metrics = metrics
         self.js = nc.jetstream()
         self.settings = settings or TriggerSettings()
@@ -119,7 +128,7 @@ class TriggerServer:
     async def _watch(self) -> None:
         while True:
             try:
-                watcher = await self.triggers.watch(">")
+                watcher = await self.triggers.watch(f"{self.tenant}.>" if self.tenant else ">")
                 try:
                     async for entry in watcher:
                         if entry is None:
@@ -148,6 +157,11 @@ class TriggerServer:
             record = catalog.decode_trigger(value)
         except msgspec.DecodeError as exc:
             log.error("trigger definition %s is unreadable (%s); not serving it", key, exc)
+            await self._stop_runner(key)
+            return
+        owner = key.split(".", 1)[0]  # whose trigger it is: the key (and the account) says
+        if record.tenant != owner or (self.tenant is not None and owner != self.tenant):
+            log.error("trigger %s names tenant %r; not serving it", key, record.tenant)
             await self._stop_runner(key)
             return
         await self._stop_runner(key)

@@ -25,6 +25,7 @@ from natsflow.cli.common import CliContext, emit_json, run
 from natsflow.cli.health import TRIGGER_SERVER_HEALTH_PORT, health_port_option, serve_health
 from natsflow.cli.lifecycle import raise_if_dead, shut_down, until_stopped
 from natsflow.cli.support import all_instances, live_instances, parse_duration, parse_variables
+from natsflow.cli.tenants import tenant_credentials_option
 from natsflow.errors import NatsflowError
 
 __all__ = ["COMMANDS"]
@@ -350,10 +351,17 @@ def triggers_cmd(obj: CliContext, output: str) -> None:
 
 @click.command("trigger-server")
 @click.pass_obj
-def trigger_server_cmd(obj: CliContext, health_port: int) -> None:
+def trigger_server_cmd(obj: CliContext, health_port: int, tenant_credentials_dir: Path | None) -> None:
     """Run a trigger server: NATS messages start workflow instances (run as many as you like)."""
     from natsflow_engine.observability import Metrics
     from natsflow_engine.triggers.server import TriggerServer
+
+    from natsflow.cli.tenants import serve_tenant_accounts, trigger_services
+
+    if tenant_credentials_dir is not None:  # one connection per tenant account
+        metrics = Metrics()
+        run(serve_tenant_accounts(obj, tenant_credentials_dir, trigger_services(metrics), health_port, metrics))
+        return
 
     async def main() -> None:
         watch = ConnectionWatch("trigger server")
@@ -384,6 +392,7 @@ def trigger_server_cmd(obj: CliContext, health_port: int) -> None:
 
 
 trigger_server_cmd.params.append(health_port_option(TRIGGER_SERVER_HEALTH_PORT))
+trigger_server_cmd.params.append(tenant_credentials_option())
 
 COMMANDS: list[click.Command] = [
     deploy_cmd,

@@ -8,11 +8,13 @@ from typing import Any
 
 import click
 from natsflow_console import Console, ConsoleSettings, load_users
-from natsflow_console.auth import AuthError, dev_users
+from natsflow_console.auth import AuthError, Users, dev_users
+from natsflow_engine.accounts.directory import TenantServing
 from natsflow_engine.liveness import ConnectionWatch
 
 from natsflow.cli.common import CliContext, fail, run
 from natsflow.cli.lifecycle import raise_if_dead, shut_down, until_stopped
+from natsflow.cli.tenants import tenant_credentials_option
 
 __all__ = ["COMMANDS", "start_dev_console"]
 
@@ -43,6 +45,7 @@ def console_cmd(
     users_file: Path | None,
     proxy_user_header: str | None,
     secure_cookie: bool,
+    tenant_credentials_dir: Path | None,
 ) -> None:
     """Serve the web console: instances, processes, incidents and user tasks, live."""
     try:
@@ -56,6 +59,9 @@ def console_cmd(
     )
 
     async def main() -> None:
+        if tenant_credentials_dir is not None:  # each user acts with their tenant's connection
+            await _serve_tenant_accounts(obj, tenant_credentials_dir, users, settings)
+            return
         watch = ConnectionWatch("console")
         nc = await obj.connect(max_reconnect_attempts=-1, watch=watch)
         console = await Console(nc, users, settings).start()
@@ -67,6 +73,22 @@ def console_cmd(
         raise_if_dead(watch.liveness)
 
     run(main())
+
+
+console_cmd.params.append(tenant_credentials_option())
+
+
+async def _serve_tenant_accounts(obj: CliContext, directory: Path, users: Users, settings: ConsoleSettings) -> None:
+    serving = await TenantServing(directory, obj.nats_url, lambda tenant, nc: []).start()
+    try:
+        console = await Console(None, users, settings, tenants=serving.connections).start()
+        click.echo(f"natsflow console on {console.url} ({len(users)} users), tenants from {directory}", err=True)
+        try:
+            await until_stopped()
+        finally:
+            await console.stop()
+    finally:
+        await serving.stop()
 
 
 async def start_dev_console(nc: Any, tenant: str, port: int) -> tuple[Console, str]:

@@ -23,6 +23,7 @@ from natsflow_engine.worker import Worker
 from natsflow.cli.common import CliContext, fail, run
 from natsflow.cli.health import ENGINE_HEALTH_PORT, health_port_option, serve_health
 from natsflow.cli.lifecycle import raise_if_dead, shut_down, until_stopped
+from natsflow.cli.tenants import engine_services, serve_tenant_accounts, tenant_credentials_option
 from natsflow.errors import NatsflowError
 
 __all__ = ["COMMANDS"]
@@ -59,8 +60,13 @@ def _stopping(services: list[Any]) -> list[Awaitable[None]]:
     help="Replication factor used when creating streams and buckets.",
 )
 @click.pass_obj
-def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int) -> None:
+def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int, tenant_credentials_dir: Path | None) -> None:
     """Run an engine replica (start as many as you like)."""
+    if tenant_credentials_dir is not None:  # one connection per tenant account
+        metrics = Metrics()
+        services = engine_services(metrics, stream_replicas)
+        run(serve_tenant_accounts(obj, tenant_credentials_dir, services, health_port, metrics))
+        return
 
     async def main() -> None:
         from natsflow_engine.runtime.setup import LayoutSettings
@@ -107,6 +113,7 @@ def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int) -> None:
 
 
 engine_cmd.params.append(health_port_option(ENGINE_HEALTH_PORT))
+engine_cmd.params.append(tenant_credentials_option())
 
 
 def load_worker(spec: str) -> Worker:
