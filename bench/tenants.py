@@ -6,11 +6,12 @@
     .venv/bin/python -m bench.tenants --tenants 1 5 --instances 500
 
 For each tenant count a fresh nats-server in operator mode (full resolver, file storage,
-loopback) gets that many tenant accounts, pushed with ``$SYS.REQ.CLAIMS.UPDATE``. One process
-(this one, the "replica") opens one connection per account with
-:class:`~natsflow_engine.accounts.connections.TenantConnections`; when a tenant's connection is
-ready it creates the layout in that account and starts an engine and a worker for the reference
-process on it (the engine and worker code as they are: one ``Engine`` per connection). Then
+loopback) gets that many tenant accounts, pushed with ``$SYS.REQ.CLAIMS.UPDATE``, and a
+credentials directory gets one ``<tenant>.creds`` per account. One process (this one, the
+"replica") serves the directory as ``natsflow engine --tenant-credentials-dir`` does
+(:class:`~natsflow_engine.accounts.directory.TenantServing` with the command's services: an
+engine, an API server and a trigger server per tenant, each on that tenant's connection), plus,
+per tenant, a worker for the reference process on the same connection. Then
 ``--instances`` instances of the reference process (launch → service task → gateway → end) are
 launched, spread evenly over the tenants, and the completions are counted from each account's
 history.
@@ -42,16 +43,17 @@ from nats.aio.client import Client, RawCredentials
 from nats.aio.msg import Msg
 from natsflow_engine import layout
 from natsflow_engine.accounts import OperatorTrust, TenantAccount, push_account
-from natsflow_engine.accounts.connections import ConnectionSettings, TenantConnections, TenantCredentials
+from natsflow_engine.accounts.connections import ConnectionSettings
+from natsflow_engine.accounts.directory import Service, TenantServing
+from natsflow_engine.observability import Metrics
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import deploy_definitions
-from natsflow_engine.runtime.engine import Engine
-from natsflow_engine.runtime.setup import ensure_layout
 from natsflow_engine.server import EmbeddedNatsServer, operator_config
 from natsflow_engine.store import publish_command
 from natsflow_engine.worker import Job, Worker
 
 from bench.common import REFERENCE_BPMN, free_port, varz
+from natsflow.cli.tenants import engine_services
 
 _history = msgspec.json.Decoder(r.HistoryRecord)
 
@@ -81,21 +83,26 @@ class Result:
 
 
 class Tenant:
-    """What the replica runs for one tenant account once its connection is ready."""
+    """The bench's part for one tenant account once its connection is ready (started after the
+    engine's services): the reference process deployed, a worker, completions counted."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.engine: Engine | None = None
+        self.nc: Client | None = None
         self.worker: Worker | None = None
         self.version = 0
         self.completed = 0
         self.done = asyncio.Event()
         self.expected = 0
 
-    async def start(self, nc: Client) -> None:
+    def on(self, nc: Client) -> Tenant:
+        self.nc = nc
+        return self
+
+    async def start(self) -> Tenant:
+        nc = self.nc
+        assert nc is not None
         js = nc.jetstream()
-        await ensure_layout(js)
-        self.engine = await Engine(nc).start()
         kv = await js.key_value(layout.BUCKET_WORKFLOWS)
         self.version = (await deploy_definitions(kv, self.name, REFERENCE_BPMN))[0].version
         worker = Worker(tenant=self.name, nc=nc)
@@ -106,6 +113,7 @@ class Tenant:
 
         self.worker = await worker.start()
         await nc.subscribe(f"nf.hist.{self.name}.>", cb=self._on_history)
+        return self
 
     async def _on_history(self, msg: Msg) -> None:
         if _history.decode(msg.data).state == "completed":
@@ -116,8 +124,6 @@ class Tenant:
     async def stop(self) -> None:
         if self.worker is not None:
             await self.worker.stop(timeout=2.0)
-        if self.engine is not None:
-            await self.engine.stop(timeout=2.0)
 
 
 def _rss_mb(pid: int) -> float:
@@ -138,16 +144,14 @@ async def measure(count: int, instances: int, active: int | None = None) -> Resu
     )
     server = EmbeddedNatsServer(store_dir=tmp / "js", config=config, extra_args=["-m", str(http)]).start()
     tenants = {f"t{i:03d}": Tenant(f"t{i:03d}") for i in range(count)}
+    (tmp / "creds").mkdir()
+    services = engine_services(Metrics(), 1)
 
-    async def on_ready(name: str, nc: Client) -> None:
-        await tenants[name].start(nc)
+    def serve(name: str, nc: Client) -> list[Service]:
+        return [*services(name, nc), tenants[name].on(nc)]
 
-    async def on_lost(name: str) -> None:
-        await tenants[name].stop()
-
-    manager = TenantConnections(
-        ConnectionSettings(callback_timeout=120.0), on_ready=on_ready, on_lost=on_lost
-    )
+    serving = TenantServing(tmp / "creds", server.url, serve, settings=ConnectionSettings(callback_timeout=120.0))
+    manager = serving.connections
     try:
         assert server.pid is not None
         server_before, replica_before = _rss_mb(server.pid), _rss_mb(os.getpid())
@@ -157,8 +161,9 @@ async def measure(count: int, instances: int, active: int | None = None) -> Resu
         for name in tenants:
             account = TenantAccount(name)
             await push_account(system, account.jwt(trust.signing_key))
-            await manager.add(TenantCredentials(name, server.url, account.user("platform").creds))
+            (tmp / "creds" / f"{name}.creds").write_text(account.user("platform").creds)
         await system.close()
+        await serving.start()
         clients = [await manager.wait_ready(name, 300.0) for name in tenants]
         setup = time.perf_counter() - t0
         connections = int(varz(http)["connections"])
@@ -199,7 +204,7 @@ async def measure(count: int, instances: int, active: int | None = None) -> Resu
             instances_per_second=round(total / seconds, 1),
         )
     finally:
-        await manager.close()
+        await serving.stop()
         server.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
