@@ -51,6 +51,7 @@ import msgspec
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 
@@ -114,13 +115,17 @@ class Worker:
         nc: Client | None = None,
         max_payload: int = 1024 * 1024,
         shutdown_timeout: float = 30.0,
+        js_domain: str | None = None,
     ) -> None:
+        """``js_domain``: the JetStream domain of the platform's servers, for a worker connected
+        to a leaf node server at a remote site (its JetStream requests cross the leaf link)."""
         self.nats_url = nats_url
         self.tenant = layout.validate_tenant(tenant)
         self.nc = nc
         self._own_nc = nc is None
         self.max_payload = max_payload
         self.shutdown_timeout = shutdown_timeout
+        self.js_domain = js_domain
         self._tasks: dict[str, _Task] = {}
         self._started = False
         self._layout_checked = asyncio.Lock()
@@ -213,7 +218,16 @@ class Worker:
         supervisor restarts the process instead of keeping a worker that fetches nothing.
         Starts the worker unless :meth:`start` was called already."""
         if not self._started:
-            await self.start()
+            try:
+                await self.start()
+            except Exception as exc:  # the connection may have been closed for good while starting
+                nc = self.nc
+                if nc is None or not nc.is_closed:
+                    raise
+                await self.stop()
+                raise ConnectionFailedError(
+                    f"the worker's NATS connection was closed for good: {nc.last_error}"
+                ) from exc
         assert self.nc is not None
         nc = self.nc
         try:
@@ -228,7 +242,7 @@ class Worker:
 
     async def _serve(self, spec: _Task) -> None:
         assert self.nc is not None
-        js = self.nc.jetstream()
+        js = self._js()
         name = layout.job_consumer(self.tenant, spec.type)
         try:  # the only JetStream read a worker user is granted besides its jobs
             spec.info = await js.consumer_info(layout.STREAM_JOBS, name)
@@ -245,6 +259,7 @@ class Worker:
             max_inflight=spec.concurrency,
             batch=spec.concurrency,
             name=f"worker-{spec.type}",
+            api_prefix=f"$JS.{self.js_domain}.API" if self.js_domain else "$JS.API",
         ).start()
 
     async def _run(self, spec: _Task, msg: Msg) -> None:
@@ -373,7 +388,11 @@ class Worker:
         a worker user may publish to; the engine checks that the job is of that type)."""
         assert self.nc is not None
         subject = layout.result_subject(self.tenant, command.instance, spec.type)
-        await publish_command(self.nc.jetstream(), command, data=data, subject=subject)
+        await publish_command(self._js(), command, data=data, subject=subject)
+
+    def _js(self) -> JetStreamContext:
+        assert self.nc is not None
+        return self.nc.jetstream(domain=self.js_domain)
 
     async def _keepalive(self, spec: _Task, msg: Msg) -> None:
         ack_wait = spec.info.config.ack_wait if spec.info and spec.info.config.ack_wait else 30.0
