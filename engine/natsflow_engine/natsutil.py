@@ -128,9 +128,10 @@ class PullLoop:
         batch: int = 256,
         expires: float = 5.0,
         name: str = "pull",
+        api_prefix: str = "$JS.API",
     ) -> None:
         self.nc = nc
-        self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self.subject = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self.handler = handler
         self.max_inflight = max_inflight
         self.batch = batch

@@ -104,6 +104,8 @@ class EmbeddedNatsServer:
     config: str | None = None
     """Configuration file text (``-c``), e.g. from :func:`operator_config`; the port, host and
     store directory still come from the fields above."""
+    jetstream: bool = True
+    """Run JetStream (``-js``); off for a leaf node whose clients use the hub's JetStream."""
 
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _tmp: Path | None = field(default=None, init=False, repr=False)
@@ -138,8 +140,7 @@ class EmbeddedNatsServer:
             config_args = ["-c", str(config_file)]
         args = [
             str(find_nats_server()),
-            "-js",
-            "-sd", str(self.store_dir),
+            *(["-js", "-sd", str(self.store_dir)] if self.jetstream else []),
             "-a", self.host,
             "-p", str(self.port if self.port is not None else -1),
             "--ports_file_dir", str(ports_dir),

@@ -4,6 +4,7 @@ connections that record the server's permission errors."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -246,3 +247,10 @@ async def api_answers(api: ApiClient, timeout: float = 30.0) -> None:
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.05)
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for a server listening on a second port, like leaf nodes)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
