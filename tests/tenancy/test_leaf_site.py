@@ -19,7 +19,7 @@ from natsflow_engine import catalog, layout
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import deploy_definitions
 from natsflow_engine.runtime.engine import Engine
-from natsflow_engine.runtime.setup import ensure_job_consumer, ensure_layout
+from natsflow_engine.runtime.setup import JobConsumerSettings, ensure_job_consumer, ensure_layout
 from natsflow_engine.server import EmbeddedNatsServer
 from natsflow_engine.triggers.server import TriggerServer
 from natsflow_engine.worker import Job, Worker
@@ -57,7 +57,9 @@ async def sites() -> AsyncIterator[Sites]:
         js = platform.jetstream()
         await ensure_layout(js)
         await deploy_definitions(await js.key_value(layout.BUCKET_WORKFLOWS), "shop", SERVICE_MODEL)
-        await ensure_job_consumer(js, "shop", "pay")  # the operator's part for a TaskDefinition
+        # the operator's part for a TaskDefinition; a short ack wait: a job handed to a pull
+        # request of the site just before the link went down is delivered again soon
+        await ensure_job_consumer(js, "shop", "pay", JobConsumerSettings(timeout=5.0))
         engine = await Engine(platform, tenant="shop").start()
         try:
             yield Sites(hub, leaf, platform)
@@ -137,9 +139,15 @@ async def test_jobs_wait_at_the_hub_while_the_leaf_link_is_down(sites: Sites) ->
         sites.leaf.stop()  # the site is cut off (its server, and with it the link, is gone)
         iid = r.new_id()
         await shop.send(r.Launch(id=f"l.{iid}", tenant="shop", instance=iid, process_id="charge", variables={"amount": 3}))
-        await shop.wait_for(iid, TenantView.waits_at("pay"))  # the job waits in NF_JOBS at the hub
-        info = await sites.platform.jetstream().consumer_info(layout.STREAM_JOBS, layout.job_consumer("shop", "pay"))
-        assert info.num_pending + info.num_ack_pending == 1 and paid == []
+        await shop.wait_for(iid, TenantView.waits_at("pay"))
+        jobs = sites.platform.jetstream()
+
+        async def queued() -> None:  # the job is in NF_JOBS at the hub (published after the step)
+            info = await jobs.consumer_info(layout.STREAM_JOBS, layout.job_consumer("shop", "pay"))
+            assert info.num_pending + info.num_ack_pending == 1, info
+
+        await _eventually(queued, "the job queued at the hub")
+        assert paid == []
         sites.leaf.start()  # same port: the worker reconnects, the link comes back
         state = await shop.wait_for(iid, TenantView.waits_at("approve"), timeout=60)
         assert state.root_vars()["paid_at"] == "site" and paid == [3]
