@@ -67,7 +67,7 @@ TREE = [
 SURFACE = {
     natsflow: [*ERRORS, "__version__"],
     natsflow.errors: TREE,
-    natsflow.worker: ["BpmnError", "Job", "JobConsumerSettings", "JobFailure", "Worker"],
+    natsflow.worker: ["BpmnError", "Job", "JobConsumerSettings", "JobFailure", "RetryBackoff", "Worker"],
     natsflow.testing: [
         "EmbeddedNatsServer",
         "IncidentView",

@@ -16,9 +16,12 @@
 
 Run it with ``natsflow worker module:app``. A handler returns the variables to set (or None)
 and raises :class:`BpmnError` for a business error the model catches. Any other exception is a
-failure: the job is retried (with the task definition's backoff) while retries are left, then
-becomes an incident on the instance. As in Zeebe, a task's ``retries`` counts attempts in all:
-``retries="3"`` runs the handler at most three times (``Job.retries_left`` is 2, 1, 0).
+failure: the job is retried while retries are left, then becomes an incident on the instance.
+As in Zeebe, a task's ``retries`` counts attempts in all: ``retries="3"`` runs the handler at
+most three times (``Job.retries_left`` is 2, 1, 0). The worker fails the job with the retries
+left and a back-off (the TaskDefinition's ``backoff``, else :class:`RetryBackoff`: 1 s, 2 s,
+4 s, ... at most 60 s); the engine creates the job again when the back-off has passed on its
+clock, so the test kit's virtual clock skips it (``advance_time``).
 A failure that another attempt cannot fix raises
 ``JobFailure(message, retry=False)``: the job becomes an incident with ``message`` at once,
 without the remaining retries (``JobFailure(message)`` is an ordinary, retried failure with a
@@ -62,7 +65,7 @@ from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.setup import JobConsumerSettings, ensure_job_consumer, ensure_layout
 from natsflow_engine.store import publish_command
 
-__all__ = ["BpmnError", "Job", "JobFailure", "Worker"]
+__all__ = ["BpmnError", "Job", "JobFailure", "RetryBackoff", "Worker"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,24 @@ class Job:
 Handler = Callable[[Job], Awaitable[Mapping[str, Any] | None]]
 
 
+@dataclass(frozen=True)
+class RetryBackoff:
+    """The delay before a failed job's next attempt when its TaskDefinition sets no ``backoff``:
+    ``initial`` seconds after the first attempt, times ``factor`` after each further one, at
+    most ``maximum`` seconds (the defaults of Temporal's retry policy, capped at a minute)."""
+
+    initial: float = 1.0
+    """Seconds before the second attempt."""
+    factor: float = 2.0
+    """Growth of the delay per attempt."""
+    maximum: float = 60.0
+    """The longest delay."""
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after attempt number ``attempt`` (1 for the first) failed."""
+        return float(min(self.maximum, self.initial * self.factor ** max(0, attempt - 1)))
+
+
 @dataclass
 class _Task:
     type: str
@@ -116,6 +137,7 @@ class Worker:
         max_payload: int = 1024 * 1024,
         shutdown_timeout: float = 30.0,
         js_domain: str | None = None,
+        backoff: RetryBackoff | None = None,
     ) -> None:
         """``js_domain``: the JetStream domain of the platform's servers, for a worker connected
         to a leaf node server at a remote site (its JetStream requests cross the leaf link)."""
@@ -126,6 +148,7 @@ class Worker:
         self.max_payload = max_payload
         self.shutdown_timeout = shutdown_timeout
         self.js_domain = js_domain
+        self.backoff = backoff or RetryBackoff()
         self._tasks: dict[str, _Task] = {}
         self._started = False
         self._layout_checked = asyncio.Lock()
@@ -276,11 +299,12 @@ class Worker:
             )
             await msg.term()
             return
-        delivered = msg.metadata.num_delivered or 1
+        # as in Zeebe, a job's retries are the attempts still allowed, this one included; a
+        # TaskDefinition's retries (the consumer's max_deliver - 1) bound the attempts too
+        retries_left = max(0, raw.retries - 1)
         max_deliver = spec.info.config.max_deliver if spec.info and spec.info.config.max_deliver else -1
-        attempts_allowed = max(1, raw.retries)  # as in Zeebe: retries="3" is three attempts
-        if max_deliver and max_deliver > 0:
-            attempts_allowed = min(attempts_allowed, max_deliver)
+        if max_deliver > 0:
+            retries_left = min(retries_left, max(0, max_deliver - raw.attempt))
         job = Job(
             key=raw.key,
             type=raw.type,
@@ -289,8 +313,8 @@ class Worker:
             element_id=raw.element_id,
             variables=raw.variables,
             headers=raw.headers,
-            retries_left=max(0, attempts_allowed - delivered),
-            attempt=delivered,
+            retries_left=retries_left,
+            attempt=raw.attempt,
             tenant=raw.tenant,
         )
         keepalive = asyncio.create_task(self._keepalive(spec, msg))
@@ -356,19 +380,15 @@ class Worker:
     async def _failed(
         self, spec: _Task, msg: Msg, raw: r.Job, job: Job, message: str, *, final: bool = False
     ) -> None:
-        if job.retries_left > 0 and not final:
-            backoff = spec.info.config.backoff if spec.info and spec.info.config.backoff else None
-            delay = backoff[min(job.attempt - 1, len(backoff) - 1)] if backoff else 0.0
-            log.info(
-                "job %s failed (attempt %d, %d retries left): %s",
-                raw.key,
-                job.attempt,
-                job.retries_left,
-                message,
-            )
-            await msg.nak(delay=delay or None)
-            return
-        log.warning("job %s failed, %s: %s", raw.key, "not retried" if final else "no retries left", message)
+        retries = 0 if final else job.retries_left
+        delay = self._delay(spec, job.attempt) if retries else 0.0
+        context = _log_context(raw)
+        if retries:
+            log.info("job %s failed (attempt %d, %d retries left, next in %.3g s): %s", raw.key,
+                     job.attempt, retries, delay, message, extra=context)
+        else:
+            log.warning("job %s failed, %s: %s", raw.key, "not retried" if final else "no retries left",
+                        message, extra=context)
         await self._send(
             spec,
             r.JobFailed(
@@ -378,10 +398,18 @@ class Worker:
                 job=raw.key,
                 ei=raw.ei,
                 message=message,
-                retries=0,
+                retries=retries,
+                backoff=delay,
             )
         )
         await msg.ack()
+
+    def _delay(self, spec: _Task, attempt: int) -> float:
+        """The TaskDefinition's backoff (its consumer's; the last one repeats), else the default."""
+        listed = spec.info.config.backoff if spec.info and spec.info.config.backoff else None
+        if listed:
+            return float(listed[min(attempt - 1, len(listed) - 1)])
+        return self.backoff.delay(attempt)
 
     async def _send(self, spec: _Task, command: r.AnyCommand, data: bytes | None = None) -> None:
         """Send a job's result on the task type's result subject (the only command subjects
@@ -401,3 +429,8 @@ class Worker:
             while True:
                 await asyncio.sleep(interval)
                 await msg.in_progress()
+
+
+def _log_context(job: r.Job) -> dict[str, str]:
+    """The structured log fields of a job's lines (see ``natsflow_engine.observability``)."""
+    return {"tenant": job.tenant, "instance": job.instance, "element": job.element_id}

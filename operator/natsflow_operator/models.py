@@ -241,9 +241,11 @@ class TaskDefinitionSpec(_Common):
     timeout: Duration = "5m"
     """Time a worker may hold a job before it is redelivered (consumer ``ack_wait``)."""
     retries: int = Field(3, ge=0, le=1000)
-    """Deliveries after the first before the job becomes an incident (``max_deliver`` - 1)."""
+    """Attempts after the first before the job becomes an incident (``max_deliver`` - 1); the
+    model's ``retries`` bound them too."""
     backoff: list[Duration] = Field(default_factory=list, max_length=50)
-    """Delays between attempts; the last one repeats. Empty: redeliver after ``timeout``."""
+    """Delays between attempts after a failure, on the engine's clock; the last one repeats.
+    Empty: 1 s, doubling, at most 60 s."""
     autoscaling: Autoscaling | None = None
 
     @model_validator(mode="before")

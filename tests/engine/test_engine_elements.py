@@ -4,6 +4,7 @@ replaced by a fresh one at a wait state (state must come from NATS; no step appl
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 from modelkit import chain, flow, model, service
 
@@ -394,7 +395,7 @@ async def test_job_retries_exhausted_raise_incident_then_resolve_retries(kit, ch
             raise RuntimeError("downstream unavailable")
         return {"done": True}
 
-    await kit.wait_until_idle()
+    await kit.advance_time(timedelta(seconds=1))  # the default back-off before the second attempt
     snap = await kit.instance(iid)
     assert attempts == [1, 0]  # retries="2": two attempts in all, as in Zeebe
     assert [(i.element_id, i.kind) for i in snap.incidents] == [("flaky", "job-failed")]

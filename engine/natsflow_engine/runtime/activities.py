@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from natsflow_engine.bpmn.instantiate import instantiate_flow
@@ -15,8 +16,12 @@ from natsflow_engine.runtime import waits as w
 from natsflow_engine.runtime.context import Part
 from natsflow_engine.runtime.expressions import str_list
 from natsflow_engine.runtime.scopes import ROOT, context_of, propagate
+from natsflow_engine.runtime.timers import to_rfc3339
 
 __all__ = ["Activities"]
+
+MAX_RETRY_BACKOFF = 7 * 24 * 3600.0
+"""The longest back-off a worker may ask for before a job's next attempt (seconds)."""
 
 _PASS_THROUGH = frozenset({"task", "manualTask", "intermediateThrowEvent", "endEvent"})
 
@@ -82,7 +87,7 @@ class Activities(Part):
         else:  # pragma: no cover - refused at deploy by the support check
             c.raise_incident(ei, "engine", f"element kind '{kind}' is not supported")
 
-    def create_job(self, ei: r.ElementInstance, node: FlowNode) -> None:
+    def create_job(self, ei: r.ElementInstance, node: FlowNode, attempt: int = 1) -> None:
         c = self.c
         task = getattr(node, "task", None)
         assert task is not None
@@ -107,10 +112,29 @@ class Activities(Part):
             headers=dict(getattr(node, "headers", {}) or {}),
             variables=dict(ctx),
             created=c.at,
+            attempt=attempt,
         )
-        ei.wait = w.JobWait(key=job.key, type=job_type)
+        ei.wait = w.JobWait(key=job.key, type=job_type, attempt=attempt)
         c.effects.append(job)
         c.event("job-created", node.id, ei.key, job=job.key, type=job_type)
+
+    def retry_job(self, ei: r.ElementInstance, failed: r.JobFailed) -> None:
+        """A worker failed the job with retries left (Zeebe): create it again after the
+        back-off, on the step's clock (a timer, so the test kit's virtual clock skips it).
+        A worker can only count retries down and wait at most ``MAX_RETRY_BACKOFF``."""
+        c = self.c
+        attempt = (ei.wait.attempt if isinstance(ei.wait, w.JobWait) else 1) + 1
+        ei.retries = min(failed.retries, max(0, (ei.retries or 1) - 1))
+        ei.attempt += 1
+        c.event("job-failed", ei.el, ei.key, job=failed.job, retries=ei.retries, message=failed.message)
+        backoff = min(max(failed.backoff, 0.0), MAX_RETRY_BACKOFF)
+        if backoff == 0.0:
+            self.create_job(ei, self.p.nodes[ei.el], attempt)
+            return
+        due = to_rfc3339(c.x.now + timedelta(seconds=backoff))
+        timer = f"{self.s.id}.{ei.key}.r{ei.attempt}"
+        ei.wait = w.RetryWait(timer=timer, due=due, attempt=attempt)
+        c.effects.append(r.TimerSpec(id=timer, tenant=self.s.tenant, instance=self.s.id, ei=ei.key, due=due))
 
     def _create_user_task(self, ei: r.ElementInstance, node: Activity | Event) -> None:
         c = self.c

@@ -118,7 +118,7 @@ class Events(Part):
     def release(self, ei: r.ElementInstance) -> None:
         """Stop waiting: drop the timer, unsubscribe the message or signal."""
         wait = ei.wait
-        if isinstance(wait, w.TimerWait):
+        if isinstance(wait, w.TimerWait | w.RetryWait):
             self.c.effects.append(r.TimerCancel(id=wait.timer, tenant=self.s.tenant, instance=self.s.id))
         elif isinstance(wait, w.MessageWait):
             self.c.effects.append(

@@ -192,7 +192,9 @@ class _Commands:
                     c.activities.complete_with(ei, command.variables)
             case r.JobFailed():
                 ei = self.waiting(command.ei, command.job)
-                if ei is not None:
+                if ei is not None and command.retries > 0 and (ei.retries or 0) > 1:
+                    c.activities.retry_job(ei, command)
+                elif ei is not None:
                     ei.retries = command.retries
                     c.raise_incident(ei, "job-failed", command.message or "job failed", phase="job")
             case r.JobError():
@@ -210,7 +212,9 @@ class _Commands:
                 self.resolve_incident(command)
             case r.TimerFired():
                 ei = self.s.eis.get(command.ei)
-                if ei is not None and isinstance(ei.wait, w.TimerWait) and ei.wait.timer == command.timer:
+                if ei is not None and isinstance(ei.wait, w.RetryWait) and ei.wait.timer == command.timer:
+                    c.activities.create_job(ei, self.p.nodes[ei.el], ei.wait.attempt)
+                elif ei is not None and isinstance(ei.wait, w.TimerWait) and ei.wait.timer == command.timer:
                     c.event("timer-fired", ei.el, ei.key)
                     c.events.trigger(ei, {}, fired=command.due)
                 # else the token has gone on: a timer that is no longer wanted never acts

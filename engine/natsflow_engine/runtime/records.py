@@ -111,12 +111,15 @@ class JobCompleted(Command, tag="job-completed"):
 
 
 class JobFailed(Command, tag="job-failed"):
-    """A job's retries are exhausted (or the worker gave up): raise an incident."""
+    """A worker failed a job. With ``retries`` left (as in Zeebe, the attempts still allowed) the
+    engine creates the job again after ``backoff`` seconds on its clock; with none it raises an
+    incident."""
 
     job: str
     ei: int
     message: str
     retries: int = 0
+    backoff: float = 0.0
 
 
 class JobError(Command, tag="job-error"):
@@ -227,6 +230,7 @@ class Job(_Record, tag="job"):
     headers: dict[str, str] = {}
     variables: dict[str, Any] = {}
     created: str = ""
+    attempt: int = 1  # 1 for the first attempt, counting the retries after failures
 
 
 # --- user tasks --------------------------------------------------------------------------------
@@ -326,7 +330,7 @@ class HistoryEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     """``type`` is one of: instance-started, instance-completed, instance-cancelled,
     element-activated, element-completed, element-terminated, job-created, user-task-created,
     incident-raised, incident-resolved, variables-set, error-thrown, message-subscribed,
-    timer-scheduled."""
+    timer-scheduled, job-failed (with retries left)."""
 
     type: str
     element_id: str | None = None

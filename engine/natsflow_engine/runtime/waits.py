@@ -25,6 +25,7 @@ __all__ = [
     "MessageWait",
     "MultipleCatch",
     "Phase",
+    "RetryWait",
     "Role",
     "SignalWait",
     "TimerCycle",
@@ -43,6 +44,15 @@ class JobWait(_Wait, tag="job"):
 
     key: str  # the job key, <instance>.<ei>.<attempt>
     type: str = ""  # the job's task type (its result must come from its workers); "": not recorded
+    attempt: int = 1  # the job's attempt (a failed job is created again while retries are left)
+
+
+class RetryWait(_Wait, tag="retry"):
+    """A job failed with retries left; it is created again when the back-off timer fires."""
+
+    timer: str  # the timer id, <instance>.<ei>.r<attempt>
+    due: str  # RFC 3339, UTC
+    attempt: int  # the attempt the new job will be
 
 
 class UserTaskWait(_Wait, tag="user-task"):
@@ -84,7 +94,9 @@ class ConditionWait(_Wait, tag="condition"):
     met: bool = False
 
 
-Wait = JobWait | UserTaskWait | ChildCall | TimerWait | MessageWait | SignalWait | ConditionWait
+Wait = (
+    JobWait | UserTaskWait | ChildCall | TimerWait | MessageWait | SignalWait | ConditionWait | RetryWait
+)
 """What an element instance waits for; at most one thing at a time."""
 
 ListenerOf = Literal["boundary", "esp", "ebg", "multi"]
