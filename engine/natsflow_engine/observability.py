@@ -10,7 +10,8 @@
   set the log context); :class:`MetricsObserver` turns it into the engine metrics.
 - :func:`configure_logging`: ``text`` or ``json`` logs on stderr; lines carry ``tenant``,
   ``instance`` and ``element`` when a :class:`ContextAdapter` (or any ``extra=``) sets them, and
-  every line logged while the engine applies a command carries its tenant and instance.
+  every line logged while the engine applies a command carries its tenant and instance, and
+  the element when the command concerns one (:func:`log_element`).
 
 Settings come from the environment the Helm chart sets: ``NATSFLOW_HEALTH_PORT``,
 ``NATSFLOW_LOG_FORMAT``, ``NATSFLOW_LOG_LEVEL``.
@@ -55,6 +56,7 @@ __all__ = [
     "TextFormatter",
     "configure_logging",
     "health_port_from_env",
+    "log_element",
 ]
 
 log = logging.getLogger(__name__)
@@ -397,6 +399,13 @@ _step: contextvars.ContextVar[tuple[str, str, float] | None] = contextvars.Conte
     "natsflow_step", default=None
 )
 """(tenant, instance, start) of the command being applied in this task."""
+_element: contextvars.ContextVar[str | None] = contextvars.ContextVar("natsflow_element", default=None)
+"""The element the command being applied in this task concerns, once the engine knows it."""
+
+
+def log_element(element_id: str | None) -> None:
+    """Every line logged from now on while this command is applied carries ``element``."""
+    _element.set(element_id)
 
 
 class StepObserver:
@@ -407,6 +416,7 @@ class StepObserver:
 
     def begin(self, tenant: str, instance: str) -> None:
         _step.set((tenant, instance, time.perf_counter()))
+        _element.set(None)
 
     def end(self, command: object, outcome: str, effects: list[Any] | None = None) -> None:
         current = _step.get()
@@ -481,6 +491,8 @@ def _context(record: logging.LogRecord) -> dict[str, Any]:
     if step is not None:
         found.setdefault("tenant", step[0])
         found.setdefault("instance", step[1])
+        if (element := _element.get()) is not None:
+            found.setdefault("element", element)
     return found
 
 

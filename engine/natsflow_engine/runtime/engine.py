@@ -36,7 +36,7 @@ from natsflow_engine import layout
 from natsflow_engine.bpmn.model import Process
 from natsflow_engine.errors import ForbiddenError, NatsflowError, NotFoundError
 from natsflow_engine.natsutil import PullLoop
-from natsflow_engine.observability import StepObserver
+from natsflow_engine.observability import StepObserver, log_element
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import DefinitionCache, resolve_version
 from natsflow_engine.runtime.interpreter import StepResult, engine_incident, step, unreadable_record
@@ -308,6 +308,7 @@ class Engine:
             log.warning("command %s for unknown instance %s.%s dropped", cmd.id, cmd.tenant, cmd.instance)
             return Verdict.TERM
         if state is not None:
+            log_element(element_of(state, cmd))
             check_job_type(origin, state, cmd)
         if state is not None and cmd.id in state.applied:
             self.observer.end(cmd, "duplicate")
@@ -377,3 +378,17 @@ class Engine:
         if fresh is None:
             raise NatsflowError(message)
         return self._engine_incident(fresh, cmd, message, kind="payload")
+
+
+def element_of(state: r.InstanceState, cmd: r.AnyCommand) -> str | None:
+    """The element a command concerns (for the log lines of its step), if any."""
+    match cmd:
+        case r.ResolveIncident():
+            return next((i.element_id for i in state.incidents if i.id == cmd.incident), None)
+        case r.UserTaskCompleted():
+            tail = cmd.task.rpartition(".")[2]  # <instance>.<ei>
+            ei = state.eis.get(int(tail)) if tail.isdigit() else None
+        case _:
+            key = getattr(cmd, "ei", None)
+            ei = state.eis.get(key) if isinstance(key, int) else None
+    return ei.el if ei is not None else None
