@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cli_kit import Stack
 from natsflow_engine import catalog, layout
+from natsflow_engine.runtime import records as r
 
 REVIEW = (Path(__file__).parents[1] / "models" / "review.bpmn").read_text()
 ESP_INCIDENT = (Path(__file__).parents[1] / "models" / "esp-incident.bpmn").read_text()
@@ -166,3 +167,35 @@ async def test_resolving_an_incident_of_an_ended_instance_fails(stack: Stack) ->
     assert resolved.exit_code == 1 and "is not open" in str(resolved.exception), resolved.output
     unknown = await stack.invoke("resolve", "nothere.2.1")
     assert unknown.exit_code == 1 and "not found" in str(unknown.exception), unknown.output
+
+
+async def test_incidents_of_instances_ended_under_an_older_version_are_not_listed(stack: Stack) -> None:
+    """Records written before incidents closed with their instance still carry them: listings
+    (API and CLI) never show an ended instance's incidents, and resolving one is refused."""
+    await stack.api.deploy(ESP_INCIDENT)
+    iid = (await stack.api.start("esp-incident", {"orderId": "o-2"}, wait=True)).instance
+    async with asyncio.timeout(10):
+        while not (tasks := await stack.api.tasks(iid)):
+            await asyncio.sleep(0.02)
+    [incident] = await stack.api.incidents(iid)
+    await stack.api.complete_task(tasks[0].id)
+    await until_state(stack, iid, "completed")
+    # put the incident back into the ended record, as the version before wrote it
+    kv = await stack.nc.jetstream().key_value(layout.BUCKET_INSTANCES)
+    key = layout.instance_key(stack.tenant, iid)
+    state = r.decode_state((await kv.get(key)).value or b"")
+    assert state.state == "completed" and state.incidents == []
+    state.incidents = [
+        r.Incident(id=incident.id, ei=incident.ei, element_id=incident.element_id, kind=incident.kind,
+                   message=incident.message, at=incident.at)
+    ]
+    await kv.put(key, r.encode(state))
+
+    assert await stack.api.incidents(iid) == []
+    assert [i for i in await stack.api.incidents() if i.instance == iid] == []
+    assert doc((await stack.invoke("incidents", "-o", "json")).stdout) == []
+    assert incident.id not in (await stack.invoke("incidents", "--instance", iid)).stdout
+    [summary] = [s for s in doc((await stack.invoke("instances", "-o", "json")).stdout) if s["id"] == iid]
+    assert summary["incidents"] == 0
+    resolved = await stack.invoke("resolve", incident.id)
+    assert resolved.exit_code == 1, resolved.output

@@ -52,6 +52,10 @@ async def load_instance(kv: KeyValue, tenant: str, instance: str) -> tuple[r.Ins
 
 
 def incidents_of(state: r.InstanceState) -> list[p.IncidentInfo]:
+    """The open incidents of an instance. An ended instance has none: its incidents closed with
+    it (records written before the engine cleared them on ending still list them)."""
+    if state.state != "active":
+        return []
     return [
         p.IncidentInfo(
             id=i.id,
@@ -108,7 +112,7 @@ def instance_summary(state: r.InstanceState) -> p.InstanceSummary:
         business_key=state.business_key,
         started=state.started,
         ended=state.ended,
-        incidents=len(state.incidents),
+        incidents=len(state.incidents) if state.state == "active" else 0,
     )
 
 
