@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -27,6 +29,8 @@ from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
 from natsflow_engine.store import open_or_create_bucket
+
+_T = TypeVar("_T")
 
 __all__ = [
     "JobConsumerSettings",
@@ -142,8 +146,10 @@ async def ensure_layout(
     engine consumer is reconfigured to ``settings``; only the engine passes it.
     """
     settings = settings or LayoutSettings()
-    await asyncio.gather(*(_ensure_stream(js, cfg) for cfg in _streams(settings)))
-    await asyncio.gather(*(_ensure_bucket(js, name, settings) for name in _buckets))
+    await _all(
+        [(f"stream {cfg.name}", _ensure_stream(js, cfg)) for cfg in _streams(settings)]
+        + [(f"bucket {name}", _ensure_bucket(js, name, settings)) for name in _buckets]
+    )
     if not update:
         try:
             await js.consumer_info(layout.STREAM_COMMANDS, layout.ENGINE_CONSUMER)
@@ -193,8 +199,20 @@ async def ensure_dlq_stream(
 
 async def open_buckets(js: JetStreamContext) -> dict[str, KeyValue]:
     """Handles on every natsflow bucket, by name."""
-    handles = await asyncio.gather(*(js.key_value(name) for name in _buckets))
+    handles = await _all([(f"bucket {name}", js.key_value(name)) for name in _buckets])
     return dict(zip(_buckets, handles, strict=True))
+
+
+async def _all(jobs: list[tuple[str, Coroutine[Any, Any, _T]]]) -> list[_T]:
+    """Run ``jobs`` concurrently in a TaskGroup: the first failure cancels the others (gather
+    would leave them running) and is raised as itself, not as an ExceptionGroup, so callers
+    keep catching NATS errors by type."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(job, name=f"natsflow-ensure {what}") for what, job in jobs]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
 
 
 async def ensure_job_consumer(
