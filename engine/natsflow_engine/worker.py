@@ -300,11 +300,13 @@ class Worker:
             await msg.term()
             return
         # as in Zeebe, a job's retries are the attempts still allowed, this one included; a
-        # TaskDefinition's retries (the consumer's max_deliver - 1) bound the attempts too
+        # delivery after a worker crashed or timed out is an attempt too, and a TaskDefinition's
+        # retries (the consumer's max_deliver - 1) bound the attempts
+        attempt = raw.attempt + (msg.metadata.num_delivered or 1) - 1
         retries_left = max(0, raw.retries - 1)
         max_deliver = spec.info.config.max_deliver if spec.info and spec.info.config.max_deliver else -1
         if max_deliver > 0:
-            retries_left = min(retries_left, max(0, max_deliver - raw.attempt))
+            retries_left = min(retries_left, max(0, max_deliver - attempt))
         job = Job(
             key=raw.key,
             type=raw.type,
@@ -314,7 +316,7 @@ class Worker:
             variables=raw.variables,
             headers=raw.headers,
             retries_left=retries_left,
-            attempt=raw.attempt,
+            attempt=attempt,
             tenant=raw.tenant,
         )
         keepalive = asyncio.create_task(self._keepalive(spec, msg))

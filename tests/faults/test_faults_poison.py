@@ -36,8 +36,10 @@ async def test_poison_job_becomes_incident_others_complete(server: EmbeddedNatsS
     await worker.start()
     await h.launch(COUNT)
     poisoned = {iid for n, iid in enumerate(h.ids) if n % 25 == 0}
-    # healthy instances write 2 history records; poisoned ones 2 as well (launch, incident)
-    await h.wait_history(2 * COUNT, timeout=60)
+    # healthy instances write 2 history records (launch, job completed); poisoned ones 6: the
+    # launch, then per failed attempt a step (retry scheduled, or the incident at the last) and
+    # per retry the step its back-off timer fires (1 s, then 2 s: the worker's default)
+    await h.wait_history(2 * (COUNT - len(poisoned)) + 2 * ATTEMPTS * len(poisoned), timeout=60)
     states = await h.records()
     for iid in poisoned:
         s = states[iid]
