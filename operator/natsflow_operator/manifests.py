@@ -5,6 +5,9 @@ The second front door of :mod:`natsflow_operator.reconcile`: ``natsflow apply -f
 Workflow, TaskDefinition and Trigger with the same models as the CRDs, and reconcile it into
 NATS. No Deployments, no autoscaling; ConfigMaps in the same files serve ``bpmnFrom``; other
 kinds are skipped. Imports neither Kopf nor a Kubernetes client.
+
+Without a cluster, what a Workflow applied before is read from NATS: the processes whose
+``latest`` pointer names it. Applying it again undeploys the ones that left its document.
 """
 
 from __future__ import annotations
@@ -130,7 +133,12 @@ async def _apply_one(
             return Outcome(
                 m.kind, tenant, m.name, "invalid", [Cond("Validated", False, "BpmnSourceNotFound", str(exc))]
             )
-        return await reconcile.apply_workflow(h, tenant, m.name, source, prune=False)
+        # what this Workflow deployed before is what the latest pointers name it for: a process
+        # that left its document (a processId renamed) is undeployed, its versions stay
+        previous = await reconcile.processes_of(h, tenant, m.name)
+        return await reconcile.apply_workflow(
+            h, tenant, m.name, source, previous=previous, prune=spec.deletion_policy == "Delete"
+        )
     if isinstance(spec, TaskDefinitionSpec):
         return await reconcile.apply_taskdefinition(h, tenant, m.name, spec, generation=generation)
     assert isinstance(spec, TriggerSpec)

@@ -34,6 +34,7 @@ from natsflow_engine.runtime.definitions import (
     parse_and_check,
 )
 from natsflow_engine.runtime.setup import JobConsumerSettings, delete_job_consumer, ensure_job_consumer
+from natsflow_engine.store import compare_and_set
 
 from natsflow_operator.conditions import Cond, Outcome
 from natsflow_operator.connections import NatsHandle
@@ -107,13 +108,14 @@ async def apply_workflow(
             await _restore_latest(h, tenant, process.id)
     deployed = await deploy_definitions(kv, tenant, source, name=name)
     ids = [d.process_id for d in deployed]
+    moved = [d.process_id for d in deployed if not d.created and await _own_latest(h, tenant, d.process_id, name)]
     removed = [pid for pid in previous if pid not in ids]
     if prune and removed:
         keep = await claims() if claims is not None else frozenset()
         if keep is not None:
             await undeploy(h, tenant, name, removed, keep=keep)
     created = any(d.created for d in deployed)
-    action = ("updated" if previous else "created") if created or removed else "unchanged"
+    action = ("updated" if previous else "created") if created or removed or moved else "unchanged"
     first = deployed[0]
     versions = ", ".join(f"{d.process_id} v{d.version}" for d in deployed)
     return Outcome(
@@ -135,6 +137,21 @@ async def apply_workflow(
             "revision": first.revision,
         },
     )
+
+
+async def _own_latest(h: NatsHandle, tenant: str, process_id: str, name: str) -> bool:
+    """The same content deployed by another Workflow object (a rename in Git): the ``latest``
+    pointer now names this one, so its Triggers find the process by ``workflowRef.name`` and
+    removing the old object leaves the process deployed. True when the pointer moved."""
+
+    async def rename(current: bytes | None) -> bytes | None:
+        if current is None:
+            return None
+        latest = msgspec.json.decode(current, type=LatestRecord)
+        return None if latest.name == name else msgspec.json.encode(msgspec.structs.replace(latest, name=name))
+
+    written = await compare_and_set(h.kv(layout.BUCKET_WORKFLOWS), layout.workflow_latest_key(tenant, process_id), rename)
+    return written.changed
 
 
 _VERSION_KEY = re.compile(r".*\.v([0-9]+)")

@@ -133,3 +133,83 @@ def test_group_options_reach_apply(nats_url: str, unique: str) -> None:
         result.stdout.strip().splitlines()[-1]
         == f"{unique}/workflow.natsflow.io/order-process created (order-process v1)"
     )
+
+
+def _workflow(name: str, process_id: str = "order") -> str:
+    bpmn = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" '
+        'targetNamespace="http://bpmn.io/schema/bpmn">\n'
+        f'<bpmn:process id="{process_id}" isExecutable="true">\n'
+        '<bpmn:startEvent id="s"/><bpmn:sequenceFlow id="f" sourceRef="s" targetRef="e"/>'
+        '<bpmn:endEvent id="e"/>\n</bpmn:process>\n</bpmn:definitions>\n'
+    )
+    indented = "".join(f"    {line}\n" for line in bpmn.splitlines())
+    return f"apiVersion: natsflow.io/v1alpha1\nkind: Workflow\nmetadata: {{name: {name}}}\nspec:\n  bpmn: |\n{indented}"
+
+
+def _trigger(workflow: str) -> str:
+    return (
+        "apiVersion: natsflow.io/v1alpha1\nkind: Trigger\nmetadata: {name: orders-in}\n"
+        f"spec: {{subject: shop.orders.in, workflowRef: {{name: {workflow}}}}}\n"
+    )
+
+
+def _latest(url: str, tenant: str, process_id: str) -> tuple[int, str | None] | None:
+    async def read() -> tuple[int, str | None] | None:
+        nc = await nats.connect(url)
+        try:
+            kv = await nc.jetstream().key_value(layout.BUCKET_WORKFLOWS)
+            try:
+                latest = await get_latest(kv, tenant, process_id)
+            except Exception:
+                return None
+            return latest.version, latest.name
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def test_apply_after_renames_in_git(nats_url: str, unique: str, tmp_path: Path) -> None:
+    """A Workflow object renamed in Git (same BPMN) takes its processes over: the Trigger naming
+    the new object resolves, deleting the old object's file leaves them deployed. A process id
+    renamed inside a Workflow undeploys the old process (its versions stay) so that
+    ``workflowRef.name`` still picks one process."""
+    runner = CliRunner()
+    common = ["--nats-url", nats_url, "--tenant", unique]
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    (old / "wf.yaml").write_text(_workflow("orders-old"))
+    assert runner.invoke(apply_cmd, ["-f", str(old), *common]).exit_code == 0
+    assert _latest(nats_url, unique, "order") == (1, "orders-old")
+
+    (new / "wf.yaml").write_text(_workflow("orders"))
+    (new / "trigger.yaml").write_text(_trigger("orders"))
+    result = runner.invoke(apply_cmd, ["-f", str(new), *common])
+    assert result.exit_code == 0, result.output
+    assert f"{unique}/workflow.natsflow.io/orders created (order v1)" in result.stdout.splitlines()
+    assert _latest(nats_url, unique, "order") == (1, "orders")  # same version, new owner
+
+    gone = runner.invoke(delete_cmd, ["-f", str(old), *common])
+    assert gone.exit_code == 0, gone.output
+    assert _latest(nats_url, unique, "order") == (1, "orders")  # the new object's process stays
+
+    (new / "wf.yaml").write_text(_workflow("orders", process_id="order-v2"))
+    result = runner.invoke(apply_cmd, ["-f", str(new), *common, "-o", "json"])
+    assert result.exit_code == 0, result.output
+    items = {i["kind"]: i for i in json.loads(result.stdout)["items"]}
+    assert items["Workflow"]["action"] == "updated" and items["Trigger"]["ok"], items
+    assert _latest(nats_url, unique, "order-v2") == (1, "orders")
+    assert _latest(nats_url, unique, "order") is None  # undeployed; v1 stays for running instances
+
+    async def versions() -> list[str]:
+        nc = await nats.connect(nats_url)
+        try:
+            kv = await nc.jetstream().key_value(layout.BUCKET_WORKFLOWS)
+            return sorted(k for k in await kv.keys() if k.startswith(f"{unique}."))
+        finally:
+            await nc.close()
+
+    assert asyncio.run(versions()) == [f"{unique}.order-v2.latest", f"{unique}.order-v2.v1", f"{unique}.order.v1"]
