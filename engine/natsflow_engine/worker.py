@@ -46,6 +46,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -198,7 +199,10 @@ class Worker:
 
     async def start(self) -> Worker:
         if self.nc is None:
-            self.nc = await nats.connect(self.nats_url or "nats://127.0.0.1:4222")
+            self.nc = await nats.connect(
+                self.nats_url or "nats://127.0.0.1:4222",
+                inbox_prefix=os.environ.get("NATS_INBOX_PREFIX") or "_INBOX",  # set in worker pods
+            )
         self._started = True
         await asyncio.gather(*(self._serve(spec) for spec in self._tasks.values()))
         log.info("worker serving %s for tenant %s", ", ".join(self._tasks) or "no task types", self.tenant)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -97,3 +101,49 @@ async def test_the_worker_needs_its_inbox_prefix(operator_server: OperatorServer
 
 async def _never(job: Job) -> None:
     raise AssertionError("no job should reach this worker")
+
+
+WORKER_APP = """
+from natsflow.worker import Worker
+
+app = Worker()
+
+
+@app.task("pay")
+async def pay(job):
+    return {"paid": job.variables["amount"], "by": "natsflow worker"}
+"""
+
+
+async def test_natsflow_worker_runs_with_the_credentials_and_inbox_prefix_of_its_pod(
+    operator_server: OperatorServer, tmp_path: Path
+) -> None:
+    stack = await TenantStack.start(operator_server, "shop")
+    creds = tmp_path / "nats.creds"
+    creds.write_text(stack.account.user("worker-pay", worker_permissions("shop", "pay")).creds)
+    (tmp_path / "payapp.py").write_text(WORKER_APP)
+    env = {  # what the operator puts into a worker pod of a tenant account
+        **os.environ,
+        "NATS_URL": operator_server.url,
+        "NATS_CREDS": str(creds),
+        "NATS_INBOX_PREFIX": worker_inbox_prefix("shop", "pay"),
+        "NATSFLOW_TENANT": "shop",
+    }
+    cli = [sys.executable, "-c", "from natsflow.cli import main; main()"]
+    with (tmp_path / "worker.log").open("w") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *cli, "worker", str(tmp_path / "payapp.py"), "--task-type", "pay", env=env, stderr=log
+        )
+    try:
+        iid = await stack.launch({"amount": 9})
+        state = await stack.wait_for(iid, stack.waits_at("approve"), timeout=60)  # a child process: generous
+        assert state.root_vars() == {"amount": 9, "paid": 9, "by": "natsflow worker"}
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=20)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        await stack.stop()
+    assert "Permissions Violation" not in (tmp_path / "worker.log").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from natsflow_engine.liveness import ConnectionWatch
 
 from natsflow.errors import ConnectionFailedError
 
-__all__ = ["GLOBAL_OPTIONS", "CliContext", "emit_json", "fail", "global_option", "run"]
+__all__ = ["GLOBAL_OPTIONS", "CliContext", "emit_json", "fail", "global_option", "inbox_prefix", "run"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class CliContext:
             nc = await nats.connect(
                 servers=self.nats_url.split(","),
                 user_credentials=self.creds,
+                inbox_prefix=inbox_prefix(),
                 connect_timeout=5,
                 reconnect_time_wait=1,
                 max_reconnect_attempts=2,
@@ -87,6 +89,12 @@ class CliContext:
         connected = True
         nc.options["max_reconnect_attempts"] = max_reconnect_attempts
         return watch.attach(nc) if watch is not None else nc
+
+
+def inbox_prefix() -> str:
+    """``NATS_INBOX_PREFIX``, where a user limited to its own inbox prefix receives replies (the
+    operator sets it in worker pods of tenant accounts); ``_INBOX`` by default."""
+    return os.environ.get("NATS_INBOX_PREFIX") or "_INBOX"
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
