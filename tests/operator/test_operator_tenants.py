@@ -11,7 +11,7 @@ import kmock
 import nats
 import pytest
 from nats.aio.client import RawCredentials
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, KeyNotFoundError, NotFoundError
 from natsflow_engine import layout
 from natsflow_engine.accounts import KeyKind, NKey, TenantAccount, decode_jwt, push_account
 from natsflow_engine.accounts.permissions import worker_inbox_prefix
@@ -267,3 +267,64 @@ async def test_a_tenant_waits_for_the_platform_secrets(
     assert running.condition(obj, "Reconciling")["status"] == "True"
     await seed_platform(running.api.client, operator_mode.trust)
     assert (await ready(running, a))["status"]["account"].startswith("A")
+
+
+async def test_a_taskdefinition_outliving_its_tenant_is_deleted_without_waiting(
+    running: Any, operator_mode: OperatorMode, unique: str
+) -> None:
+    """Tearing a tenant down in any order: its finalizer does not wait for an account that is gone."""
+    a = f"{unique}a"
+    await start(running, operator_mode, a, deletionPolicy="Delete")
+    await running.api.create("TaskDefinition", a, "pay", {"taskType": "pay"})
+    await td_ready(running, a, "pay")
+    creds = str(secret_value(await worker_creds(running, a, "pay"), "creds"))
+    await running.api.client.delete(paths.tenant(a))
+
+    async def tenant_gone() -> bool:
+        return await tenant(running.api.client, a) is None
+
+    await running.eventually(tenant_gone, timeout=DEADLINE)
+    assert "Authorization Violation" in str(await refused(operator_mode.url, creds))
+    await running.api.delete("TaskDefinition", a, "pay")
+
+    async def td_gone() -> bool:
+        return await running.api.get("TaskDefinition", a, "pay") is None
+
+    await running.eventually(td_gone, timeout=DEADLINE)
+    assert await running.api.client.get(paths.secret(a, "pay-worker-nats")) is None
+
+
+MINIMAL = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">
+  <bpmn:process id="hello" isExecutable="true">
+    <bpmn:startEvent id="s" /><bpmn:sequenceFlow id="f" sourceRef="s" targetRef="e" /><bpmn:endEvent id="e" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+async def test_a_workflow_is_deployed_into_its_tenants_account_only(
+    running: Any, operator_mode: OperatorMode, unique: str
+) -> None:
+    a, b = f"{unique}a", f"{unique}b"
+    await start(running, operator_mode, a, b)
+    await running.api.create("TaskDefinition", b, "pay", {"taskType": "pay"})  # b's layout exists
+    await td_ready(running, b, "pay")
+    await running.api.create("Workflow", a, "hello", {"bpmn": MINIMAL})
+
+    async def deployed() -> dict[str, Any] | None:
+        obj = await running.api.get("Workflow", a, "hello")
+        return obj if running.condition(obj, "Ready").get("status") == "True" else None
+
+    await running.eventually(deployed, timeout=DEADLINE)
+    creds_a, creds_b = (
+        await platform_creds(running.api.client, a),
+        await platform_creds(running.api.client, b),
+    )
+    assert creds_a is not None and creds_b is not None
+    key = layout.workflow_latest_key(a, "hello")
+    async with connected(operator_mode.url, creds_a) as ca, connected(operator_mode.url, creds_b) as cb:
+        entry = await (await ca.nc.jetstream().key_value(layout.BUCKET_WORKFLOWS)).get(key)
+        assert entry.value
+        with pytest.raises(KeyNotFoundError):
+            await (await cb.nc.jetstream().key_value(layout.BUCKET_WORKFLOWS)).get(key)
