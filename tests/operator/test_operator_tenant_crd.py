@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from natsflow_engine.accounts import AccountLimits, KeyKind, NKey, TenantAccount
 from natsflow_operator import crdgen
+from natsflow_operator.context import OperatorConfig
 from natsflow_operator.kinds import KINDS
 from natsflow_operator.kube import KubeClient
 from natsflow_operator.models import API_VERSION, TenantSpec, parse_quantity
@@ -99,3 +100,32 @@ async def test_revocations_older_than_a_user_lifetime_are_pruned() -> None:
     accounts.prune(account)
     assert account.revocations == {recent: 9_950, "*": 1}  # every JWT `old` named has expired
     await kube.close()
+
+
+def test_the_operator_command_takes_the_charts_tenancy_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+    from natsflow_operator import cli, main
+
+    seen: list[OperatorConfig] = []
+    monkeypatch.setattr(main, "run_operator", seen.append)
+    args = [
+        "--tenancy-namespace", "natsflow-system",
+        "--signing-key-secret", "signing",
+        "--system-creds-secret", "system",
+        "--user-ttl", "3600",
+        "--health-port", "0",
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli.operator_cmd, args)
+    assert result.exit_code == 0, result.output
+    assert seen[0].tenancy == TenancyConfig(
+        namespace="natsflow-system",
+        signing_key_secret="signing",
+        system_creds_secret="system",
+        user_ttl=3600.0,
+        renew_before=1200.0,
+    )
+    seen.clear()
+    assert CliRunner().invoke(cli.operator_cmd, ["--health-port", "0"]).exit_code == 0
+    assert seen[0].tenancy is None  # no Tenants served, natsRef and the default connection only
+    refused = CliRunner().invoke(cli.operator_cmd, [*args[:6], "--user-ttl", "10"])
+    assert refused.exit_code != 0 and "at least 60" in refused.output
