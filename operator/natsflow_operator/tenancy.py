@@ -152,6 +152,9 @@ class Accounts:
         self._pushed: dict[str, str] = {}
         """Tenant -> fingerprint of the claims this process pushed last."""
         self._locks: dict[str, asyncio.Lock] = {}
+        self._cache_locks: dict[str, asyncio.Lock] = {}
+        """Loading into the cache and forgetting, one at a time per tenant (a load racing a
+        deletion must not cache the deleted account)."""
         self._operator_users: dict[str, UserCredentials] = {}
         self._system: tuple[str, Client] | None = None
         self._system_lock = asyncio.Lock()
@@ -181,6 +184,10 @@ class Accounts:
 
     async def load(self, tenant: str) -> TenantAccount | None:
         """The tenant's account from its Secret (cached), ``None`` when it has none."""
+        async with self._cache_locks.setdefault(tenant, asyncio.Lock()):
+            return await self._load(tenant)
+
+    async def _load(self, tenant: str) -> TenantAccount | None:
         if tenant in self._accounts:
             return self._accounts[tenant]
         data = await self._read(self._account_secret(tenant))
@@ -200,7 +207,11 @@ class Accounts:
 
     async def load_or_create(self, tenant: str) -> TenantAccount:
         """The tenant's account; a new key pair and signing key, kept in a Secret, the first time."""
-        found = await self.load(tenant)
+        async with self._cache_locks.setdefault(tenant, asyncio.Lock()):
+            return await self._load_or_create(tenant)
+
+    async def _load_or_create(self, tenant: str) -> TenantAccount:
+        found = await self._load(tenant)
         if found is not None:
             return found
         account = TenantAccount(tenant)
@@ -220,7 +231,7 @@ class Accounts:
         except KubeError as exc:  # created meanwhile: that one is the account
             if not exc.conflict:
                 raise
-            created = await self.load(tenant)
+            created = await self._load(tenant)
             if created is None:
                 raise
             return created
@@ -230,8 +241,9 @@ class Accounts:
 
     async def forget(self, tenant: str) -> None:
         """Delete the account's Secret and everything cached about it."""
-        await self.kube.delete(paths.secret(self.config.namespace, self._account_secret(tenant)))
-        self.drop_cache(tenant)
+        async with self._cache_locks.setdefault(tenant, asyncio.Lock()):
+            await self.kube.delete(paths.secret(self.config.namespace, self._account_secret(tenant)))
+            self.drop_cache(tenant)
 
     def drop_cache(self, tenant: str) -> None:
         self._accounts.pop(tenant, None)
@@ -284,11 +296,12 @@ class Accounts:
         account's Secret; the JWT's issue time. The caller holds :meth:`lock`."""
         self.prune(account)
         token = account.jwt(await self.signing_key())
+        path = paths.secret(self.config.namespace, self._account_secret(account.tenant))
+        if await self.kube.get(path) is None:  # forgotten meanwhile: never push it back
+            self.drop_cache(account.tenant)
+            raise MissingReference("TenantNotFound", f"the account of tenant {account.tenant} was deleted")
         await push_account(await self.system(), token)
-        await self.kube.merge_patch(
-            paths.secret(self.config.namespace, self._account_secret(account.tenant)),
-            {"data": {"jwt": _b64(token)}},
-        )
+        await self.kube.merge_patch(path, {"data": {"jwt": _b64(token)}})
         self._pushed[account.tenant] = self._fingerprint(account)
         return account.last_issued
 

@@ -105,7 +105,10 @@ async def revoke_worker_creds(ctx: OperatorContext, body: kopf.Body) -> None:
         user = str(creds_claims(secret_data(existing).get("creds", "")).get("sub"))
     except (InvalidKeyError, ValueError):
         user = None
-    if user is not None:
+    owner = await ctx.kube.get(paths.tenant(namespace))
+    if owner is not None and (owner.get("metadata") or {}).get("deletionTimestamp"):
+        owner = None
+    if user is not None and owner is not None:  # else the Tenant's deletion revokes every user
         await ctx.accounts.revoke(namespace, user)
         log.info("TaskDefinition %s/%s: worker user %s revoked", namespace, name, user)
     await ctx.kube.delete(path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ async def create_tenant(client: KubeClient, name: str, spec: dict[str, Any]) -> 
     body = {
         "apiVersion": API_VERSION,
         "kind": "Tenant",
-        "metadata": {"name": name, "uid": f"uid-{name}", "generation": 1, "resourceVersion": "1"},
+        "metadata": {"name": name, "uid": str(uuid.uuid4()), "generation": 1, "resourceVersion": "1"},
         "spec": spec,
     }
     await client.create("/apis/natsflow.io/v1alpha1/tenants", body)
