@@ -63,6 +63,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ACCOUNT_SECRET_PREFIX = "natsflow-account-"
+OPERATOR_USER_TTL = 3600.0
+"""Shortest lifetime of the operator's own (in-memory) user of a tenant account."""
 _JWT_BEGIN = "-----BEGIN NATS USER JWT-----"
 _SEED_BEGIN = "-----BEGIN USER NKEY SEED-----"
 
@@ -339,9 +341,10 @@ class Accounts:
         permissions: Permissions | None = None,
         *,
         previous: str | None = None,
+        ttl: float | None = None,
     ) -> UserCredentials:
-        """A user JWT valid for ``user_ttl``; with ``previous`` (a ``.creds`` text of this account)
-        the same user key gets a new JWT, so revoking the key revokes both."""
+        """A user JWT valid for ``ttl`` (default ``user_ttl``); with ``previous`` (a ``.creds``
+        text of this account) the same user key gets a new JWT, so revoking the key revokes both."""
         user = _creds_seed(previous) if previous else NKey.generate(KeyKind.USER)
         # later than a revocation of every user (a Tenant deleted with Retain, then recreated)
         issued = max(int(self.clock()), account.revocations.get("*", -1) + 1)
@@ -352,11 +355,17 @@ class Accounts:
             name=name,
             permissions=permissions,
             issued_at=issued,
-            expires=int(self.clock() + self.config.user_ttl),
+            expires=int(self.clock() + (ttl or self.config.user_ttl)),
         )
         return UserCredentials(user.public, token, user.seed)
 
-    def current(self, creds: str | None, account: TenantAccount, permissions: Permissions | None) -> bool:
+    def current(
+        self,
+        creds: str | None,
+        account: TenantAccount,
+        permissions: Permissions | None,
+        renew_before: float | None = None,
+    ) -> bool:
         """Whether ``creds`` are a user of ``account`` with these permissions, not yet due."""
         if not creds:
             return False
@@ -370,15 +379,21 @@ class Accounts:
             nats_claims.get("issuer_account") == account.public
             and claims.get("iss") == account.signing_key.public
             and {k: nats_claims.get(k) for k in wanted} == wanted
-            and int(claims.get("exp") or 0) - self.clock() > self.config.renew_before
+            and int(claims.get("exp") or 0) - self.clock() > (renew_before or self.config.renew_before)
         )
 
     def renew(
-        self, creds: str | None, account: TenantAccount, name: str, permissions: Permissions | None = None
+        self,
+        creds: str | None,
+        account: TenantAccount,
+        name: str,
+        permissions: Permissions | None = None,
+        *,
+        ttl: float | None = None,
     ) -> UserCredentials | None:
-        """New credentials when ``creds`` are missing, of another account, or due; else ``None``.
-        A due user of the same account keeps its key."""
-        if self.current(creds, account, permissions):
+        """New credentials when ``creds`` are missing, of another account, or due (a third of
+        ``ttl`` left when given); else ``None``. A due user of the same account keeps its key."""
+        if self.current(creds, account, permissions, ttl / 3 if ttl else None):
             return None
         keep = None
         if creds:
@@ -387,12 +402,14 @@ class Accounts:
                     keep = creds
             except (InvalidKeyError, ValueError):
                 keep = None
-        return self.issue(account, name, permissions, previous=keep)
+        return self.issue(account, name, permissions, previous=keep, ttl=ttl)
 
     def operator_user(self, account: TenantAccount) -> str:
-        """``.creds`` text of the operator's own user in the account (kept in memory)."""
+        """``.creds`` text of the operator's own user in the account. It never leaves the process
+        and lives at least :data:`OPERATOR_USER_TTL`: each renewal means a new connection."""
         known = self._operator_users.get(account.tenant)
-        fresh = self.renew(known.creds if known else None, account, "natsflow-operator")
+        ttl = max(self.config.user_ttl, OPERATOR_USER_TTL)
+        fresh = self.renew(known.creds if known else None, account, "natsflow-operator", ttl=ttl)
         if fresh is not None:
             self._operator_users[account.tenant] = fresh
             return fresh.creds

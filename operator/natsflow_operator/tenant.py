@@ -107,13 +107,19 @@ async def remove(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> 
     policy = str(body.spec.get("deletionPolicy") or "Retain")
     account = await accounts.load(name)
     if account is not None:
-        if policy == "Delete":
+        # a retry after the revocation below: the streams are gone already and the operator's
+        # own user is revoked with the others
+        since = str(body.metadata.get("deletionTimestamp") or "")
+        started = datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+        revoked = started is not None and account.revocations.get("*", -1) >= int(started.timestamp())
+        if policy == "Delete" and not revoked:
             deleted = await accounts.delete_streams(account)
             logger.info(
                 "deletionPolicy Delete: deleted %d streams of account %s", len(deleted), account.public
             )
         await ctx.leave_tenant(name)
-        await accounts.revoke_all(account)
+        if not revoked:
+            await accounts.revoke_all(account)
         if policy == "Delete":
             await accounts.delete_claims(account)
             await accounts.forget(name)
