@@ -103,6 +103,7 @@ class StatsBook:
         self.metrics = metrics
         self._deltas: dict[str, _Delta] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.local: dict[str, _Delta] = {}
         """Totals of this replica since it started (for logs and tests)."""
 
@@ -132,22 +133,33 @@ class StatsBook:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="natsflow-trigger-stats")
+            self._stopping = asyncio.Event()
+            self._task = asyncio.create_task(self._loop(self._stopping), name="natsflow-trigger-stats")
 
     async def stop(self) -> None:
-        """Stop the loop and flush what is left (bounded)."""
+        """Stop the loop (a flush under way finishes first: cancelling it between its write and
+        its return would lose or double its counts), then flush what is left (bounded)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._stopping.set()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5.0):
+                    await asyncio.shield(task)
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5.0):
                 await self.flush()
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
+    async def _loop(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await stopping.wait()
+            if stopping.is_set():
+                return
             try:
                 await self.flush()
             except asyncio.CancelledError:
@@ -156,16 +168,18 @@ class StatsBook:
                 log.warning("flushing trigger stats failed: %s", exc)
 
     async def flush(self) -> None:
-        """Merge every pending delta into its KV record."""
+        """Merge every pending delta into its KV record; the deltas not merged (a failure, or
+        a cancellation before their write) are kept for the next flush."""
         pending, self._deltas = self._deltas, {}
-        for key, delta in pending.items():
-            if delta.empty():
-                continue
-            try:
-                await self._merge(key, delta)
-            except Exception:
+        left = dict(pending)
+        try:
+            for key, delta in pending.items():
+                if not delta.empty():
+                    await self._merge(key, delta)
+                del left[key]
+        finally:
+            for key, delta in left.items():
                 self._restore(key, delta)
-                raise
 
     def _restore(self, key: str, delta: _Delta) -> None:
         into = self._deltas.setdefault(key, _Delta())
