@@ -42,6 +42,9 @@ def build_settings() -> kopf.OperatorSettings:
         prefix="natsflow.io", key="last-handled-configuration"
     )
     settings.posting.level = logging.INFO
+    # A timer (the drift check) running when its object is deleted holds the finalizer until
+    # Kopf looks again: by default a minute later, which a deletion should not wait for.
+    settings.background.cancellation_polling = 1.0
     return settings
 
 
