@@ -1,10 +1,8 @@
-"""Instance listing with the console's filters, over the API's paged scan.
+"""Instance listing with the console's filters, over the API's instance index.
 
-The API filters by process, state and business key on the server and pages in instance-id
-order (ids start with their creation time). Version, start time and "has incidents" are
-filtered here, page by page. Until an instance index exists, a listing reads every instance
-record of the tenant after the cursor until it has a page of matches: :data:`SCAN_LIMIT`
-records at most per request, after which it returns what it found with a cursor to go on.
+The API filters by process, version, state, business key, start time and "has incidents" on
+the engine's instance index and pages in the order of the instances' last change of state;
+this module only parses the console's query parameters and passes the API's cursor on.
 """
 
 from __future__ import annotations
@@ -17,10 +15,11 @@ from natsflow_engine.api.client import ApiClient
 
 from natsflow_console.errors import BadRequest
 
-__all__ = ["SCAN_LIMIT", "Filters", "Page", "list_instances", "parse_filters"]
+_PAGE = 1000
+"""The API's largest page."""
 
-SCAN_LIMIT = 20_000
-_PAGE = 500
+__all__ = ["Filters", "Page", "list_instances", "parse_filters"]
+
 STATES = ("active", "completed", "cancelled", "failed")
 
 
@@ -107,24 +106,24 @@ def parse_filters(query: dict[str, str]) -> Filters:
 async def list_instances(
     api: ApiClient, filters: Filters, *, limit: int = 50, cursor: str | None = None
 ) -> Page:
-    """One page of matching instances in id order, and the cursor of the next page."""
+    """Up to ``limit`` matching instances (several API pages when more than one page's worth),
+    and the cursor of what follows."""
     found: list[p.InstanceSummary] = []
-    scanned = 0
-    while scanned < SCAN_LIMIT:
+    read = 0
+    while True:
         reply = await api.instances(
             process_id=filters.process_id,
+            version=filters.version,
             state=filters.state,
             business_key=filters.business_key,
-            limit=_PAGE,
+            started_after=filters.started_after.isoformat() if filters.started_after else None,
+            started_before=filters.started_before.isoformat() if filters.started_before else None,
+            incidents=filters.incidents,
+            limit=min(_PAGE, limit - len(found)),
             cursor=cursor,
         )
-        for summary in reply.instances:
-            scanned += 1
-            cursor = summary.id
-            if filters.keep(summary):
-                found.append(summary)
-                if len(found) == limit:
-                    return Page(found, cursor, scanned)
-        if reply.cursor is None:
-            return Page(found, None, scanned)
-    return Page(found, cursor, scanned)
+        read += len(reply.instances)
+        found += [s for s in reply.instances if filters.keep(s)]
+        cursor = reply.cursor
+        if cursor is None or len(found) >= limit:
+            return Page(found, cursor, read)

@@ -24,6 +24,9 @@ KV buckets
     ``nf_messages``   message subscriptions and buffered messages
     ``nf_launches``   markers of launched instance ids (counting duplicate launches)
     ``nf_trigger_stats``  counters of each trigger, key ``<tenant>.<trigger name token>``
+    ``nf_index``      the instance index (and archive of ended instances), key
+                      ``<tenant>.<bucket>.<process token>.<version>.<day>.<business key token>.<instance>``,
+                      see :func:`index_key`
 Consumers
     ``engine``        the engine replicas' shared consumer of ``NF_CMD``
     ``job_…``         one per (tenant, task type) on ``NF_JOBS``, see :func:`job_consumer`
@@ -38,6 +41,7 @@ import re
 from natsflow_engine.errors import InvalidNameError
 
 __all__ = [
+    "BUCKET_INDEX",
     "BUCKET_INSTANCES",
     "BUCKET_LAUNCHES",
     "BUCKET_MESSAGES",
@@ -72,6 +76,8 @@ __all__ = [
     "dead_letter_subject",
     "history_subject",
     "idempotent_instance_id",
+    "index_key",
+    "index_subject",
     "instance_key",
     "instance_key_of_command",
     "job_consumer",
@@ -121,6 +127,7 @@ BUCKET_USERTASKS = "nf_usertasks"
 BUCKET_MESSAGES = "nf_messages"
 BUCKET_LAUNCHES = "nf_launches"
 BUCKET_TRIGGER_STATS = "nf_trigger_stats"
+BUCKET_INDEX = "nf_index"
 
 ENGINE_CONSUMER = "engine"
 ENGINE_ADVISORY_QUEUE = "natsflow-engine"
@@ -345,3 +352,33 @@ def idempotent_instance_id(tenant: str, process_id: str, key: str) -> str:
     long after JetStream's duplicate window."""
     digest = hashlib.sha256(f"{tenant}\0{process_id}\0{key}".encode()).hexdigest()
     return "k" + digest[:31]
+
+
+INDEX_ANY = "*"
+"""A wildcard for one part of :func:`index_key` in :func:`index_subject`."""
+
+
+def index_key(
+    tenant: str, bucket: str, process_id: str, version: int, day: str, business_key: str | None, instance_id: str
+) -> str:
+    """Key (in ``nf_index``) of an instance's index entry: every part a listing filters on is a
+    token, so a filter is a subject the server matches. ``bucket`` is ``active``, ``incident``
+    (active with open incidents), ``completed``, ``cancelled`` or ``failed``; ``day`` the
+    ``YYYYMMDD`` of the start; a missing business key is ``=`` (no :func:`token` is)."""
+    bk = "=" if business_key is None else token(business_key)
+    return f"{tenant}.{bucket}.{token(process_id)}.{version}.{day}.{bk}.{instance_id}"
+
+
+def index_subject(
+    tenant: str,
+    bucket: str = INDEX_ANY,
+    process_id: str | None = None,
+    version: int | None = None,
+    day: str = INDEX_ANY,
+    business_key: str | None = None,
+) -> str:
+    """The subject of ``nf_index`` entries matching the given parts (None or ``*``: any)."""
+    proc = INDEX_ANY if process_id is None else token(process_id)
+    ver = INDEX_ANY if version is None else str(version)
+    bk = INDEX_ANY if business_key is None else token(business_key)
+    return f"$KV.{BUCKET_INDEX}.{tenant}.{bucket}.{proc}.{ver}.{day}.{bk}.*"

@@ -10,7 +10,9 @@
     open_or_create_bucket(js, config)   a bucket handle, created when missing
     InstanceStore                       how a step's record and effects reach NATS: load (cache
                                         or KV), commit (record with its outbox, under the
-                                        revision), publish (one publisher per effect type)
+                                        revision; an ended instance's record with its live
+                                        retention as TTL), publish (the index entry, then one
+                                        publisher per effect type)
     JetStreamTimers                     timer effects as JetStream message schedules
 
 Every name of a stream, bucket, subject or consumer comes from :mod:`natsflow_engine.layout`.
@@ -28,11 +30,12 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar, assert_never
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, PubAck
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
 from natsflow_engine.errors import ConcurrentUpdateError, RecordTooLargeError
+from natsflow_engine.index import Indexed, InstanceIndex
 from natsflow_engine.runtime import records as r
 
 if TYPE_CHECKING:  # messaging writes through this module
@@ -319,29 +322,50 @@ class InstanceStore:
     A record is taken out of the cache while its step runs (the interpreter changes it in
     place) and only a write that succeeded puts it back, so a failed write never leaves a state
     ahead of KV. A loaded record whose outbox this process has not published is published again
-    (JetStream drops the copies: every effect has a deterministic message id).
+    (JetStream drops the copies: every effect has a deterministic message id), and its index
+    entry written again.
+
+    With an ``index``, each commit also writes the instance's index entry when it changed
+    (:mod:`natsflow_engine.index`), pipelined with the effects, and an ended instance's record
+    is written with its live retention as TTL.
     """
 
     def __init__(
-        self, kv: KeyValue, effects: EffectPublisher, *, cache_size: int, max_payload: int
+        self,
+        kv: KeyValue,
+        effects: EffectPublisher,
+        *,
+        cache_size: int,
+        max_payload: int,
+        index: InstanceIndex | None = None,
     ) -> None:
         self.kv = kv
         self.effects = effects
         self.max_payload = max_payload
+        self.index = index
         self._cache: _Bounded[tuple[r.InstanceState, int]] = _Bounded(cache_size)
         self._flushed: _Bounded[bool] = _Bounded(cache_size)
+        self._indexed: _Bounded[Indexed] = _Bounded(cache_size)
+        """The index entry of each cached record as the index has it."""
 
     async def load(self, key: str, *, expect_new: bool = False) -> Loaded:
         """The record under ``key``; with ``expect_new`` (a launch) no read at all unless it is
         cached: create-if-absent in :meth:`commit` tells a repeated launch. Raises
         ``msgspec.DecodeError`` for a record that does not decode."""
         loaded: Loaded | None = self._cache.pop(key, None)
+        read = loaded is None
         if loaded is None:
             loaded = (None, None) if expect_new else await self._read(key)
         state, revision = loaded
-        if state is not None and state.outbox and state.outbox_cmd not in self._flushed:
-            await self.effects.publish(state.outbox)
+        if state is None:
+            return state, revision
+        entry = self.index.entry(state) if self.index is not None and read else None
+        if state.outbox and state.outbox_cmd not in self._flushed:
+            repair = self.index.repair(state, entry) if self.index is not None and entry is not None else []
+            await self._publish(state.outbox, repair)
             self._flushed.remember(state.outbox_cmd or "", True)
+        if entry is not None:
+            self._indexed.remember(key, entry)
         return state, revision
 
     async def reload(self, key: str) -> r.InstanceState | None:
@@ -359,6 +383,32 @@ class InstanceStore:
             return None, None
         return r.decode_state(entry.value), entry.revision
 
+    async def _publish(self, outbox: list[Effect], index_writes: list[Awaitable[object]]) -> None:
+        """The index writes, then (in send order, pipelined) the effects."""
+        if index_writes:
+            await asyncio.gather(*index_writes, self.effects.publish(outbox))
+        else:
+            await self.effects.publish(outbox)
+
+    async def _write(self, key: str, data: bytes, revision: int | None, ttl: float | None) -> int:
+        """KV create-if-absent (``revision`` None) or update under ``revision``, with a TTL."""
+        if revision is None:
+            return await self.kv.create(key, data, msg_ttl=ttl)
+        if ttl is None:
+            return await self.kv.update(key, data, last=revision)
+        try:  # nats-py's update takes no TTL: the same publish, with one
+            ack = await self.effects.js.publish(
+                f"$KV.{layout.BUCKET_INSTANCES}.{key}",
+                data,
+                headers={"Nats-Expected-Last-Subject-Sequence": str(revision)},
+                msg_ttl=ttl,
+            )
+        except APIError as exc:
+            if exc.err_code in (10071, 10164):  # wrong last sequence
+                raise KeyWrongLastSequenceError(exc.description) from exc
+            raise
+        return ack.seq
+
     async def commit(
         self, key: str, revision: int | None, cmd_id: str, state: r.InstanceState, outbox: list[Effect], at: str
     ) -> bool:
@@ -372,18 +422,22 @@ class InstanceStore:
         if len(data) > self.max_payload:
             self._cache.pop(key, None)
             raise RecordTooLargeError(len(data), self.max_payload)
+        ttl = self.index.live_ttl(state) if self.index is not None else None
         try:
-            if revision is None:
-                revision = await self.kv.create(key, data)
-            else:
-                revision = await self.kv.update(key, data, last=revision)
+            revision = await self._write(key, data, revision, ttl)
         except KeyWrongLastSequenceError:
             self._cache.pop(key, None)
             return False
+        index_writes: list[Awaitable[object]] = []
+        if self.index is not None:
+            entry = self.index.entry(state)
+            index_writes = self.index.write(state, entry, self._indexed.pop(key, None))
+            if state.state == "active":
+                self._indexed.remember(key, entry)
         if state.state == "active":
             self._cache.remember(key, (state, revision))
         else:
             self._cache.pop(key, None)
-        await self.effects.publish(outbox)
+        await self._publish(outbox, index_writes)
         self._flushed.remember(cmd_id, True)
         return True

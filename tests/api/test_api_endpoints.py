@@ -85,6 +85,8 @@ async def test_start_get_history_list_and_cancel(api: Api) -> None:
     assert history.records[0].events[0].type == "instance-started"
     assert (await api.client.history(first.instance, after_step=1)).records == []
 
+    # the index entry follows the record within the same step
+    await until(lambda: api.client.instances(state="active"), lambda v: len(v.instances) == 5)
     listed = await api.client.instances(limit=2)
     assert len(listed.instances) == 2 and listed.cursor
     rest = await api.client.instances(limit=10, cursor=listed.cursor)
@@ -98,7 +100,7 @@ async def test_start_get_history_list_and_cancel(api: Api) -> None:
     await until(lambda: api.client.instance(others[0]), lambda v: v.state == "cancelled")
     with pytest.raises(ConflictError):
         await api.client.cancel(others[0])
-    only = await api.client.instances(state="cancelled")
+    only = await until(lambda: api.client.instances(state="cancelled"), lambda v: bool(v.instances))
     assert [i.id for i in only.instances] == [others[0]]
     assert (await api.client.instances(process_id="other")).instances == []
     with pytest.raises(NotFoundError):

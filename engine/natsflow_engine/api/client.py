@@ -209,9 +209,24 @@ class ApiClient:
         business_key: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        version: int | None = None,
+        incidents: bool | None = None,
+        started_after: str | None = None,
+        started_before: str | None = None,
+        variables: dict[str, Any] | None = None,
     ) -> p.InstanceListReply:
+        """One page of the instance index (see :class:`~natsflow_engine.api.protocol.InstanceListRequest`)."""
         request = p.InstanceListRequest(
-            process_id=process_id, state=state, business_key=business_key, limit=limit, cursor=cursor
+            process_id=process_id,
+            state=state,
+            business_key=business_key,
+            limit=limit,
+            cursor=cursor,
+            version=version,
+            incidents=incidents,
+            started_after=started_after,
+            started_before=started_before,
+            variables=variables,
         )
         return await self.call("instance-list", request, p.InstanceListReply)
 

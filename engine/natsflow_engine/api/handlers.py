@@ -23,8 +23,8 @@ from natsflow_engine import layout
 from natsflow_engine.api import protocol as p
 from natsflow_engine.api.views import (
     incidents_of,
-    instance_summary,
     instance_view,
+    list_instances,
     load_instance,
     read_history,
     scan_instances,
@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 
 _task_decoder = msgspec.json.Decoder(r.UserTask)
 _latest_decoder = msgspec.json.Decoder(defs.LatestRecord)
-_STATES = ("active", "completed", "cancelled", "failed")
 _NAME_RULES: dict[str, Callable[[str, str], object]] = {
     "process_id": layout.check_name,
     "name": layout.check_name,
@@ -222,33 +221,16 @@ class Handlers:
         return p.Accepted(id=req.instance, instance=req.instance)
 
     async def instance_get(self, tenant: str, req: p.InstanceGetRequest) -> p.InstanceView:
-        state, _ = await load_instance(self.instances, tenant, req.instance)
+        state, _ = await load_instance(self.instances, tenant, req.instance, archive=self.js)
         return instance_view(state)
 
     async def instance_list(self, tenant: str, req: p.InstanceListRequest) -> p.InstanceListReply:
-        if not 1 <= req.limit <= 1000:
-            raise InvalidInputError(f"limit must be between 1 and 1000, not {req.limit}")
-        if req.state is not None and req.state not in _STATES:
-            raise InvalidInputError(f"state must be one of {', '.join(_STATES)}, not {req.state!r}")
-
-        def keep(s: r.InstanceState) -> bool:
-            return (
-                (req.process_id is None or s.process_id == req.process_id)
-                and (req.state is None or s.state == req.state)
-                and (req.business_key is None or s.business_key == req.business_key)
-            )
-
-        found: list[p.InstanceSummary] = []
-        async for state in scan_instances(self.js, self.instances, tenant, after=req.cursor, keep=keep):
-            if len(found) == req.limit:
-                return p.InstanceListReply(instances=found, cursor=found[-1].id)
-            found.append(instance_summary(state))
-        return p.InstanceListReply(instances=found)
+        return await list_instances(self.js, tenant, req)
 
     async def instance_history(self, tenant: str, req: p.HistoryRequest) -> p.HistoryReply:
         if not 1 <= req.limit <= 10_000:
             raise InvalidInputError(f"limit must be between 1 and 10000, not {req.limit}")
-        await load_instance(self.instances, tenant, req.instance)
+        await load_instance(self.instances, tenant, req.instance, archive=self.js)
         records, more = await read_history(
             self.js, tenant, req.instance, after_step=req.after_step, limit=req.limit
         )

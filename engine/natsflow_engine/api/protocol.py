@@ -282,6 +282,9 @@ class InstanceView(_Out):
 
 
 class InstanceListRequest(Request):
+    """Filters of the instance index (every one optional); pages come in the order of the
+    instances' last change of state, oldest first."""
+
     process_id: str | None = None
     state: str | None = None
     """active, completed, cancelled or failed."""
@@ -290,6 +293,15 @@ class InstanceListRequest(Request):
     """At most 1,000."""
     cursor: str | None = None
     """The ``cursor`` of the previous page."""
+    version: int | None = None
+    incidents: bool | None = None
+    """True: only active instances with open incidents; False: only those without."""
+    started_after: str | None = None
+    """ISO 8601 time with a zone: instances started at or after it."""
+    started_before: str | None = None
+    """ISO 8601 time with a zone: instances started before it."""
+    variables: dict[str, str | int | float | bool | None] | None = None
+    """Equality on searchable variables (those the engine's index settings name)."""
 
 
 class InstanceSummary(_Out):

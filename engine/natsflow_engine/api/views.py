@@ -2,13 +2,17 @@
 
 Pure conversions from records to reply structs, and the few scans over KV the listings need.
 Listings read keys first (headers only, filtered by the server) and then values in small
-concurrent batches, in key order, so paging is stable and cheap for the first pages.
+concurrent batches, in key order, so paging is stable and cheap for the first pages. Instances
+are listed from the instance index (:mod:`natsflow_engine.index`), never by reading records; an
+instance whose live record is gone is found in its archived index entry.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC as _UTC
+from datetime import datetime, timedelta
 
 import msgspec
 from nats.js import JetStreamContext
@@ -18,15 +22,16 @@ from nats.js.kv import KeyValue
 
 from natsflow_engine import catalog, layout
 from natsflow_engine.api import protocol as p
-from natsflow_engine.errors import NotFoundError
+from natsflow_engine.errors import InvalidInputError, NotFoundError
+from natsflow_engine.index import BUCKETS, IndexEntry, IndexQuery, find_entry, list_entries
 from natsflow_engine.natsutil import list_kv_keys
 from natsflow_engine.runtime import records as r
 from natsflow_engine.triggers.stats import BUCKET_TRIGGER_STATS, TriggerStats, decode_stats
 
 __all__ = [
     "incidents_of",
-    "instance_summary",
     "instance_view",
+    "list_instances",
     "load_instance",
     "read_history",
     "scan_instances",
@@ -38,17 +43,25 @@ _history_decoder = msgspec.json.Decoder(r.HistoryRecord)
 _BATCH = 64
 
 
-async def load_instance(kv: KeyValue, tenant: str, instance: str) -> tuple[r.InstanceState, int]:
-    """The instance record and its revision; :class:`NotFoundError` when absent."""
+async def load_instance(
+    kv: KeyValue, tenant: str, instance: str, *, archive: JetStreamContext | None = None
+) -> tuple[r.InstanceState, int]:
+    """The instance record and its revision; with ``archive``, an ended instance whose live
+    record is gone comes from its index entry (revision 0). :class:`NotFoundError` when absent."""
+    missing = NotFoundError(f"instance {instance!r} not found in tenant {tenant!r}")
     if not instance or "." in instance or "*" in instance or ">" in instance or " " in instance:
-        raise NotFoundError(f"instance {instance!r} not found in tenant {tenant!r}")
+        raise missing
     try:
         entry = await kv.get(layout.instance_key(tenant, instance))
     except KeyNotFoundError:
-        raise NotFoundError(f"instance {instance!r} not found in tenant {tenant!r}") from None
-    if not entry.value:
-        raise NotFoundError(f"instance {instance!r} not found in tenant {tenant!r}")
-    return r.decode_state(entry.value), entry.revision or 0
+        entry = None
+    if entry is not None and entry.value:
+        return r.decode_state(entry.value), entry.revision or 0
+    archived = await find_entry(archive, tenant, instance) if archive is not None else None
+    final = archived.record if archived is not None else None
+    if final is None:
+        raise missing
+    return final, 0
 
 
 def incidents_of(state: r.InstanceState) -> list[p.IncidentInfo]:
@@ -103,17 +116,79 @@ def instance_view(state: r.InstanceState) -> p.InstanceView:
     )
 
 
-def instance_summary(state: r.InstanceState) -> p.InstanceSummary:
-    return p.InstanceSummary(
-        id=state.id,
-        process_id=state.process_id,
-        version=state.version,
-        state=state.state,
-        business_key=state.business_key,
-        started=state.started,
-        ended=state.ended,
-        incidents=len(state.incidents) if state.state == "active" else 0,
+_STATES = ("active", "completed", "cancelled", "failed")
+_MAX_DAYS = 31
+"""Longest start-time range that becomes day filters on the server; longer ones are filtered
+entry by entry."""
+_MAX_VARIABLES = 8
+
+
+def _when(field: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00")) if len(text) <= 40 else None
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise InvalidInputError(f"{field} must be an ISO 8601 time with a zone, such as 2026-12-04T10:00:00Z")
+    return value
+
+
+def index_query(tenant: str, req: p.InstanceListRequest) -> IndexQuery:
+    """The index filter of a listing request; :class:`InvalidInputError` names a bad field."""
+    if req.state is not None and req.state not in _STATES:
+        raise InvalidInputError(f"state must be one of {', '.join(_STATES)}, not {req.state!r}")
+    buckets: tuple[str, ...] = BUCKETS if req.state is None else (req.state,)
+    if req.state == "active":
+        buckets = ("active", "incident")
+    if req.incidents is not None:
+        buckets = tuple(b for b in buckets if (b == "incident") == req.incidents)
+    after, before = _when("started_after", req.started_after), _when("started_before", req.started_before)
+    days: tuple[str, ...] = ()
+    if after is not None and before is not None and timedelta(0) <= before - after <= timedelta(days=_MAX_DAYS):
+        first, last = after.astimezone(_UTC).date(), before.astimezone(_UTC).date()
+        days = tuple((first + timedelta(days=n)).strftime("%Y%m%d") for n in range((last - first).days + 1))
+    variables = req.variables or {}
+    if len(variables) > _MAX_VARIABLES:
+        raise InvalidInputError(f"filter on at most {_MAX_VARIABLES} variables")
+    for name in variables:
+        layout.check_name("variable", name)
+    return IndexQuery(
+        tenant=tenant,
+        buckets=buckets if set(buckets) != set(BUCKETS) else (),
+        process_id=req.process_id,
+        version=req.version,
+        business_key=req.business_key,
+        days=days,
+        started_after=after,
+        started_before=before,
+        attrs=variables,
     )
+
+
+async def list_instances(js: JetStreamContext, tenant: str, req: p.InstanceListRequest) -> p.InstanceListReply:
+    """One page of the instance index; the cursor is ``p<stream sequence>``."""
+    if not 1 <= req.limit <= 1000:
+        raise InvalidInputError(f"limit must be between 1 and 1000, not {req.limit}")
+    after = 0
+    if req.cursor is not None:
+        if not (req.cursor[:1] == "p" and req.cursor[1:].isdigit() and len(req.cursor) < 20):
+            raise InvalidInputError("cursor must be the cursor of a previous page")
+        after = int(req.cursor[1:])
+    query = index_query(tenant, req)
+    if req.incidents is not None and not query.buckets:
+        return p.InstanceListReply(instances=[])
+    page = await list_entries(js, query, req.limit, after)
+    return p.InstanceListReply(
+        instances=[entry_summary(e) for e in page.entries],
+        cursor=None if page.cursor is None else f"p{page.cursor}",
+    )
+
+
+def entry_summary(entry: IndexEntry) -> p.InstanceSummary:
+    """The listing row of an index entry (the entry has every field of the row)."""
+    return p.InstanceSummary(**{name: getattr(entry, name) for name in p.InstanceSummary.__struct_fields__})
 
 
 async def scan_instances(

@@ -35,6 +35,7 @@ from nats.aio.subscription import Subscription
 from natsflow_engine import layout
 from natsflow_engine.bpmn.model import Process
 from natsflow_engine.errors import ForbiddenError, NatsflowError, NotFoundError
+from natsflow_engine.index import IndexSettings, InstanceIndex, rebuild
 from natsflow_engine.natsutil import PullLoop
 from natsflow_engine.observability import StepObserver, log_element
 from natsflow_engine.runtime import records as r
@@ -81,6 +82,8 @@ class EngineSettings:
     the command is left unacknowledged, for redelivery."""
     fetch_timeout: float = 5.0
     """Seconds a pull request for commands stays open on the server."""
+    index: IndexSettings = field(default_factory=IndexSettings)
+    """What the instance index keeps and how long ended instances are retained."""
 
 
 class Verdict(Enum):
@@ -124,6 +127,7 @@ class Engine:
         self.steps = 0
         self.conflicts = 0
         self.observer = StepObserver()
+        self._backfill: asyncio.Task[int] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -137,9 +141,12 @@ class Engine:
         self.start_index = await StartIndex(self.workflows, self.definitions, self._version_deployed).start()
         self.messaging = Messaging(self.js, buckets[layout.BUCKET_MESSAGES], self.start_index, self.kv)
         effects = EffectPublisher(self.js, buckets[layout.BUCKET_USERTASKS], self.timers, self.messaging, self.clock)
+        index = await InstanceIndex.open(self.js, self.settings.index, max_payload=self.layout.max_payload)
         self.store = InstanceStore(
-            self.kv, effects, cache_size=self.settings.cache_size, max_payload=self.layout.max_payload
+            self.kv, effects, cache_size=self.settings.cache_size, max_payload=self.layout.max_payload, index=index
         )
+        if index.backfill:  # records older than the index
+            self._backfill = asyncio.create_task(rebuild(self.js, self.kv, index), name="index-backfill")
         self._stopping.clear()
         self._loop = await PullLoop(
             self.nc,
@@ -210,6 +217,10 @@ class Engine:
             await self._loop.drain(timeout)
             self._loop = None
         await self.start_index.stop()
+        backfill, self._backfill = self._backfill, None
+        if backfill is not None:
+            backfill.cancel()
+            await asyncio.wait([backfill])
         log.info("engine stopped after %d steps", self.steps)
 
     async def __aenter__(self) -> Engine:

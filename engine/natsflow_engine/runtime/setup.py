@@ -88,6 +88,7 @@ _buckets = (
     layout.BUCKET_TRIGGERS,
     layout.BUCKET_USERTASKS,
     layout.BUCKET_MESSAGES,
+    layout.BUCKET_INDEX,
 )
 
 
