@@ -33,7 +33,7 @@ from nats.js.api import KeyValueConfig, PubAck
 from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from natsflow_engine import layout
+from natsflow_engine import layout, tracing
 from natsflow_engine.errors import ConcurrentUpdateError, RecordTooLargeError
 from natsflow_engine.index import Indexed, InstanceIndex
 from natsflow_engine.runtime import records as r
@@ -91,7 +91,7 @@ def publish_command(
     return js.publish(
         subject or layout.command_subject(cmd.tenant, cmd.instance),
         data if data is not None else r.encode(cmd),
-        headers={"Nats-Msg-Id": msg_id or cmd.id},
+        headers=tracing.inject({"Nats-Msg-Id": msg_id or cmd.id}),
     )
 
 
@@ -251,7 +251,7 @@ class EffectPublisher:
             case r.Job():
                 return self.js.publish(
                     layout.job_subject(effect.tenant, effect.type), r.encode(effect),
-                    headers={"Nats-Msg-Id": effect.key},
+                    headers=tracing.inject({"Nats-Msg-Id": effect.key}),
                 )
             case r.HistoryRecord():
                 return self.js.publish(
@@ -438,6 +438,10 @@ class InstanceStore:
             self._cache.remember(key, (state, revision))
         else:
             self._cache.pop(key, None)
+        if tracing.enabled():
+            tracing.element_spans(
+                [(e.type, e.element_id) for h in outbox if isinstance(h, r.HistoryRecord) for e in h.events if e.element_id]
+            )
         await self._publish(outbox, index_writes)
         self._flushed.remember(cmd_id, True)
         return True

@@ -59,7 +59,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 
-from natsflow_engine import layout
+from natsflow_engine import layout, tracing
 from natsflow_engine.errors import BpmnError, ConnectionFailedError, JobFailure
 from natsflow_engine.natsutil import PullLoop
 from natsflow_engine.runtime import records as r
@@ -290,6 +290,10 @@ class Worker:
         ).start()
 
     async def _run(self, spec: _Task, msg: Msg) -> None:
+        with tracing.span(f"job {spec.type}", msg.headers, {"natsflow.task_type": spec.type}):
+            await self._work(spec, msg)
+
+    async def _work(self, spec: _Task, msg: Msg) -> None:
         try:
             raw = _job_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:

@@ -32,7 +32,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DeliverPolicy
 
-from natsflow_engine import layout
+from natsflow_engine import layout, tracing
 from natsflow_engine.api import protocol as p
 from natsflow_engine.errors import (
     ApiError,
@@ -131,7 +131,8 @@ class ApiClient:
 
     async def _request(self, subject: str, endpoint: str, data: bytes, timeout: float) -> Msg:
         with _tap(self.nc).watch(subject) as refused:
-            asking = asyncio.ensure_future(self.nc.request(subject, data, timeout=timeout))
+            headers = tracing.inject({}) or None
+            asking = asyncio.ensure_future(self.nc.request(subject, data, timeout=timeout, headers=headers))
             either: set[asyncio.Future[Any]] = {asking, refused}
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             if not asking.done():

@@ -32,7 +32,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service, ServiceConfig
 
-from natsflow_engine import layout
+from natsflow_engine import layout, tracing
 from natsflow_engine.api import protocol as p
 from natsflow_engine.api.handlers import Handlers, check_names
 from natsflow_engine.errors import (
@@ -187,7 +187,8 @@ class ApiServer:
     async def _serve(self, endpoint: str, request: Request) -> None:
         self.requests += 1
         try:
-            data = await self._answer(endpoint, request)
+            with tracing.span(f"api {endpoint}", request.headers, {"natsflow.subject": request.subject}):
+                data = await self._answer(endpoint, request)
             headers = None
         except asyncio.CancelledError:
             raise

@@ -32,7 +32,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from natsflow_engine import layout
+from natsflow_engine import layout, tracing
 from natsflow_engine.bpmn.model import Process
 from natsflow_engine.errors import ForbiddenError, NatsflowError, NotFoundError
 from natsflow_engine.index import IndexSettings, InstanceIndex, rebuild
@@ -264,8 +264,11 @@ class Engine:
             log.error("dropping undecodable command on %s: %s", msg.subject, exc)
             verdict = Verdict.TERM
         else:
+            tag = type(cmd).__struct_config__.tag
+            attributes = {"natsflow.tenant": cmd.tenant, "natsflow.instance": cmd.instance, "natsflow.command": cmd.id}
             try:
-                verdict = await self._run(cmd, origin_of(msg.subject, cmd, self.tenant))
+                with tracing.span(f"step {tag}", msg.headers, attributes):
+                    verdict = await self._run(cmd, origin_of(msg.subject, cmd, self.tenant))
             except ForbiddenError as exc:  # the origin does not allow it
                 where = await dead_letter(self.js, msg, str(exc))
                 log.warning("command %s refused, dead-lettered on %s: %s", cmd.id, where, exc)

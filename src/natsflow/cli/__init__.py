@@ -56,6 +56,9 @@ def cli(
         configure_logging(log_format, logging.DEBUG if debug else None)  # type: ignore[arg-type]
     except ImportError:  # pragma: no cover
         logging.basicConfig(level=logging.DEBUG if debug else logging.INFO)
+    from natsflow_engine.tracing import configure_from_env
+
+    configure_from_env(f"natsflow-{ctx.invoked_subcommand or 'cli'}")  # off unless OTEL_* ask for it
     ctx.obj = CliContext(nats_url=nats_url, creds=creds, tenant=tenant, debug=debug)
 
 
