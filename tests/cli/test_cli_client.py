@@ -50,9 +50,15 @@ async def test_workflow_lifecycle_through_the_cli(stack: Stack, tmp_path: Path) 
     iid = started["instance"]
     again = await stack.invoke("start", "review", "--vars", "{}", "--key", "k1")
     assert "duplicate" in again.stdout
+    async with asyncio.timeout(10):  # the index entry follows the record within the step
+        while not (await stack.api.instances(process_id="review")).instances:
+            await asyncio.sleep(0.02)
     listed = doc((await stack.invoke("instances", "--process", "review", "-o", "json")).stdout)
     assert [i["id"] for i in listed] == [iid]  # type: ignore[union-attr, index]
     assert iid in (await stack.invoke("instances", "--state", "active")).stdout
+    assert iid in (await stack.invoke("instances", "--version", "1", "--no-incidents")).stdout
+    assert iid not in (await stack.invoke("instances", "--incidents")).stdout
+    assert iid not in (await stack.invoke("instances", "--started-after", "2999-01-01T00:00:00Z")).stdout
 
     async with asyncio.timeout(10):
         while not await stack.api.tasks(iid):

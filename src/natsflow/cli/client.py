@@ -10,6 +10,7 @@ Listing and showing commands take ``-o json``: exactly one JSON document on stdo
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -164,6 +165,14 @@ def start_cmd(
 @click.option("--process", "process_id", default=None, help="Only instances of this process.")
 @click.option("--state", type=click.Choice(["active", "completed", "cancelled", "failed"]), default=None)
 @click.option("--business-key", default=None)
+@click.option("--version", "process_version", type=int, default=None, help="Only this process version.")
+@click.option("--incidents/--no-incidents", default=None, help="Only active instances with (without) incidents.")
+@click.option("--started-after", default=None, help="ISO 8601 time with a zone, e.g. 2026-12-04T10:00:00Z.")
+@click.option("--started-before", default=None, help="ISO 8601 time with a zone.")
+@click.option(
+    "--var", "variables", multiple=True, metavar="NAME=JSON",
+    help="A searchable variable's value (repeatable), e.g. --var region='\"eu\"' or --var amount=10.",
+)
 @click.option("--limit", type=int, default=200, show_default=True, help="At most this many instances.")
 @click.option("--watch", "live", is_flag=True, help="Keep the table up to date as instances move.")
 @click.option(
@@ -176,13 +185,21 @@ def instances_cmd(
     process_id: str | None,
     state: str | None,
     business_key: str | None,
+    process_version: int | None,
+    incidents: bool | None,
+    started_after: str | None,
+    started_before: str | None,
+    variables: tuple[str, ...],
     limit: int,
     live: bool,
     duration: float,
     output: str,
 ) -> None:
-    """List instances, oldest first."""
-    filters = {"process_id": process_id, "state": state, "business_key": business_key}
+    """List instances from the instance index, in the order of their last change of state."""
+    filters: dict[str, Any] = {"process_id": process_id, "state": state, "business_key": business_key}
+    extra = {"version": process_version, "incidents": incidents, "started_after": started_after,
+             "started_before": started_before, "variables": _searchable(variables)}
+    filters.update({k: v for k, v in extra.items() if v is not None})
     if live and output == "json":
         raise click.UsageError("--watch draws a live table; it cannot be combined with -o json")
     if not live:
@@ -190,6 +207,22 @@ def instances_cmd(
         _emit(output, found, render.instances_table(found))
         return
     _call(obj, lambda api: live_instances(api, limit, duration, filters, click.echo))
+
+
+def _searchable(pairs: tuple[str, ...]) -> dict[str, Any] | None:
+    """``NAME=JSON`` pairs (a value that is not JSON is taken as a string)."""
+    if not pairs:
+        return None
+    found: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r}: use NAME=VALUE", param_hint="--var")
+        try:
+            found[name] = json.loads(text)
+        except ValueError:
+            found[name] = text
+    return found
 
 
 @click.command("show")
