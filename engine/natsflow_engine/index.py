@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 ENDED = ("completed", "cancelled", "failed")
 BUCKETS = ("active", "incident", *ENDED)
 _LIVE = ("active", "incident")
+GRACE = 3600.0
+"""Seconds an ended entry outlives its archive retention (its TTL is the sum), so that the
+retention sweep (:mod:`natsflow_engine.retention`) sees it and removes its history too."""
 _MARKER_TTL = 1.0
 """Seconds a purge marker of a moved entry stays (the shortest TTL JetStream takes)."""
 _MAX_ATTR = 255
@@ -135,6 +138,8 @@ class IndexSettings:
     """The default retention."""
     retention_overrides: Mapping[str, Retention] = field(default_factory=dict)
     """Per ``<tenant>/<process id>`` or ``<tenant>/*`` (the first that matches wins)."""
+    sweep_interval: float = 60.0
+    """Seconds between retention sweeps (:mod:`natsflow_engine.retention`)."""
     searchable: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Root variables kept in the index per process id (``*``: every process); a listing may
     filter on them. Only scalars are kept (strings up to 255 characters)."""
@@ -259,20 +264,22 @@ class InstanceIndex:
         """The publishes that move the entry from ``previous`` to ``new`` (none when equal)."""
         if previous == new:
             return []
-        ttl = self.settings.retention_for(state.tenant, state.process_id).archive if new.ended and self.ttl else None
+        archive = self.settings.retention_for(state.tenant, state.process_id).archive
+        ttl = archive + GRACE if new.ended and self.ttl and archive is not None else None
         ops: list[Awaitable[object]] = []
         if previous is not None and previous.key != new.key:  # first, so the entry is the last message
-            ops.append(self._purge(previous.key))
+            ops.append(self.purge(previous.key))
         ops.append(self.js.publish(f"$KV.{layout.BUCKET_INDEX}.{new.key}", new.data, msg_ttl=ttl))
         return ops
 
     def repair(self, state: r.InstanceState, new: Indexed) -> list[Awaitable[object]]:
         """Write the entry of a record whose previous entry is unknown (its step's writes may
         have been lost): purges of the keys an instance moves between, and the entry."""
-        ops = [self._purge(_key(state, b)) for b in _LIVE if _key(state, b) != new.key]
+        ops = [self.purge(_key(state, b)) for b in _LIVE if _key(state, b) != new.key]
         return ops + self.write(state, new, None)
 
-    def _purge(self, key: str) -> Awaitable[object]:
+    def purge(self, key: str) -> Awaitable[object]:
+        """Remove the entry under ``key`` (a purge marker that expires after a second)."""
         return self.js.publish(
             f"$KV.{layout.BUCKET_INDEX}.{key}",
             headers={"KV-Operation": "PURGE", "Nats-Rollup": "sub"},

@@ -12,6 +12,7 @@ import pytest
 from api_kit import REVIEW, Api, bounded_stop
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
+from nats.js.errors import NotFoundError as JsNotFoundError
 from natsflow_engine import layout
 from natsflow_engine.api.client import ApiClient
 from natsflow_engine.api.server import ApiServer, ApiSettings
@@ -34,7 +35,8 @@ async def until(fetch: Callable[[], Awaitable[T]], check: Callable[[T], bool], t
 
 def _settings(retention: Retention) -> EngineSettings:
     return EngineSettings(
-        fetch_timeout=0.2, index=IndexSettings(retention=retention, searchable={"review": ("region", "x")})
+        fetch_timeout=0.2,
+        index=IndexSettings(retention=retention, searchable={"review": ("region", "x")}, sweep_interval=0.2),
     )
 
 
@@ -175,14 +177,18 @@ async def test_ended_instances_leave_the_live_bucket_and_stay_in_the_archive(ind
     await _listed(api, [running], state="active")
 
 
-@pytest.mark.parametrize("indexed", [Retention(live=1.0, archive=1.0)], indirect=True)
-async def test_an_instance_is_gone_when_its_archive_retention_passed(indexed: Api) -> None:
+@pytest.mark.parametrize("indexed", [Retention(live=1.0, archive=2.0)], indirect=True)
+async def test_an_instance_and_its_history_are_gone_when_its_archive_retention_passed(indexed: Api) -> None:
     api = indexed
+    js = api.nc.jetstream()
     await api.client.deploy(REVIEW)
+    running = (await api.client.start("review", {})).instance
     ended = (await api.client.start("review", {})).instance
+    await _task_of(api, running)
     await _task_of(api, ended)
     await api.client.cancel(ended)
     await _listed(api, [ended], state="cancelled")
+    assert len((await api.client.history(ended)).records) == 2
 
     async def found() -> bool:
         try:
@@ -191,5 +197,9 @@ async def test_an_instance_is_gone_when_its_archive_retention_passed(indexed: Ap
             return False
         return True
 
-    await until(found, lambda present: not present)
-    await _listed(api, [])
+    await until(found, lambda present: not present)  # the sweep removed its entry
+    await _listed(api, [running])
+    with pytest.raises(JsNotFoundError):  # and its history
+        await js.get_last_msg(layout.STREAM_HISTORY, layout.history_subject(api.tenant, ended))
+    assert (await api.client.history(running)).records  # a running instance keeps its history
+    assert (await js.stream_info(layout.STREAM_HISTORY)).config.max_age in (0, None)

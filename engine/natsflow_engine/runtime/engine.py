@@ -38,6 +38,7 @@ from natsflow_engine.errors import ForbiddenError, NatsflowError, NotFoundError
 from natsflow_engine.index import IndexSettings, InstanceIndex, rebuild
 from natsflow_engine.natsutil import PullLoop
 from natsflow_engine.observability import StepObserver, log_element
+from natsflow_engine.retention import Sweeper
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import DefinitionCache, resolve_version
 from natsflow_engine.runtime.interpreter import StepResult, engine_incident, step, unreadable_record
@@ -145,6 +146,7 @@ class Engine:
         self.store = InstanceStore(
             self.kv, effects, cache_size=self.settings.cache_size, max_payload=self.layout.max_payload, index=index
         )
+        self.sweeper = Sweeper(self.js, index, self.clock).start()
         if index.backfill:  # records older than the index
             self._backfill = asyncio.create_task(rebuild(self.js, self.kv, index), name="index-backfill")
         self._stopping.clear()
@@ -217,6 +219,7 @@ class Engine:
             await self._loop.drain(timeout)
             self._loop = None
         await self.start_index.stop()
+        await self.sweeper.stop()
         backfill, self._backfill = self._backfill, None
         if backfill is not None:
             backfill.cancel()

@@ -54,8 +54,9 @@ class LayoutSettings:
     """Memory storage instead of file storage (tests and benchmarks of the limit only)."""
     duplicate_window: float = 600.0
     """Seconds JetStream remembers message ids; republished effects inside it are dropped."""
-    history_max_age: float = 7 * 24 * 3600.0
-    """Seconds history records are kept."""
+    history_max_age: float = 0.0
+    """Seconds history records are kept (0: until the retention sweep removes an ended
+    instance's history with its archive; a running instance's history never expires)."""
     command_ack_wait: float = 30.0
     """Seconds before an unacknowledged command is redelivered to another engine replica."""
     max_payload: int = 1024 * 1024

@@ -1,0 +1,147 @@
+"""The retention sweep: the history of an ended instance goes with its archive.
+
+An ended instance's index entry (its archive, :mod:`natsflow_engine.index`) is written once, when
+it ends, so the ended entries of ``nf_index`` are in the order instances ended. Every engine
+replica runs a :class:`Sweeper`: every ``IndexSettings.sweep_interval`` seconds it reads the
+ended entries from a shared position (the key ``_sweep`` in ``nf_index``; no tenant starts
+with ``_``) and, for each whose archive retention has passed, purges the instance's history
+subject and the entry, then moves the position on with a compare-and-set (replicas sweeping
+at once purge the same subjects twice, which changes nothing). It stops at the first entry not
+due yet, so a process with a longer retention holds back the sweep of later-ended instances of
+shorter ones (late, never lost). Entries carry a TTL of the archive retention plus
+:data:`GRACE` as a backstop; history is never given a TTL, so a running instance's history
+never expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from natsflow_engine import layout
+from natsflow_engine.index import ENDED, GRACE, IndexEntry, InstanceIndex
+from natsflow_engine.store import compare_and_set
+
+__all__ = ["GRACE", "POSITION_KEY", "Sweeper"]
+
+log = logging.getLogger(__name__)
+
+POSITION_KEY = "_sweep"
+_decoder = msgspec.json.Decoder(IndexEntry)
+
+
+class Sweeper:
+    """Purges the history and index entry of ended instances whose archive retention passed."""
+
+    def __init__(
+        self, js: JetStreamContext, index: InstanceIndex, clock: Callable[[], datetime], *, batch: int = 500
+    ) -> None:
+        self.js = js
+        self.index = index
+        self.clock = clock
+        self.batch = batch
+        self.swept = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> Sweeper:
+        self._task = asyncio.create_task(self._run(), name="retention-sweep")
+        return self
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def _run(self) -> None:
+        interval = self.index.settings.sweep_interval
+        while True:
+            try:
+                while await self.sweep_once() >= self.batch:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS unavailable a while: try again next round
+                log.warning("retention sweep failed: %s", exc)
+            await asyncio.sleep(interval)
+
+    async def sweep_once(self) -> int:
+        """One batch from the shared position; the number of entries swept."""
+        kv = await self.js.key_value(layout.BUCKET_INDEX)
+        try:
+            entry = await kv.get(POSITION_KEY)
+            position = int(entry.value or b"0")
+        except (NotFoundError, ValueError):
+            position = 0
+        now = self.clock()
+        done, last = await self._sweep(position, now)
+        if last > position:
+
+            async def advance(current: bytes | None) -> bytes | None:
+                return str(last).encode() if int(current or b"0") < last else None
+
+            await compare_and_set(kv, POSITION_KEY, advance)
+        self.swept += done
+        return done
+
+    async def _sweep(self, position: int, now: datetime) -> tuple[int, int]:
+        stream = f"KV_{layout.BUCKET_INDEX}"
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if position else DeliverPolicy.ALL,
+            opt_start_seq=position + 1 if position else None,
+            ack_policy=AckPolicy.NONE,
+            filter_subjects=[f"$KV.{layout.BUCKET_INDEX}.*.{state}.>" for state in ENDED],
+            inactive_threshold=30.0,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        info = await self.js.add_consumer(stream, config)
+        assert info.name is not None
+        done, last = 0, position
+        try:
+            pending = min(info.num_pending or 0, self.batch)
+            if not pending:
+                return 0, position
+            psub = await self.js.pull_subscribe_bind(durable=info.name, stream=stream)
+            try:
+                for msg in await psub.fetch(pending, timeout=5.0):
+                    if msg.data:
+                        due = self._due(msg.data)
+                        if due is not None and due > now:
+                            break
+                        if due is not None:
+                            await self._purge(msg.subject, msg.data)
+                            done += 1
+                    last = msg.metadata.sequence.stream
+            finally:
+                with contextlib.suppress(Exception):
+                    await psub.unsubscribe()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.js.delete_consumer(stream, info.name)
+        return done, last
+
+    def _due(self, data: bytes) -> datetime | None:
+        """When the entry's archive retention ends (None: never, or unreadable: skip it)."""
+        try:
+            entry = _decoder.decode(data)
+            ended = datetime.fromisoformat((entry.ended or "").replace("Z", "+00:00"))
+        except (msgspec.DecodeError, ValueError):
+            return None
+        archive = self.index.settings.retention_for(entry.tenant, entry.process_id).archive
+        if archive is None or ended.tzinfo is None:
+            return None
+        return ended + timedelta(seconds=archive)
+
+    async def _purge(self, subject: str, data: bytes) -> None:
+        entry = _decoder.decode(data)
+        await self.js.purge_stream(layout.STREAM_HISTORY, subject=layout.history_subject(entry.tenant, entry.id))
+        await self.index.purge(subject[len(f"$KV.{layout.BUCKET_INDEX}.") :])
