@@ -64,6 +64,7 @@ class Sweeper:
     async def _run(self) -> None:
         interval = self.index.settings.sweep_interval
         while True:
+            await asyncio.sleep(interval)  # first after one interval: short-lived engines never sweep
             try:
                 while await self.sweep_once() >= self.batch:
                     pass
@@ -71,7 +72,6 @@ class Sweeper:
                 raise
             except Exception as exc:  # NATS unavailable a while: try again next round
                 log.warning("retention sweep failed: %s", exc)
-            await asyncio.sleep(interval)
 
     async def sweep_once(self) -> int:
         """One batch from the shared position; the number of entries swept."""
