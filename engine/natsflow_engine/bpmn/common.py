@@ -151,6 +151,21 @@ def parse_bool(issues: Issues, el: Element, attr: str, default: bool, what: str)
     return default
 
 
+def parse_quantity(issues: Issues, el: Element, attr: str, what: str) -> int:
+    """``startQuantity`` / ``completionQuantity``: a whole number of at least 1 (default 1)."""
+    raw = el.get(attr)
+    if raw is None:
+        return 1
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        issues.add(el, f"{what} has {attr}='{raw}'; it must be a whole number of at least 1")
+        return 1
+    return value
+
+
 def describe(el: Element) -> str:
     """'service task 'pay'' style description of an element for messages."""
     name = local_name(el)

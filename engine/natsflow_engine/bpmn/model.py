@@ -269,6 +269,9 @@ class Activity(FlowNode):
     loop: StandardLoop | None = None
     default: str | None = None
     is_for_compensation: bool = False
+    # tokens it waits for before it starts, tokens it sends on each outgoing flow (BPMN 2.0)
+    start_quantity: int = 1
+    completion_quantity: int = 1
     # service / send / business rule / script-as-job tasks
     task: TaskDefinition | None = None
     headers: Mapping[str, str] = field(default_factory=dict)

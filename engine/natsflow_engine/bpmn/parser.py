@@ -28,6 +28,7 @@ from natsflow_engine.bpmn.common import (
     local_name,
     namespace_of,
     parse_bool,
+    parse_quantity,
     text_of,
     zeebe_ext,
     zeebe_exts,
@@ -254,6 +255,8 @@ class ProcessBuilder:
             "loop": loop,
             "default": (el.get("default") or "").strip() or None,
             "is_for_compensation": parse_bool(self.issues, el, "isForCompensation", False, what),
+            "start_quantity": parse_quantity(self.issues, el, "startQuantity", what),
+            "completion_quantity": parse_quantity(self.issues, el, "completionQuantity", what),
             "headers": zeebe.headers(self.ctx, el),
         }
         has_td = bool(zeebe_exts(el, "taskDefinition"))

@@ -174,6 +174,16 @@ class Events(Part):
         """The event ``ei`` waits for has happened."""
         role = ei.role.of if isinstance(ei.role, w.Listener) else None
         node = self.p.nodes[ei.el]
+        if role is None and isinstance(ei.wait, w.TimerWait) and ei.wait.cycle is not None:
+            # an intermediate timer catch with a cycle sends a token at each firing and
+            # completes with the last one
+            assert isinstance(node, Event)
+            self.rearm(ei, node, fired)
+            if ei.key in self.s.eis:
+                self.c.passed(node)
+                self.c.tokens.leave(node, ei.parent)
+                return
+            self.s.eis[ei.key] = ei  # that was the last firing: complete as usual
         if role is None:  # a plain catch: intermediate catch event or receive task
             self.release(ei)
             self.c.activities.complete_with(ei, variables)

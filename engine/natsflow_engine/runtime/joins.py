@@ -22,7 +22,7 @@ is computed once per process and cached.
 
 from __future__ import annotations
 
-from natsflow_engine.bpmn.model import Gateway, Process
+from natsflow_engine.bpmn.model import Activity, Gateway, Process
 from natsflow_engine.errors import NatsflowError
 from natsflow_engine.runtime.context import Part
 from natsflow_engine.runtime.scopes import context_of
@@ -76,6 +76,19 @@ class Joins(Part):
             return False
         for f in node.incoming:
             arrived.remove(f)
+        if not arrived:
+            del self.s.joins[key]
+        return True
+
+    def arrive_quantity(self, node: Activity, scope: int, flow: str | None) -> bool:
+        """A token arrives at an activity with ``startQuantity`` > 1: True (and that many tokens
+        are consumed) once enough have arrived, on any of its incoming flows."""
+        key = f"{scope}/{node.id}"
+        arrived = self.s.joins.setdefault(key, [])
+        arrived.append(flow or "")
+        if len(arrived) < node.start_quantity:
+            return False
+        del arrived[: node.start_quantity]
         if not arrived:
             del self.s.joins[key]
         return True

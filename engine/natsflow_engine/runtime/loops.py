@@ -43,11 +43,14 @@ class Loops(Part):
                     data.out = [None] * len(items)
             else:
                 assert node.loop is not None
+                if node.loop.maximum is not None and node.loop.maximum < 0:
+                    raise NatsflowError(f"loopMaximum is {node.loop.maximum}; it must not be negative")
                 if node.loop.test_before and not self.c.x.holds(node.loop.condition, context_of(self.s, body.key)):
                     self.finish_body(body, node)
                     return
         except NatsflowError as exc:
-            self.c.raise_incident(body, "expression", f"multi-instance failed: {exc}")
+            what = "multi-instance" if mi is not None else "loop"
+            self.c.raise_incident(body, "expression", f"{what} failed: {exc}")
             return
         if data.n == 0:
             self.finish_body(body, node)

@@ -46,6 +46,8 @@ class Tokens(Part):
         elif isinstance(node, Event):
             c.events.enter_event(node, scope, flow)
         elif isinstance(node, Activity):
+            if node.start_quantity > 1 and not c.joins.arrive_quantity(node, scope, flow):
+                return  # waits for more tokens (startQuantity)
             c.activities.enter_activity(node, scope, flow)
         else:  # pragma: no cover - the support check refuses other kinds at deploy
             raise NatsflowError(f"element kind {node.kind} cannot be executed")
@@ -67,7 +69,8 @@ class Tokens(Part):
                 return
             flows = chosen
         for f in flows:
-            self.enqueue_enter(f.target, scope, f.id)
+            for _ in range(getattr(node, "completion_quantity", 1)):  # completionQuantity tokens each
+                self.enqueue_enter(f.target, scope, f.id)
 
     def _true_flows(
         self, node: FlowNode, scope: int, flows: list[SequenceFlow], context_key: int

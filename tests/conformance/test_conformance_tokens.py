@@ -1,0 +1,125 @@
+"""Token semantics the specification defines: startQuantity, completionQuantity, several
+incoming flows into an activity, loopMaximum, timer cycles on intermediate catch events."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from modelkit import chain, event, flow, model, service, timer
+
+from natsflow.errors import BpmnValidationError
+from natsflow.testing import ProcessTestEngine
+
+
+def _task(tid: str, job: str, attrs: str) -> str:
+    return service(tid, job).replace(f'<bpmn:serviceTask id="{tid}"', f'<bpmn:serviceTask id="{tid}" {attrs}', 1)
+
+
+async def test_completion_quantity_sends_tokens_and_start_quantity_waits_for_them(kit: ProcessTestEngine, checkpoint):
+    body = (
+        '<bpmn:startEvent id="s" />' + _task("send", "w", 'completionQuantity="2"') + service("forward", "w")
+        + _task("receive", "w", 'startQuantity="2"') + '<bpmn:endEvent id="e" />'
+        + chain("s", "send", "forward", "receive", "e")
+    )  # fmt: skip
+    await kit.deploy(model("p", body))
+    iid = await kit.start_instance("p")
+    await checkpoint()
+    ran: list[str] = []
+
+    @kit.task("w")
+    async def w(job):
+        ran.append(job.element_id)
+        return None
+
+    await kit.wait_until_idle()
+    snap = await kit.instance(iid)
+    assert snap.state == "completed" and sorted(ran) == ["forward", "forward", "receive", "send"]
+
+
+async def test_start_quantity_counts_tokens_of_every_incoming_flow_and_keeps_waiting(
+    kit: ProcessTestEngine, checkpoint
+):
+    body = (
+        '<bpmn:startEvent id="s" />' + service("a", "w") + service("b", "w") + _task("both", "w", 'startQuantity="2"')
+        + _task("three", "w", 'startQuantity="3"') + '<bpmn:endEvent id="e" />'
+        + flow("f1", "s", "a") + flow("f2", "s", "b") + flow("f3", "a", "both") + flow("f4", "b", "both")
+        + chain("both", "three", "e")
+    )  # fmt: skip
+    await kit.deploy(model("p", body))
+    iid = await kit.start_instance("p")
+    await checkpoint()
+
+    @kit.task("w")
+    async def w(job):
+        return None
+
+    await kit.wait_until_idle()
+    await checkpoint()
+    snap = await kit.instance(iid)
+    # 'both' started once with a token from each flow; 'three' waits for two more tokens
+    assert snap.completed_elements.count("both") == 1 and "three" not in snap.completed_elements
+    assert snap.state == "active" and snap.incidents == []
+
+
+async def test_several_incoming_flows_without_a_gateway_start_the_activity_per_token(
+    kit: ProcessTestEngine, checkpoint
+):
+    body = (
+        '<bpmn:startEvent id="s" />' + service("a", "w") + service("b", "w") + service("after", "w")
+        + '<bpmn:endEvent id="e" />' + flow("f1", "s", "a") + flow("f2", "s", "b")
+        + flow("f3", "a", "after") + flow("f4", "b", "after") + chain("after", "e")
+    )  # fmt: skip
+    await kit.deploy(model("p", body))
+    iid = await kit.start_instance("p")
+    await checkpoint()
+
+    @kit.task("w")
+    async def w(job):
+        return None
+
+    await kit.wait_until_idle()
+    assert (await kit.instance(iid)).completed_elements.count("after") == 2
+
+
+@pytest.mark.parametrize("attr", ['startQuantity="0"', 'completionQuantity="-1"', 'startQuantity="two"'])
+async def test_quantities_below_one_are_refused_at_deploy(kit: ProcessTestEngine, attr: str):
+    body = '<bpmn:startEvent id="s" />' + _task("t", "w", attr) + '<bpmn:endEvent id="e" />' + chain("s", "t", "e")
+    with pytest.raises(BpmnValidationError, match="must be a whole number of at least 1"):
+        await kit.deploy(model("p", body))
+
+
+async def test_negative_loop_maximum_is_a_runtime_error(kit: ProcessTestEngine, checkpoint):
+    looped = service("t", "w").replace(
+        "</bpmn:serviceTask>",
+        '<bpmn:standardLoopCharacteristics loopMaximum="-1"><bpmn:loopCondition>=true</bpmn:loopCondition>'
+        "</bpmn:standardLoopCharacteristics></bpmn:serviceTask>",
+    )
+    await kit.deploy(model("p", '<bpmn:startEvent id="s" />' + looped + '<bpmn:endEvent id="e" />' + chain("s", "t", "e")))
+    iid = await kit.start_instance("p")
+    await checkpoint()
+    [incident] = (await kit.instance(iid)).incidents
+    assert incident.element_id == "t" and "loopMaximum is -1" in incident.message
+
+
+async def test_timer_cycle_on_an_intermediate_catch_sends_a_token_each_time(kit: ProcessTestEngine, checkpoint):
+    body = (
+        '<bpmn:startEvent id="s" />' + event("intermediateCatchEvent", "tick", timer("Cycle", "R3/PT1M"))
+        + service("work", "w") + '<bpmn:endEvent id="e" />' + chain("s", "tick", "work", "e")
+    )  # fmt: skip
+    await kit.deploy(model("p", body))
+    iid = await kit.start_instance("p")
+    ran: list[str] = []
+
+    @kit.task("w")
+    async def w(job):
+        ran.append(job.element_id)
+        return None
+
+    await checkpoint()
+    await kit.advance_time(timedelta(minutes=1))
+    await checkpoint()
+    assert len(ran) == 1 and (await kit.instance(iid)).active_elements == ["tick"]
+    await kit.advance_time(timedelta(minutes=5))
+    snap = await kit.instance(iid)
+    assert len(ran) == 3 and snap.state == "completed"
