@@ -17,6 +17,7 @@ from natsflow_engine.bpmn.common import (
 )
 from natsflow_engine.bpmn.expr import ExprCompiler, StaticExpr
 from natsflow_engine.bpmn.model import (
+    CancelTrigger,
     CompensateTrigger,
     ConditionalTrigger,
     ErrorTrigger,
@@ -48,16 +49,19 @@ _TRIGGER_NAMES: dict[type, str] = {
     TerminateTrigger: "terminate",
     ConditionalTrigger: "conditional",
     MultipleTrigger: "multiple",
+    CancelTrigger: "cancel",
 }
 
 ALLOWED: dict[Role, frozenset[str]] = {
     "start": frozenset({"none", "timer", "message", "signal"}),
     "start_esp": frozenset({"timer", "message", "signal", "error", "escalation", "conditional"}),
     "start_sub": frozenset({"none"}),
-    "end": frozenset({"none", "terminate", "error", "escalation", "message", "signal", "compensation"}),
+    "end": frozenset({"none", "terminate", "error", "escalation", "message", "signal", "compensation", "cancel"}),
     "catch": frozenset({"timer", "message", "signal", "link", "conditional"}),
     "throw": frozenset({"none", "message", "signal", "escalation", "link", "compensation"}),
-    "boundary": frozenset({"timer", "message", "signal", "error", "escalation", "compensation", "conditional"}),
+    "boundary": frozenset(
+        {"timer", "message", "signal", "error", "escalation", "compensation", "conditional", "cancel"}
+    ),
 }
 
 _ROLE_WORDS: dict[Role, str] = {
@@ -70,9 +74,7 @@ _ROLE_WORDS: dict[Role, str] = {
     "boundary": "a boundary event",
 }
 
-_UNSUPPORTED_DEFINITIONS = {
-    "cancelEventDefinition": "cancel events",
-}
+_UNSUPPORTED_DEFINITIONS: dict[str, str] = {}
 
 
 def trigger_name(trigger: EventTrigger | None) -> str:
@@ -264,6 +266,8 @@ def _trigger(
         return False, None
     if name == "timerEventDefinition":
         return _timer(ctx, el, definition)
+    if name == "cancelEventDefinition":
+        return True, CancelTrigger()
     if name == "conditionalEventDefinition":
         cond = next(bpmn_children(definition, "condition"), None)
         if cond is None or not (cond.text or "").strip():

@@ -19,6 +19,7 @@ from natsflow_engine.errors import ValidationIssue
 __all__ = [
     "Activity",
     "CallActivity",
+    "CancelTrigger",
     "CompensateTrigger",
     "ConditionalTrigger",
     "Definitions",
@@ -177,6 +178,12 @@ class TerminateTrigger:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelTrigger:
+    """``cancelEventDefinition``: an end event directly in a transaction cancels it; a boundary
+    event on a transaction catches that."""
+
+
+@dataclass(frozen=True, slots=True)
 class ConditionalTrigger:
     """``conditionalEventDefinition``: fires when its condition becomes true (see the
     interpreter's conditions, :mod:`natsflow_engine.runtime.conditions`)."""
@@ -202,6 +209,7 @@ EventTrigger = (
     | LinkTrigger
     | CompensateTrigger
     | TerminateTrigger
+    | CancelTrigger
     | ConditionalTrigger
     | MultipleTrigger
 )
@@ -301,7 +309,8 @@ class CallActivity(Activity):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubProcess(Activity):
-    """Embedded sub-process; ``triggered_by_event`` marks an event sub-process.
+    """Embedded sub-process (``kind`` ``transaction`` for a transaction sub-process);
+    ``triggered_by_event`` marks an event sub-process.
 
     ``start_events`` are its none start events (where a plain activation starts); for an event
     sub-process it is its one start event, which carries the trigger. ``event_subprocesses`` the

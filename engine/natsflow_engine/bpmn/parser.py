@@ -67,12 +67,11 @@ GATEWAY_KINDS = frozenset(
 )
 JOB_TASK_KINDS = frozenset({"serviceTask", "sendTask", "businessRuleTask"})
 ACTIVITY_KINDS = frozenset(
-    {"task", "manualTask", "userTask", "receiveTask", "scriptTask", "callActivity", "subProcess"}
+    {"task", "manualTask", "userTask", "receiveTask", "scriptTask", "callActivity", "subProcess", "transaction"}
     | JOB_TASK_KINDS
 )
 UNSUPPORTED = {
     "adHocSubProcess": "ad-hoc sub-processes",
-    "transaction": "transactions",
     "callChoreography": "choreographies",
     "subChoreography": "choreographies",
     "choreographyTask": "choreographies",
@@ -301,8 +300,8 @@ class ProcessBuilder:
                 binding_type=called.binding_type,
                 version_tag=called.version_tag,
             )
-        if kind == "subProcess":
-            esp = parse_bool(self.issues, el, "triggeredByEvent", False, what)
+        if kind in ("subProcess", "transaction"):
+            esp = kind == "subProcess" and parse_bool(self.issues, el, "triggeredByEvent", False, what)
             return SubProcess(**common, triggered_by_event=esp)
         return Activity(**common)  # task, manualTask: pass through
 

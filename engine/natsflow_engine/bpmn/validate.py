@@ -9,6 +9,7 @@ from __future__ import annotations
 from natsflow_engine.bpmn.common import Issues
 from natsflow_engine.bpmn.model import (
     Activity,
+    CancelTrigger,
     CompensateTrigger,
     Event,
     FlowNode,
@@ -36,6 +37,8 @@ def _word(node: FlowNode) -> str:
     if node.kind in _GATEWAY_WORDS:
         return _GATEWAY_WORDS[node.kind]
     if isinstance(node, SubProcess):
+        if node.kind == "transaction":
+            return "transaction"
         return "event sub-process" if node.triggered_by_event else "sub-process"
     words = "".join(" " + ch.lower() if ch.isupper() else ch for ch in node.kind)
     return words
@@ -187,6 +190,11 @@ def _event(process: Process, node: Event, issues: Issues) -> None:
     if node.kind == "boundaryEvent" and node.incoming:
         issues.add_at(node.id, node.line, f"{_say(node)} must not have incoming sequence flows")
     trigger = node.trigger
+    if isinstance(trigger, CancelTrigger):
+        where = process.nodes.get(node.attached_to or node.parent)
+        if where is None or where.kind != "transaction":
+            place = "attached to" if node.kind == "boundaryEvent" else "directly inside"
+            issues.add_at(node.id, node.line, f"cancel event '{node.id}' must be {place} a transaction")
     if isinstance(trigger, LinkTrigger):
         if node.kind == "intermediateCatchEvent" and node.incoming:
             issues.add_at(

@@ -4,11 +4,16 @@ An activity with a compensation boundary event is recorded in its scope when it 
 A compensation throw (intermediate or end event) runs the handlers of the recorded
 activities of its scope, in reverse order of completion (or only the handler of
 ``activityRef``), one after the other, and continues when the last one has finished.
+
+A cancel end event cancels the transaction it sits in (BPMN 2.0, 10.2.2): everything else in
+the transaction ends, the handlers of the activities completed in it run as for a compensation
+throw, then the transaction's cancel boundary event takes the token on (without one the
+transaction just ends).
 """
 
 from __future__ import annotations
 
-from natsflow_engine.bpmn.model import Activity, CompensateTrigger, Event, FlowNode
+from natsflow_engine.bpmn.model import Activity, CancelTrigger, CompensateTrigger, Event, FlowNode
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime import waits as w
 from natsflow_engine.runtime.context import Part
@@ -69,10 +74,43 @@ class Compensation(Part):
         node = self.p.nodes[thrower.el]
         del self.s.eis[thrower.key]
         self.c.event("element-completed", node.id, thrower.key)
-        if node.kind == "endEvent":
+        if isinstance(node, Event) and isinstance(node.trigger, CancelTrigger):
+            self._cancelled(thrower.parent)
+        elif node.kind == "endEvent":
             self.c.tokens.token_ended(thrower.parent)
         else:
             self.c.tokens.leave(node, thrower.parent)
+
+    def cancel(self, node: Event, scope: int) -> None:
+        """A cancel end event: end the rest of the transaction, compensate, then cancel it."""
+        c = self.c
+        transaction = self.s.eis[scope]
+        c.drop_queued(scope)
+        c.tokens.terminate_children(scope)
+        c.joins.clear(scope)
+        handlers = [h for h in (self._handler_of(a) for a in reversed(transaction.compensable)) if h]
+        transaction.compensable = []
+        thrower = c.new_ei(node, scope, None, role=w.CompensationThrow(queue=handlers))
+        c.event("element-activated", node.id, thrower.key)
+        c.event("transaction-cancelled", transaction.el, transaction.key, handlers=handlers)
+        self._next(thrower)
+
+    def _cancelled(self, scope: int) -> None:
+        transaction = self.s.eis.get(scope)
+        if transaction is None:
+            return
+        node = self.p.nodes[transaction.el]
+        boundary = next(
+            (b for b in (self.p.nodes[bid] for bid in getattr(node, "boundaries", ()))
+             if isinstance(b, Event) and isinstance(b.trigger, CancelTrigger)),
+            None,
+        )  # fmt: skip
+        parent = transaction.parent
+        self.c.tokens.terminate(transaction)
+        if boundary is not None:
+            self.c.events.fire_catch(boundary, parent, {})
+        else:
+            self.c.tokens.token_ended(parent)
 
     def handler_done(self, handler: w.CompensationHandler) -> None:
         thrower = self.s.eis.get(handler.thrower)

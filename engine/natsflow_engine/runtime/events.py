@@ -22,6 +22,7 @@ import msgspec
 
 from natsflow_engine.bpmn.model import (
     Activity,
+    CancelTrigger,
     CompensateTrigger,
     ConditionalTrigger,
     ErrorTrigger,
@@ -308,6 +309,8 @@ class Events(Part):
             self.enter_escalation(node, trig, scope)
         elif isinstance(trig, CompensateTrigger):
             c.compensation.throw(node, scope, flow)
+        elif isinstance(trig, CancelTrigger):
+            c.compensation.cancel(node, scope)
         elif node.kind == "endEvent":
             self.enter_end(node, scope)
         else:  # none intermediate throw (signal and message throws that were sent too)
