@@ -123,3 +123,37 @@ async def test_timer_cycle_on_an_intermediate_catch_sends_a_token_each_time(kit:
     await kit.advance_time(timedelta(minutes=5))
     snap = await kit.instance(iid)
     assert len(ran) == 3 and snap.state == "completed"
+
+
+@pytest.mark.parametrize(("behavior", "alerts"), [("None", 3), ("One", 1), ("All", 0)])
+async def test_multi_instance_behavior_throws_its_event_to_the_activity_boundaries(
+    kit: ProcessTestEngine, checkpoint, behavior: str, alerts: int
+):
+    from modelkit import boundary, signal_def, signal_global
+
+    ref = "" if behavior == "All" else f' {behavior.lower()}BehaviorEventRef="Done"'
+    looped = service("t", "w").replace(
+        "</bpmn:serviceTask>",
+        f'<bpmn:multiInstanceLoopCharacteristics isSequential="true" behavior="{behavior}"{ref}>'
+        "<bpmn:loopCardinality>3</bpmn:loopCardinality></bpmn:multiInstanceLoopCharacteristics></bpmn:serviceTask>",
+    )
+    body = (
+        '<bpmn:startEvent id="s" />' + looped + boundary("caught", "t", signal_def("Sig"))
+        + service("alert", "w") + '<bpmn:endEvent id="e" /><bpmn:endEvent id="e2" />'
+        + chain("s", "t", "e") + flow("fb", "caught", "alert") + chain("alert", "e2")
+    )  # fmt: skip
+    globals_ = signal_global("Sig", "done") + '<bpmn:signalEventDefinition id="Done" signalRef="Sig" />'
+    await kit.deploy(model("p", body, globals_=globals_))
+    iid = await kit.start_instance("p")
+    await checkpoint()
+    ran: list[str] = []
+
+    @kit.task("w")
+    async def w(job):
+        ran.append(job.element_id)
+        return None
+
+    await kit.wait_until_idle()
+    snap = await kit.instance(iid)
+    # the boundary took a token on for each thrown event; the activity was not interrupted
+    assert snap.state == "completed" and ran.count("t") == 3 and ran.count("alert") == alerts

@@ -33,7 +33,9 @@ from natsflow_engine.bpmn.model import (
 from natsflow_engine.bpmn.timers import check_timer
 from natsflow_engine.bpmn.zeebe import correlation_key
 
-__all__ = ["ALLOWED", "Globals", "ParsedTrigger", "Role", "message_trigger", "parse_trigger", "trigger_name"]
+__all__ = [
+    "ALLOWED", "Globals", "ParsedTrigger", "Role", "message_trigger", "mi_behavior", "parse_trigger", "trigger_name",
+]
 
 # Where an event sits decides which event definitions it may have.
 Role = Literal["start", "start_esp", "start_sub", "end", "catch", "throw", "boundary"]
@@ -392,3 +394,39 @@ def _error(
         ctx.issues.add(definition, f"error end event '{el.get('id')}' has no error code", el.get("id"))
         return False, None
     return True, ErrorTrigger(code=code, error_ref=error_id)
+
+
+_BEHAVIORS = {"None": "noneBehaviorEventRef", "One": "oneBehaviorEventRef", "All": None}
+
+
+BehaviorEvent = SignalTrigger | MessageTrigger | EscalationTrigger | ErrorTrigger
+
+
+def mi_behavior(ctx: ExprCompiler, g: Globals, el: Element) -> tuple[str, BehaviorEvent | None]:
+    """The ``behavior`` of an activity's multi-instance characteristics and, for None and One,
+    the event definition it throws (``noneBehaviorEventRef`` / ``oneBehaviorEventRef``)."""
+    mi_el = bpmn_child(el, "multiInstanceLoopCharacteristics")
+    if mi_el is None:
+        return "All", None
+    what = describe(el)
+    behavior = (mi_el.get("behavior") or "All").strip()
+    if behavior not in _BEHAVIORS:
+        reason = "Complex behavior is not supported" if behavior == "Complex" else "it is not None, One or All"
+        ctx.issues.add(mi_el, f"{what} has the multi-instance behavior '{behavior}': {reason}", el.get("id"))
+        return "All", None
+    attr = _BEHAVIORS[behavior]
+    ref = mi_el.get(attr) if attr else None
+    if attr is None or not ref:
+        return behavior, None
+    definition = resolve(g.event_definitions, ref)
+    if definition is None:
+        ctx.issues.add(mi_el, f"{what} refers to event definition '{ref}' ({attr}), which is not defined", el.get("id"))
+        return behavior, None
+    ok, trigger = _trigger(ctx, g, el, definition, "throw")
+    if not ok:
+        return behavior, None
+    if not isinstance(trigger, SignalTrigger | MessageTrigger | EscalationTrigger | ErrorTrigger):
+        ctx.issues.add(mi_el, f"{what} throws a {_kind_of(definition)} event for its behavior; "
+                              "a signal, message, escalation or error is needed", el.get("id"))
+        return behavior, None
+    return behavior, trigger

@@ -115,6 +115,10 @@ class MultiInstance:
     output_element: Expr | None = None
     completion_condition: Expr | None = None
     cardinality: Expr | None = None
+    # ``behavior`` None / One / All (BPMN 2.0, 10.3.7): the event a completing instance throws
+    # (every one for None, the first for One) to the activity's own boundary events
+    behavior: str = "All"
+    behavior_event: SignalTrigger | MessageTrigger | EscalationTrigger | ErrorTrigger | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from natsflow_engine.bpmn.common import (
     zeebe_ext,
     zeebe_exts,
 )
-from natsflow_engine.bpmn.events import Globals, Role, message_trigger, parse_trigger
+from natsflow_engine.bpmn.events import Globals, Role, message_trigger, mi_behavior, parse_trigger
 from natsflow_engine.bpmn.expr import ExprCompiler, StaticExpr
 from natsflow_engine.bpmn.instantiate import add_instantiating_starts
 from natsflow_engine.bpmn.model import (
@@ -246,6 +246,9 @@ class ProcessBuilder:
         what = describe(el)
         inputs, outputs = zeebe.io_mappings(self.ctx, el)
         mi, loop = zeebe.loop_characteristics(self.ctx, el)
+        if mi is not None:
+            behavior, event = mi_behavior(self.ctx, self.g, el)
+            mi = dataclasses.replace(mi, behavior=behavior, behavior_event=event)
         common: dict[str, Any] = {
             **base,
             "inputs": inputs,

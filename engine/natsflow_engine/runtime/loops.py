@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from natsflow_engine.bpmn.model import Activity, MultiInstance
+from natsflow_engine.bpmn.model import (
+    Activity,
+    Event,
+    EventTrigger,
+    MessageTrigger,
+    MultiInstance,
+    SignalTrigger,
+)
 from natsflow_engine.errors import NatsflowError
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime import waits as w
@@ -99,6 +106,10 @@ class Loops(Part):
         data = body.role
         data.done += 1
         mi = node.multi_instance
+        if mi is not None and mi.behavior_event is not None and (
+            mi.behavior == "None" or (mi.behavior == "One" and data.done == 1)
+        ):
+            self._behavior_event(body, node, mi.behavior_event)
         if mi is not None and mi.output_collection and mi.output_element is not None and data.out is not None:
             ctx = {**context_of(self.s, body.key), **(inner.vars or {})}
             try:
@@ -129,6 +140,27 @@ class Loops(Part):
             self.spawn_iteration(body, node, data)
         else:
             self.finish_body(body, node)
+
+    def _behavior_event(self, body: r.ElementInstance, node: Activity, event: EventTrigger) -> None:
+        """A completing instance throws the behavior's event: the boundary events of the
+        activity that catch it take a token on; the activity goes on."""
+        ctx = context_of(self.s, body.key)
+        x = self.c.x
+        try:
+            for bid in node.boundaries:
+                boundary = self.p.nodes[bid]
+                if not isinstance(boundary, Event) or type(boundary.trigger) is not type(event):
+                    continue
+                if isinstance(event, SignalTrigger | MessageTrigger):
+                    theirs = getattr(boundary.trigger, "name", None)
+                    if theirs is None or x.value(theirs, ctx) != x.value(event.name, ctx):
+                        continue
+                elif getattr(boundary.trigger, "code", None) not in (None, getattr(event, "code", None)):
+                    continue
+                self.c.event("behavior-event-thrown", node.id, body.key, boundary=bid)
+                self.c.events.fire_catch(boundary, body.parent, {})
+        except NatsflowError as exc:
+            self.c.raise_incident(body, "expression", f"the behavior event failed: {exc}")
 
     def _completion_reached(
         self, body: r.ElementInstance, data: w.LoopBody, node: Activity, active: int
