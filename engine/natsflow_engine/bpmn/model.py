@@ -18,6 +18,7 @@ from natsflow_engine.errors import ValidationIssue
 
 __all__ = [
     "Activity",
+    "AdHoc",
     "CallActivity",
     "CancelTrigger",
     "CompensateTrigger",
@@ -311,6 +312,17 @@ class CallActivity(Activity):
     version_tag: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AdHoc:
+    """What makes a sub-process ad hoc (``adHocSubProcess``; see
+    :mod:`natsflow_engine.runtime.adhoc`)."""
+
+    sequential: bool = False  # ordering="Sequential"
+    completion_condition: Expr | None = None
+    cancel_remaining: bool = True  # cancelRemainingInstances
+    active_elements: Expr | None = None  # zeebe:adHoc activeElementsCollection
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubProcess(Activity):
     """Embedded sub-process (``kind`` ``transaction`` for a transaction sub-process);
@@ -325,6 +337,7 @@ class SubProcess(Activity):
     start_events: tuple[str, ...] = ()
     event_subprocesses: tuple[str, ...] = ()
     triggered_by_event: bool = False
+    ad_hoc: AdHoc | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

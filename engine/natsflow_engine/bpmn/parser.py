@@ -53,6 +53,7 @@ from natsflow_engine.bpmn.model import (
 )
 from natsflow_engine.bpmn.validate import validate_process
 from natsflow_engine.bpmn.xmlsafe import load_document
+from natsflow_engine.bpmn.zeebe import ad_hoc_of
 from natsflow_engine.errors import BpmnValidationError
 
 __all__ = ["DEFAULT_MAX_BYTES", "parse_bpmn"]
@@ -67,11 +68,13 @@ GATEWAY_KINDS = frozenset(
 )
 JOB_TASK_KINDS = frozenset({"serviceTask", "sendTask", "businessRuleTask"})
 ACTIVITY_KINDS = frozenset(
-    {"task", "manualTask", "userTask", "receiveTask", "scriptTask", "callActivity", "subProcess", "transaction"}
+    {
+        "task", "manualTask", "userTask", "receiveTask", "scriptTask", "callActivity", "subProcess",
+        "transaction", "adHocSubProcess",
+    }
     | JOB_TASK_KINDS
 )
 UNSUPPORTED = {
-    "adHocSubProcess": "ad-hoc sub-processes",
     "callChoreography": "choreographies",
     "subChoreography": "choreographies",
     "choreographyTask": "choreographies",
@@ -87,6 +90,7 @@ IGNORED = frozenset(
         "inputSet", "outputSet",
         # children of a sub-process that describe the sub-process itself, not its contents
         "incoming", "outgoing", "multiInstanceLoopCharacteristics", "standardLoopCharacteristics",
+        "completionCondition",
     }
 )  # fmt: skip
 
@@ -303,9 +307,10 @@ class ProcessBuilder:
                 binding_type=called.binding_type,
                 version_tag=called.version_tag,
             )
-        if kind in ("subProcess", "transaction"):
+        if kind in ("subProcess", "transaction", "adHocSubProcess"):
             esp = kind == "subProcess" and parse_bool(self.issues, el, "triggeredByEvent", False, what)
-            return SubProcess(**common, triggered_by_event=esp)
+            ad_hoc = ad_hoc_of(self.ctx, el, what) if kind == "adHocSubProcess" else None
+            return SubProcess(**common, triggered_by_event=esp, ad_hoc=ad_hoc)
         return Activity(**common)  # task, manualTask: pass through
 
     # --- resolving references ----------------------------------------------------------------

@@ -37,8 +37,8 @@ def _word(node: FlowNode) -> str:
     if node.kind in _GATEWAY_WORDS:
         return _GATEWAY_WORDS[node.kind]
     if isinstance(node, SubProcess):
-        if node.kind == "transaction":
-            return "transaction"
+        if node.kind in ("transaction", "adHocSubProcess"):
+            return "transaction" if node.kind == "transaction" else "ad-hoc sub-process"
         return "event sub-process" if node.triggered_by_event else "sub-process"
     words = "".join(" " + ch.lower() if ch.isupper() else ch for ch in node.kind)
     return words
@@ -101,6 +101,10 @@ def _scopes(process: Process, issues: Issues) -> None:
                 )
             continue
         content = [c for c in node.children if c not in node.event_subprocesses]
+        if node.ad_hoc is not None:
+            if node.start_events:
+                issues.add_at(node.id, node.line, f"ad-hoc sub-process '{node.id}' must not have start events")
+            continue
         if content and not node.start_events:
             issues.add_at(
                 node.id, node.line, f"sub-process '{node.id}' has flow nodes but no none start event"

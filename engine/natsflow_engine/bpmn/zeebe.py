@@ -17,6 +17,7 @@ from natsflow_engine.bpmn.common import (
 )
 from natsflow_engine.bpmn.expr import ExprCompiler, StaticExpr
 from natsflow_engine.bpmn.model import (
+    AdHoc,
     Expr,
     IoMapping,
     MultiInstance,
@@ -309,3 +310,22 @@ def correlation_key(ctx: ExprCompiler, message: Element) -> Expr | None:
     if raw is None or not raw.strip():
         return None
     return ctx.value(sub, raw, f"the correlation key of message '{message.get('id')}'")
+
+
+def ad_hoc_of(ctx: ExprCompiler, el: Element, what: str) -> AdHoc:
+    """An ``adHocSubProcess``: BPMN's ``ordering``, ``completionCondition`` and
+    ``cancelRemainingInstances``, Camunda 8's ``zeebe:adHoc activeElementsCollection``."""
+    ordering = (el.get("ordering") or "Parallel").strip()
+    if ordering not in ("Parallel", "Sequential"):
+        ctx.issues.add(el, f"{what} has ordering='{ordering}', which is neither 'Parallel' nor 'Sequential'")
+    cond_text = text_of(bpmn_child(el, "completionCondition"))
+    condition = ctx.value(el, cond_text, f"the completion condition of {what}", "feel") if cond_text else None
+    zeebe_el = zeebe_ext(el, "adHoc")
+    raw = zeebe_el.get("activeElementsCollection") if zeebe_el is not None else None
+    active = ctx.value(el, raw, f"the active elements of {what}", "feel") if raw and raw.strip() else None
+    return AdHoc(
+        sequential=ordering == "Sequential",
+        completion_condition=condition,
+        cancel_remaining=parse_bool(ctx.issues, el, "cancelRemainingInstances", True, what),
+        active_elements=active,
+    )

@@ -74,6 +74,8 @@ class Activities(Part):
                 self.complete_with(ei, {})
         elif isinstance(node, CallActivity):
             self._call(ei, node)
+        elif isinstance(node, SubProcess) and node.ad_hoc is not None:
+            c.adhocs.start(ei, node)
         elif isinstance(node, SubProcess):
             if not node.start_events:
                 c.raise_incident(ei, "no-flow", f"sub-process '{node.id}' has no none start event")

@@ -30,6 +30,7 @@ from natsflow_engine.bpmn.model import (
     Gateway,
     MultipleTrigger,
     Process,
+    SubProcess,
 )
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime import waits as w
@@ -42,6 +43,7 @@ __all__ = [
     "ActivitiesPart",
     "CompensationPart",
     "ConditionsPart",
+    "AdHocsPart",
     "MultiplesPart",
     "EventsPart",
     "JoinsPart",
@@ -59,6 +61,7 @@ class TokensPart(Protocol):
     def pass_through(self, node: FlowNode, scope: int) -> None: ...
     def leave(self, node: FlowNode, scope: int, context_key: int | None = None) -> None: ...
     def token_ended(self, scope: int) -> None: ...
+    def scope_idle(self, scope: int) -> bool: ...
     def complete_scope(self, scope: int) -> None: ...
     def end_instance(self, state: str, reason: str | None) -> None: ...
     def notify_parent(self, outcome: str, *, code: str | None = None, message: str = "") -> None: ...
@@ -122,6 +125,11 @@ class MultiplesPart(Protocol):
     def throw(self, node: Event, trigger: MultipleTrigger, scope: int) -> bool: ...
 
 
+class AdHocsPart(Protocol):
+    def start(self, ei: r.ElementInstance, node: SubProcess) -> None: ...
+    def token_ended(self, ei: r.ElementInstance) -> None: ...
+
+
 class ConditionsPart(Protocol):
     def arm(self, ei: r.ElementInstance, trigger: ConditionalTrigger) -> bool: ...
     def evaluate(self) -> bool: ...
@@ -154,6 +162,7 @@ class StepContext:
     compensation: CompensationPart = field(init=False)
     conditions: ConditionsPart = field(init=False)
     multiples: MultiplesPart = field(init=False)
+    adhocs: AdHocsPart = field(init=False)
 
     @property
     def at(self) -> str:

@@ -31,6 +31,7 @@ from natsflow_engine.errors import NatsflowError
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime import waits as w
 from natsflow_engine.runtime.activities import Activities
+from natsflow_engine.runtime.adhoc import AdHocs
 from natsflow_engine.runtime.compensation import Compensation
 from natsflow_engine.runtime.conditions import Conditions
 from natsflow_engine.runtime.context import MAX_ACTIVATIONS, StepContext, listener_trigger
@@ -95,6 +96,7 @@ def step(process: Process | None, state: r.InstanceState | None, command: r.AnyC
     c.compensation = Compensation(c)
     c.conditions = Conditions(c)
     c.multiples = Multiples(c)
+    c.adhocs = AdHocs(c)
     _Commands(c).apply(command)
     return StepResult(state, c.effects, _history(state, command, c.at, c.history))
 

@@ -22,7 +22,7 @@ __all__ = ["check_executable", "unsupported_reason"]
 _ACTIVITIES = frozenset(
     {
         "task", "manualTask", "serviceTask", "sendTask", "businessRuleTask", "scriptTask", "userTask",
-        "receiveTask", "subProcess", "transaction", "callActivity",
+        "receiveTask", "subProcess", "transaction", "adHocSubProcess", "callActivity",
     }
 )  # fmt: skip
 _GATEWAYS = frozenset(

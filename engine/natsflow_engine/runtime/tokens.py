@@ -96,10 +96,13 @@ class Tokens(Part):
         return chosen
 
     def token_ended(self, scope: int) -> None:
-        if self._scope_idle(scope):
+        scope_ei = self.s.eis.get(scope)
+        if scope_ei is not None and isinstance(scope_ei.role, w.AdHocScope):
+            self.c.adhocs.token_ended(scope_ei)
+        elif self.scope_idle(scope):
             self.complete_scope(scope)
 
-    def _scope_idle(self, scope: int) -> bool:
+    def scope_idle(self, scope: int) -> bool:
         if self.c.pending.get(scope, 0) or self.c.joins.waiting_in(scope):
             return False
         return not any(ei.parent == scope and not ei.listener for ei in self.s.eis.values())

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 __all__ = [
+    "AdHocScope",
     "ChildCall",
     "ConditionWait",
     "CompensationHandler",
@@ -148,7 +149,15 @@ class MultipleCatch(_Role, tag="multiple"):
     fired: list[int] = []
 
 
-Role = Listener | LoopBody | Iteration | CompensationThrow | CompensationHandler | MultipleCatch
+class AdHocScope(_Role, tag="ad-hoc"):
+    """An ad-hoc sub-process: the inner activities still to start (sequential ordering), and
+    whether its completion condition held (nothing more starts)."""
+
+    pending: list[str] = []
+    closing: bool = False
+
+
+Role = Listener | LoopBody | Iteration | CompensationThrow | CompensationHandler | MultipleCatch | AdHocScope
 """What kind of element instance this is, when more than an element waiting for itself."""
 
 Phase = Literal["enter", "job", "complete", "arm", "leave", "done"]
