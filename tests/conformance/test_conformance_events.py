@@ -3,6 +3,7 @@ sub-processes and catches in the step that throws them, whatever NATS stores fir
 
 from __future__ import annotations
 
+import pytest
 from modelkit import boundary, chain, event, flow, model, service, signal_def, signal_global
 
 from natsflow.testing import ProcessTestEngine
@@ -202,3 +203,38 @@ async def test_multiple_throw_throws_each_signal_and_reaches_catches_armed_in_th
     await checkpoint()
     # the throw ran before the catch was armed, in the same step: the catch still got it
     assert (await kit.instance(iid)).active_elements == ["after"]
+
+
+@pytest.mark.parametrize("interrupting", [False, True])
+async def test_escalation_a_called_process_does_not_catch_reaches_the_call_activity(
+    kit: ProcessTestEngine, checkpoint, interrupting: bool
+):
+    from modelkit import escalation_def, escalation_global, user_task
+
+    child = (
+        '<bpmn:startEvent id="cs" /><bpmn:parallelGateway id="cfork" />' + user_task("child_work")
+        + event("endEvent", "esc_end", escalation_def("Esc")) + '<bpmn:endEvent id="ce" />'
+        + flow("c0", "cs", "cfork") + flow("c1", "cfork", "esc_end") + flow("c2", "cfork", "child_work")
+        + chain("child_work", "ce")
+    )  # fmt: skip
+    call = '<bpmn:callActivity id="call"><bpmn:extensionElements><zeebe:calledElement processId="child" />' \
+           "</bpmn:extensionElements></bpmn:callActivity>"
+    parent = (
+        '<bpmn:startEvent id="s" />' + call
+        + boundary("escalated", "call", escalation_def("Esc"), interrupting=interrupting)
+        + '<bpmn:endEvent id="e" /><bpmn:endEvent id="e_esc" />'
+        + chain("s", "call", "e") + flow("fb", "escalated", "e_esc")
+    )  # fmt: skip
+    await kit.deploy(model("child", child, globals_=escalation_global("Esc", "LATE")))
+    await kit.deploy(model("parent", parent, globals_=escalation_global("Esc", "LATE")))
+    iid = await kit.start_instance("parent")
+    await kit.wait_until_idle()
+    await checkpoint()
+    snap = await kit.instance(iid)
+    [child_id] = await kit.instances("child")
+    child_snap = await kit.instance(child_id)
+    assert "escalated" in snap.completed_elements and "e_esc" in snap.completed_elements
+    if interrupting:  # the call activity and its child ended
+        assert snap.state == "completed" and child_snap.state == "cancelled"
+    else:  # the child goes on, the call activity waits for it
+        assert snap.active_elements == ["call"] and child_snap.active_elements == ["child_work"]

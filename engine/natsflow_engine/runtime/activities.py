@@ -201,6 +201,9 @@ class Activities(Part):
     def child_finished(self, ei: r.ElementInstance, cmd: r.ChildFinished) -> None:
         """The instance a call activity launched has ended."""
         node = self.p.nodes[ei.el]
+        if cmd.state == "escalation":  # the called instance goes on
+            self.c.events.escalation_from_child(ei, cmd.error_code or "")
+            return
         ei.wait = None
         if cmd.state == "completed":
             keep_all = getattr(node, "propagate_all_child_variables", True)

@@ -478,7 +478,26 @@ class Events(Part):
                     self.fire_catch(boundary, scope_ei.parent, {})
                     return boundary.cancel_activity
             current = scope_ei.parent
+        parent = self.s.parent
+        if parent is not None:  # uncaught in a called instance: its call activity may catch it
+            self.c.effects.append(
+                r.ChildFinished(
+                    id=f"{self.s.id}.esc.{self.c.effect_id()}", tenant=parent.tenant, instance=parent.instance,
+                    ei=parent.ei, child=self.s.id, state="escalation", error_code=code,
+                )
+            )  # fmt: skip
         return False
+
+    def escalation_from_child(self, call: r.ElementInstance, code: str) -> None:
+        """An escalation a called instance did not catch reaches its call activity: a boundary
+        of the call activity catches it (interrupting or not), else the scopes around it."""
+        boundary = self.find_boundary(self.p.nodes[call.el], EscalationTrigger, code)
+        if boundary is None:
+            self.throw_escalation(call, call.parent, code)
+            return
+        if boundary.cancel_activity:
+            self.c.tokens.terminate(call)
+        self.fire_catch(boundary, call.parent, {})
 
     def find_boundary(self, node: FlowNode, kind: type, code: str) -> Event | None:
         catch_all = None

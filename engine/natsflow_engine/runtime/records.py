@@ -172,11 +172,13 @@ class SignalReceived(Command, tag="signal-received"):
 
 
 class ChildFinished(Command, tag="child-finished"):
-    """A called instance ended: completed (with its variables), errored, or was cancelled."""
+    """A called instance ended: completed (with its variables), errored, or was cancelled; or
+    (``escalation``, ``error_code`` the escalation code) it threw an escalation nothing in it
+    caught, and goes on."""
 
     ei: int
     child: str
-    state: str  # completed | cancelled | error
+    state: str  # completed | cancelled | error | escalation
     variables: dict[str, Any] = {}
     error_code: str | None = None
     error_message: str = ""
