@@ -56,7 +56,7 @@ _TRIGGER_NAMES: dict[type, str] = {
 
 ALLOWED: dict[Role, frozenset[str]] = {
     "start": frozenset({"none", "timer", "message", "signal"}),
-    "start_esp": frozenset({"timer", "message", "signal", "error", "escalation", "conditional"}),
+    "start_esp": frozenset({"timer", "message", "signal", "error", "escalation", "conditional", "compensation"}),
     "start_sub": frozenset({"none"}),
     "end": frozenset({"none", "terminate", "error", "escalation", "message", "signal", "compensation", "cancel"}),
     "catch": frozenset({"timer", "message", "signal", "link", "conditional"}),

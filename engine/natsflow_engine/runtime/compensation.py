@@ -13,7 +13,7 @@ transaction just ends).
 
 from __future__ import annotations
 
-from natsflow_engine.bpmn.model import Activity, CancelTrigger, CompensateTrigger, Event, FlowNode
+from natsflow_engine.bpmn.model import Activity, CancelTrigger, CompensateTrigger, Event, FlowNode, SubProcess
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime import waits as w
 from natsflow_engine.runtime.context import Part
@@ -25,11 +25,18 @@ class Compensation(Part):
     __slots__ = ()
 
     def _handler_of(self, activity_id: str) -> str | None:
+        """The activity of its compensation boundary event, or for a sub-process its
+        compensation event sub-process."""
         node = self.p.nodes[activity_id]
         for bid in getattr(node, "boundaries", ()):
             b = self.p.nodes[bid]
             if isinstance(b, Event) and isinstance(b.trigger, CompensateTrigger):
                 return b.compensation_handler
+        for esp_id in node.event_subprocesses if isinstance(node, SubProcess) else ():
+            esp = self.p.nodes[esp_id]
+            starts = [self.p.nodes[sid] for sid in getattr(esp, "start_events", ())]
+            if any(isinstance(st, Event) and isinstance(st.trigger, CompensateTrigger) for st in starts):
+                return esp_id
         return None
 
     def record(self, node: FlowNode, ei: r.ElementInstance) -> None:
@@ -40,14 +47,17 @@ class Compensation(Part):
             scope = self.s.eis.get(scope.parent)
         if scope is None:
             return
-        scope.compensable = [*scope.compensable, node.id]
+        # a sub-process compensated by its compensation event sub-process keeps what completed
+        # in it as "<sub-process>><activity>" entries, for that event sub-process to compensate
+        nested = [f"{node.id}>{inner}" for inner in ei.compensable] if isinstance(node, SubProcess) else []
+        scope.compensable = [*scope.compensable, node.id, *nested]
 
     def throw(self, node: Event, scope: int, flow: str | None) -> None:
         trig = node.trigger
         assert isinstance(trig, CompensateTrigger)
         scope_ei = self.s.eis[scope]
         recorded = list(scope_ei.compensable)
-        chosen = [a for a in recorded if trig.activity_ref in (None, a)]
+        chosen = [a for a in recorded if ">" not in a and trig.activity_ref in (None, a)]
         handlers = [h for h in (self._handler_of(a) for a in reversed(chosen)) if h]
         scope_ei.compensable = [a for a in recorded if a not in chosen]
         thrower = self.c.new_ei(node, scope, flow)
@@ -67,6 +77,12 @@ class Compensation(Part):
                 parent=thrower.parent,
                 role=w.CompensationHandler(thrower=thrower.key),
             )
+            if isinstance(handler, SubProcess) and handler.triggered_by_event:
+                # a compensation event sub-process: it compensates what completed in its sub-process
+                scope = self.s.eis[thrower.parent]
+                prefix = f"{handler.parent}>"
+                ei.compensable = [a.removeprefix(prefix) for a in scope.compensable if a.startswith(prefix)]
+                scope.compensable = [a for a in scope.compensable if not a.startswith(prefix)]
             self.s.eis[ei.key] = ei
             self.c.event("element-activated", handler.id, ei.key)
             self.c.activities.start_activity(ei, handler)
@@ -88,7 +104,8 @@ class Compensation(Part):
         c.drop_queued(scope)
         c.tokens.terminate_children(scope)
         c.joins.clear(scope)
-        handlers = [h for h in (self._handler_of(a) for a in reversed(transaction.compensable)) if h]
+        done = [a for a in reversed(transaction.compensable) if ">" not in a]
+        handlers = [h for h in (self._handler_of(a) for a in done) if h]
         transaction.compensable = []
         thrower = c.new_ei(node, scope, None, role=w.CompensationThrow(queue=handlers))
         c.event("element-activated", node.id, thrower.key)
