@@ -60,9 +60,10 @@ class Conditions(Part):
     def evaluate(self) -> bool:
         """Evaluate every armed condition of the instance; True when one turned true (it fired)."""
         fired = False
-        for ei in sorted(self.s.eis.values(), key=lambda e: e.key):
+        armed = [e for e in self.s.eis.values() if isinstance(e.wait, w.ConditionWait) and not e.incident]
+        for ei in sorted(armed, key=lambda e: e.key):
             wait = ei.wait
-            if not isinstance(wait, w.ConditionWait) or ei.incident or ei.key not in self.s.eis:
+            if not isinstance(wait, w.ConditionWait) or ei.key not in self.s.eis:
                 continue
             node = self.p.nodes.get(ei.el)
             trigger = listener_trigger(node, ei) if node is not None else None
