@@ -238,3 +238,26 @@ async def test_escalation_a_called_process_does_not_catch_reaches_the_call_activ
         assert snap.state == "completed" and child_snap.state == "cancelled"
     else:  # the child goes on, the call activity waits for it
         assert snap.active_elements == ["call"] and child_snap.active_elements == ["child_work"]
+
+
+async def test_instantiating_event_based_gateway_starts_an_instance_on_one_of_its_messages(
+    kit: ProcessTestEngine, checkpoint
+):
+    from modelkit import message_def, message_global
+
+    body = (
+        '<bpmn:eventBasedGateway id="ebg" instantiate="true" />'
+        + event("intermediateCatchEvent", "paid", message_def("MsgPaid"))
+        + event("intermediateCatchEvent", "cancelled", message_def("MsgCancel"))
+        + service("ship", "w") + '<bpmn:endEvent id="e1" /><bpmn:endEvent id="e2" />'
+        + flow("f1", "ebg", "paid") + flow("f2", "ebg", "cancelled") + chain("paid", "ship", "e1")
+        + chain("cancelled", "e2")
+    )  # fmt: skip
+    globals_ = message_global("MsgPaid", "paid") + message_global("MsgCancel", "cancelled")
+    await kit.deploy(model("p", body, globals_=globals_))
+    assert await kit.publish_message("paid", correlation_key="A", variables={"orderId": "A"}) == 1
+    await checkpoint()
+    [iid] = await kit.instances("p")
+    snap = await kit.instance(iid)
+    assert snap.active_elements == ["ship"] and snap.completed_elements == ["paid__instantiate", "paid"]
+    assert snap.variables == {"orderId": "A"}

@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from natsflow_engine.bpmn.instantiate import instantiate_flow
 from natsflow_engine.bpmn.model import (
     Activity,
     CancelTrigger,
@@ -346,8 +347,9 @@ class Events(Part):
 
 
     def enter_catch(self, node: Event, scope: int, flow: str | None) -> None:
-        """Intermediate catch event (timer, message, signal; link catches just pass)."""
-        if isinstance(node.trigger, LinkTrigger) or node.trigger is None:
+        """Intermediate catch event (timer, message, signal; link catches just pass; one whose
+        message started the instance, after an instantiating event-based gateway, too)."""
+        if isinstance(node.trigger, LinkTrigger) or node.trigger is None or flow == instantiate_flow(node.id):
             self.c.tokens.pass_through(node, scope)
             return
         if isinstance(node.trigger, MultipleTrigger):
