@@ -138,3 +138,13 @@ async def test_a_condition_that_is_not_boolean_is_an_incident_resolved_by_arming
     assert incident.element_id == "wait" and incident.kind == "expression"
     await kit.resolve_incident(iid, incident.id, {"flag": True})
     assert (await kit.instance(iid)).state == "completed"
+
+
+async def test_conditional_process_start_events_are_refused_with_the_reason(kit: ProcessTestEngine):
+    import pytest
+
+    from natsflow.errors import BpmnValidationError
+
+    body = event("startEvent", "s", conditional("=go")) + '<bpmn:endEvent id="e" />' + chain("s", "e")
+    with pytest.raises(BpmnValidationError, match="conditional start events of a process are not supported"):
+        await kit.deploy(model("p", body))

@@ -212,6 +212,10 @@ def parse_trigger(ctx: ExprCompiler, g: Globals, el: Element, role: Role) -> Par
         ok, trigger = _trigger(ctx, g, el, definition, role)
         if not ok:
             return ParsedTrigger(None, kind, False)
+    if kind == "conditional" and role == "start":
+        ctx.issues.add(el, f"{what}: conditional start events of a process are not supported "
+                           "(nothing evaluates them); use one in an event sub-process")
+        return ParsedTrigger(None, kind, False)
     if kind not in ALLOWED[role]:
         article = "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
         label = "no event definition" if kind == "none" else f"{article} {kind} event definition"
