@@ -176,16 +176,13 @@ class Events(Part):
         """The event ``ei`` waits for has happened."""
         role = ei.role.of if isinstance(ei.role, w.Listener) else None
         node = self.p.nodes[ei.el]
-        if role is None and isinstance(ei.wait, w.TimerWait) and ei.wait.cycle is not None:
+        if role is None and isinstance(node, Event) and (nxt := self._next_firing(ei, fired)) is not None:
             # an intermediate timer catch with a cycle sends a token at each firing and
             # completes with the last one
-            assert isinstance(node, Event)
-            self.rearm(ei, node, fired)
-            if ei.key in self.s.eis:
-                self.c.passed(node)
-                self.c.tokens.leave(node, ei.parent)
-                return
-            self.s.eis[ei.key] = ei  # that was the last firing: complete as usual
+            self.schedule(ei, nxt[0], nxt[1])
+            self.c.passed(node)
+            self.c.tokens.leave(node, ei.parent)
+            return
         if role is None:  # a plain catch: intermediate catch event or receive task
             self.release(ei)
             self.c.activities.complete_with(ei, variables)
@@ -220,19 +217,21 @@ class Events(Part):
                 self.interrupt_scope(scope_ei)
             self.start_event_subprocess(node, scope_ei.key, variables)
 
+    def _next_firing(self, ei: r.ElementInstance, fired: str | None) -> tuple[datetime, Cycle | None] | None:
+        """When a timer cycle ``ei`` waits on fires next (None: not a cycle, or its last firing)."""
+        if not isinstance(ei.wait, w.TimerWait) or ei.wait.cycle is None:
+            return None
+        base = datetime.fromisoformat(fired.replace("Z", "+00:00")) if fired else self.c.x.now
+        return next_in_cycle(_decode_cycle(ei.wait.cycle), max(base, self.c.x.now))
+
     def rearm(self, ei: r.ElementInstance, node: Event, fired: str | None) -> None:
         """A non-interrupting catch stays: timer cycles schedule their next firing."""
         if not isinstance(ei.wait, w.TimerWait):
             return  # message / signal subscriptions stay open
-        cycle_data = ei.wait.cycle
+        nxt = self._next_firing(ei, fired)
         ei.wait = None
-        if cycle_data is None:
-            del self.s.eis[ei.key]  # a one-off timer is used up
-            return
-        base = datetime.fromisoformat(fired.replace("Z", "+00:00")) if fired else self.c.x.now
-        nxt = next_in_cycle(_decode_cycle(cycle_data), max(base, self.c.x.now))
         if nxt is None:
-            del self.s.eis[ei.key]
+            del self.s.eis[ei.key]  # a one-off timer, or a cycle's last firing, is used up
             return
         self.schedule(ei, nxt[0], nxt[1])
 
