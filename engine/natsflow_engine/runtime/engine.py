@@ -140,7 +140,9 @@ class Engine:
         self.workflows = buckets[layout.BUCKET_WORKFLOWS]
         self.definitions = DefinitionCache(self.workflows)
         self.start_index = await StartIndex(self.workflows, self.definitions, self._version_deployed).start()
-        self.messaging = Messaging(self.js, buckets[layout.BUCKET_MESSAGES], self.start_index, self.kv)
+        self.messaging = Messaging(
+            self.js, buckets[layout.BUCKET_MESSAGES], self.start_index, self.kv, clock=self.clock
+        )
         effects = EffectPublisher(self.js, buckets[layout.BUCKET_USERTASKS], self.timers, self.messaging, self.clock)
         index = await InstanceIndex.open(self.js, self.settings.index, max_payload=self.layout.max_payload)
         self.store = InstanceStore(

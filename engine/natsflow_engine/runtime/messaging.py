@@ -31,8 +31,10 @@ from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
 from natsflow_engine.bpmn.model import Event, MessageTrigger, Process, SignalTrigger
+from natsflow_engine.errors import NatsflowError
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import DefinitionCache, LatestRecord
+from natsflow_engine.runtime.expressions import Expressions
 from natsflow_engine.store import compare_and_set, publish_command
 
 __all__ = ["Messaging", "StartIndex"]
@@ -40,6 +42,10 @@ __all__ = ["Messaging", "StartIndex"]
 log = logging.getLogger(__name__)
 
 _latest_decoder = msgspec.json.Decoder(LatestRecord)
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 class Buffered(msgspec.Struct, kw_only=True):
@@ -117,10 +123,14 @@ class StartIndex:
                 await stop()
 
     async def starts(
-        self, tenant: str, kind: type[MessageTrigger] | type[SignalTrigger], name: str
+        self, tenant: str, kind: type[MessageTrigger] | type[SignalTrigger], name: str, now: datetime
     ) -> list[tuple[Process, Event]]:
-        """(process, start event) pairs of the tenant's latest versions started by ``name``."""
+        """(process, start event) pairs of the tenant's latest versions started by ``name``.
+
+        A start event's name is an expression evaluated at ``now`` (the engine's clock, so
+        ``now()`` works in it); a name that fails to evaluate starts nothing (logged)."""
         found = []
+        x = Expressions(now)
         for (t, pid), version in list(self.latest.items()):
             if t != tenant:
                 continue
@@ -134,7 +144,12 @@ class StartIndex:
                     continue
                 trigger = start.trigger
                 if isinstance(trigger, MessageTrigger | SignalTrigger) and isinstance(trigger, kind):
-                    if trigger.name.evaluate({}) == name:
+                    try:
+                        started_by = x.value(trigger.name, {})
+                    except NatsflowError as exc:
+                        log.warning("name of start event %s of %s cannot be evaluated: %s", sid, pid, exc)
+                        continue
+                    if started_by == name:
                         found.append((process, start))
         return found
 
@@ -148,11 +163,14 @@ class Messaging:
         messages: KeyValue,
         starts: StartIndex | None = None,
         instances: KeyValue | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.js = js
         self.kv = messages
         self.starts = starts
         self.instances = instances
+        self.clock = clock or _wall_clock
+        """The time of ``now()`` in start event names and of message expiry (the engine's clock)."""
 
     # --- subscriptions (engine effects) ---------------------------------------------------------
 
@@ -209,7 +227,7 @@ class Messaging:
         now: datetime | None = None,
     ) -> int:
         """Correlate (and buffer, with a TTL) a message; returns how many catches and starts it reached."""
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         message_id = message_id or r.new_id()
         if ttl > timedelta(0):
             await self._buffer(tenant, name, correlation_key, Buffered(
@@ -223,7 +241,7 @@ class Messaging:
             await self._correlate(tenant, instance, ei, name, correlation_key, message_id, variables)
             reached += 1
         if self.starts is not None:
-            for process, start in await self.starts.starts(tenant, MessageTrigger, name):
+            for process, start in await self.starts.starts(tenant, MessageTrigger, name, now):
                 iid = layout.idempotent_instance_id(tenant, process.id, f"msg:{message_id}")
                 if correlation_key and not await self._claim_key(tenant, process.id, correlation_key, iid):
                     continue  # Zeebe: one active instance per correlation key of a message start
@@ -266,7 +284,7 @@ class Messaging:
             await self._send(cmd)
             reached += 1
         if self.starts is not None:
-            for process, start in await self.starts.starts(tenant, SignalTrigger, name):
+            for process, start in await self.starts.starts(tenant, SignalTrigger, name, self.clock()):
                 await self._launch(tenant, process, start, f"sig:{signal_id}", variables)
                 reached += 1
         return reached
