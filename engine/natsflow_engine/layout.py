@@ -30,7 +30,7 @@ KV buckets
 Consumers
     ``engine``        the engine replicas' shared consumer of ``NF_CMD``
     ``job_…``         one per (tenant, task type) on ``NF_JOBS``, see :func:`job_consumer`
-    ``trg-…``         one per trigger on its source stream, see :func:`trigger_consumer`
+    ``trg_…``         one per trigger on its source stream, see :func:`trigger_consumer`
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ __all__ = [
     "check_id",
     "check_name",
     "command_dead_letter_subject",
+    "command_max_deliveries_advisories",
     "command_subject",
     "dead_letter_subject",
     "history_subject",
@@ -85,6 +86,7 @@ __all__ = [
     "job_subject",
     "parse_command_subject",
     "legacy_job_consumer",
+    "legacy_trigger_consumer",
     "message_buffer_key",
     "message_start_key",
     "message_subscriptions_key",
@@ -278,12 +280,25 @@ def job_max_deliveries_advisories() -> str:
     return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM_JOBS}.*"
 
 
+def command_max_deliveries_advisories() -> str:
+    """Advisories of commands delivered as often as the engine consumer allows."""
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM_COMMANDS}.{ENGINE_CONSUMER}"
+
+
 def dead_letter_subject(tenant: str, trigger: str) -> str:
     return f"{DEAD_LETTER_PREFIX}.{tenant}.{token(trigger)}"
 
 
 def trigger_consumer(tenant: str, name: str) -> str:
-    """Durable consumer of a trigger on its source stream."""
+    """Durable consumer of a trigger on its source stream: ``trg_<tenant>_<name token>``
+    (tenants have no ``_``, so the name is injective, as :func:`job_consumer`)."""
+    return f"trg_{tenant}_{token(name)}"
+
+
+def legacy_trigger_consumer(tenant: str, name: str) -> str:
+    """The trigger consumer's name before 0.2 (``-`` separated; tenant ``a-b`` with trigger
+    ``c`` and tenant ``a`` with trigger ``b-c`` shared it). Replaced, at its delivery
+    position, when the trigger server or the operator binds the trigger."""
     return f"trg-{tenant}-{token(name)}"
 
 

@@ -35,6 +35,7 @@ from natsflow_engine.runtime.definitions import (
 )
 from natsflow_engine.runtime.setup import JobConsumerSettings, delete_job_consumer, ensure_job_consumer
 from natsflow_engine.store import compare_and_set
+from natsflow_engine.triggers.consumers import drop_legacy_trigger_consumer, ensure_trigger_consumer
 
 from natsflow_operator.conditions import Cond, Outcome
 from natsflow_operator.connections import NatsHandle
@@ -410,7 +411,8 @@ async def apply_trigger(
     except NotFoundError:
         stale, consumer_action = True, "created"
     if stale:
-        await h.js.add_consumer(
+        await ensure_trigger_consumer(
+            h.js,
             stream,
             ConsumerConfig(
                 durable_name=consumer,
@@ -422,6 +424,8 @@ async def apply_trigger(
                 max_ack_pending=1000,
                 max_waiting=512,
             ),
+            tenant,
+            name,
         )
     key = spec.idempotency_key
     record = catalog.TriggerRecord(
@@ -485,6 +489,7 @@ async def delete_trigger(h: NatsHandle, tenant: str, name: str, stream: str | No
         except (KeyNotFoundError, msgspec.DecodeError):
             stream = None
     if stream:
+        await drop_legacy_trigger_consumer(h.js, stream, tenant, name)
         await _drop_trigger_consumer(h, stream, consumer)
     await h.kv(layout.BUCKET_TRIGGERS).purge(layout.trigger_key(tenant, name))
     return Outcome("Trigger", tenant, name, "deleted")

@@ -83,7 +83,7 @@ async def test_apply_trigger_server_process_and_triggers_listing(stack: Stack, t
             js = stack.nc.jetstream()
             while True:  # the trigger server binds the operator's consumer
                 info = await js.consumer_info(
-                    f"NF_TRG_shop=2e{stack.tenant}=2eorders", f"trg-{stack.tenant}-order-created"
+                    f"NF_TRG_shop=2e{stack.tenant}=2eorders", f"trg_{stack.tenant}_order-created"
                 )
                 if info.num_waiting:
                     break

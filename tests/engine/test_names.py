@@ -24,7 +24,7 @@ BOUND = 600
 
 @given(st.lists(st.tuples(TENANTS, TEXT), min_size=2, max_size=6, unique=True))
 def test_task_type_names_are_injective_and_bounded(pairs: list[tuple[str, str]]) -> None:
-    for name in (layout.job_consumer, layout.job_subject, layout.taskdef_key):
+    for name in (layout.job_consumer, layout.job_subject, layout.taskdef_key, layout.trigger_consumer):
         made = [name(tenant, task_type) for tenant, task_type in pairs]
         assert len(set(made)) == len(pairs), made
         assert all(len(m) <= 255 for m in made)  # consumer names: at most 255 characters
@@ -55,6 +55,8 @@ def test_tokens_are_injective_and_fit_a_subject_token(a: str, b: str) -> None:
 
 def test_the_reported_collisions_are_gone() -> None:
     assert layout.job_consumer("a-b", "c") != layout.job_consumer("a", "b-c")
+    assert layout.legacy_trigger_consumer("a-b", "c") == layout.legacy_trigger_consumer("a", "b-c")
+    assert layout.trigger_consumer("a-b", "c") != layout.trigger_consumer("a", "b-c")
     assert layout.token("") != layout.token("\x00")
     assert layout.token("x" * 5000) == layout.token("x" * 5000)
     assert layout.token("x" * 5000) != layout.token("x" * 4999)

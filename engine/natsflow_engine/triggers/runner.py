@@ -33,6 +33,7 @@ from natsflow_engine.errors import (
 from natsflow_engine.errors import NotFoundError as NotDeployedError
 from natsflow_engine.natsutil import PullLoop
 from natsflow_engine.runtime import records as r
+from natsflow_engine.triggers.consumers import ensure_trigger_consumer
 from natsflow_engine.triggers.deadletter import dead_letter_subject, publish_dead_letter
 from natsflow_engine.triggers.ledger import DEFAULT_RETENTION, LaunchLedger
 from natsflow_engine.triggers.mapping import TriggerMapping
@@ -144,6 +145,8 @@ class TriggerRunner:
         self.ready = asyncio.Event()
         self.stream = record.stream
         self.consumer = record.consumer or catalog.trigger_consumer(record.tenant, record.name)
+        if self.consumer == layout.legacy_trigger_consumer(record.tenant, record.name):
+            self.consumer = catalog.trigger_consumer(record.tenant, record.name)  # renamed in 0.2
         self.dlq = dead_letter_subject(record.tenant, record.name, record.dead_letter_subject)
         self._main: asyncio.Task[None] | None = None
         self._pull: PullLoop | None = None
@@ -221,7 +224,8 @@ class TriggerRunner:
         try:
             await self.js.consumer_info(self.stream, self.consumer)
         except NotFoundError:
-            await self.js.add_consumer(
+            await ensure_trigger_consumer(
+                self.js,
                 self.stream,
                 ConsumerConfig(
                     durable_name=self.consumer,
@@ -233,6 +237,8 @@ class TriggerRunner:
                     max_ack_pending=1000,
                     max_waiting=512,
                 ),
+                self.record.tenant,
+                self.record.name,
             )
             self.log.info("created consumer %s on stream %s", self.consumer, self.stream)
         s = self.settings
