@@ -284,6 +284,14 @@ class PayloadTooLargeError(NatsflowError):
     api_code = "too_large"
 
 
+def _size(n: int) -> str:
+    """``1.2 MB (1258291 bytes)``: readable, and exact where the rounding hides the excess."""
+    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit} ({n} bytes)"
+    return f"{n} bytes"
+
+
 class RecordTooLargeError(PayloadTooLargeError):
     """A step's record (with its outbox) is larger than the bucket's value limit; nothing was written."""
 
@@ -292,7 +300,7 @@ class RecordTooLargeError(PayloadTooLargeError):
     def __init__(self, size: int, limit: int) -> None:
         self.size = size
         self.limit = limit
-        super().__init__(f"the instance record would be {size} bytes, more than the limit of {limit}")
+        super().__init__(f"the instance record would be {_size(size)}; the limit is {_size(limit)}")
 
     def api_details(self) -> Details:
         return [{"size": self.size, "limit": self.limit}]

@@ -178,7 +178,17 @@ class Handlers:
         else:
             await self._send(cmd)
         created = await self._wait_created(tenant, iid) if req.wait else False
+        if created:
+            await self._refuse_failed_launch(tenant, iid)
         return p.StartReply(instance=iid, process_id=req.process_id, duplicate=duplicate, created=created)
+
+    async def _refuse_failed_launch(self, tenant: str, iid: str) -> None:
+        """A launch the engine could not apply because its record would be too large answers
+        ``too_large`` (the failed instance stays, with the incident, under ``iid``)."""
+        state, _ = await load_instance(self.instances, tenant, iid)
+        if state.state == "failed" and any(i.kind == "payload" for i in state.incidents):
+            reason = next(i.message for i in state.incidents if i.kind == "payload")
+            raise PayloadTooLargeError(f"instance {iid} was not started: {reason}")
 
     async def _wait_created(self, tenant: str, iid: str, timeout: float = 5.0) -> bool:
         loop = asyncio.get_running_loop()

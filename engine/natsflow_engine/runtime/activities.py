@@ -183,6 +183,13 @@ class Activities(Part):
         except NatsflowError as exc:
             c.raise_incident(ei, "expression", f"call activity failed: {exc}")
             return
+        depth = (self.s.parent.depth if self.s.parent else 0) + 1
+        if depth > c.limits.max_call_depth:
+            c.raise_incident(
+                ei, "call-depth", f"call depth would be {depth}; the limit is {c.limits.max_call_depth} "
+                "(a process that calls itself, directly or through others?)", phase="enter"
+            )
+            return
         variables = dict(ctx) if node.propagate_all_parent_variables else dict(ei.vars or {})
         child = "c" + hashlib.sha256(f"{self.s.id}/{ei.key}/{ei.attempt}".encode()).hexdigest()[:31]
         ei.wait = w.ChildCall(child=child)
@@ -193,7 +200,9 @@ class Activities(Part):
                 instance=child,
                 process_id=process_id,
                 variables=variables,
-                parent=r.ParentRef(tenant=self.s.tenant, instance=self.s.id, ei=ei.key, element_id=node.id),
+                parent=r.ParentRef(
+                    tenant=self.s.tenant, instance=self.s.id, ei=ei.key, element_id=node.id, depth=depth
+                ),
             )
         )
         c.event("child-launched", node.id, ei.key, child=child, process=process_id)
@@ -210,6 +219,11 @@ class Activities(Part):
             self.complete_with(ei, cmd.variables if keep_all or getattr(node, "outputs", ()) else {})
         elif cmd.state == "error":
             self.c.tokens.throw_error(ei, cmd.error_code or "", cmd.error_message, {})
+        elif cmd.state == "failed":
+            self.c.raise_incident(
+                ei, "child-failed", f"the called instance {cmd.child} could not start: {cmd.error_message}",
+                phase="enter",
+            )
         else:
             self.c.raise_incident(
                 ei, "child-cancelled", f"the called instance {cmd.child} was cancelled", phase="enter"

@@ -37,6 +37,7 @@ from natsflow_engine.runtime import waits as w
 from natsflow_engine.runtime.expressions import Expressions
 
 __all__ = [
+    "DEFAULT_STEP_LIMITS",
     "MAX_ACTIVATIONS",
     "listener_trigger",
     "Part",
@@ -49,11 +50,26 @@ __all__ = [
     "JoinsPart",
     "LoopsPart",
     "StepContext",
+    "StepLimits",
     "TokensPart",
 ]
 
-MAX_ACTIVATIONS = 10_000
-"""Element activations one step may perform before the instance gets an incident (runaway loop)."""
+@dataclass(frozen=True)
+class StepLimits:
+    """What one step of one instance may do before the instance gets an incident."""
+
+    max_activations: int = 100_000
+    """Element activations in one step (a loop that makes no progress: no wait state between
+    its rounds); past it, an incident "possible endless loop at <element>". Multi-instance
+    iterations and the elements inside them count."""
+    max_call_depth: int = 100
+    """Instances in a chain of call activities (the root is depth 0); a call past it raises an
+    incident on the call activity instead of launching (A calls B calls A grows no further)."""
+
+
+DEFAULT_STEP_LIMITS = StepLimits()
+MAX_ACTIVATIONS = DEFAULT_STEP_LIMITS.max_activations
+"""The default of :attr:`StepLimits.max_activations`."""
 
 
 class TokensPart(Protocol):
@@ -148,6 +164,7 @@ class StepContext:
     p: Process
     s: r.InstanceState
     x: Expressions
+    limits: StepLimits = DEFAULT_STEP_LIMITS
     history: list[r.HistoryEvent] = field(default_factory=list)
     effects: list[r.Effect] = field(default_factory=list)
     queue: deque[tuple[int, Callable[[], None]]] = field(default_factory=deque)  # (scope, move)
@@ -155,6 +172,7 @@ class StepContext:
     activations: int = 0
     # signals thrown by this instance in this step -> the element instances they reached
     signals: dict[str, set[int]] = field(default_factory=dict)
+    runaway: str | None = None  # the element where the step stopped an endless loop
     tokens: TokensPart = field(init=False)
     activities: ActivitiesPart = field(init=False)
     events: EventsPart = field(init=False)
@@ -178,6 +196,23 @@ class StepContext:
         self.event("element-activated", node.id, key)
         self.event("element-completed", node.id, key, **data)
         return key
+
+    def activate(self, node: FlowNode) -> bool:
+        """Count one element activation; False (and remember where) past the step's limit."""
+        self.activations += 1
+        if self.activations <= self.limits.max_activations:
+            return True
+        self.runaway = self.runaway or node.id
+        return False
+
+    def endless_loop(self, ei: r.ElementInstance) -> None:
+        """The step passed its activation limit at ``ei``: the token stops there, with an incident."""
+        if ei.incident:
+            return
+        self.raise_incident(
+            ei, "endless-loop", f"possible endless loop at {ei.el}: more than {self.limits.max_activations} "
+            "element activations in one step without a wait state"
+        )
 
     def new_key(self) -> int:
         key = self.s.seq

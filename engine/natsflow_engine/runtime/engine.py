@@ -41,9 +41,17 @@ from natsflow_engine.observability import StepObserver, log_element
 from natsflow_engine.retention import Sweeper
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import DefinitionCache, resolve_version
-from natsflow_engine.runtime.interpreter import StepResult, engine_incident, step, unreadable_record
+from natsflow_engine.runtime.interpreter import (
+    StepLimits,
+    StepResult,
+    engine_incident,
+    failed_launch,
+    step,
+    unreadable_record,
+)
 from natsflow_engine.runtime.messaging import Messaging, StartIndex
 from natsflow_engine.runtime.origin import Origin, check_job_type, dead_letter, origin_of
+from natsflow_engine.runtime.poison import DeadLetters
 from natsflow_engine.runtime.setup import LayoutSettings, ensure_dlq_stream, ensure_layout, open_buckets
 from natsflow_engine.runtime.starts import first_timer_starts, is_timer_start
 from natsflow_engine.store import (
@@ -85,6 +93,12 @@ class EngineSettings:
     """Seconds a pull request for commands stays open on the server."""
     index: IndexSettings = field(default_factory=IndexSettings)
     """What the instance index keeps and how long ended instances are retained."""
+    limits: StepLimits = field(default_factory=StepLimits)
+    """What one step may do: element activations (endless loops), call-activity depth."""
+    redelivery_delay: float = 1.0
+    """Seconds before a command whose step failed is delivered again (doubling per delivery,
+    at most the ack wait); after ``LayoutSettings.command_max_deliver`` deliveries it is
+    dead-lettered."""
 
 
 class Verdict(Enum):
@@ -93,7 +107,9 @@ class Verdict(Enum):
     ACK = "ack"
     """Applied, or nothing to do (applied before, or changes nothing)."""
     TERM = "term"
-    """Cannot ever be applied (undecodable, unknown instance, replaced timer start)."""
+    """Nothing to apply, on purpose (a timer start replaced by a newer version)."""
+    DEAD = "dead"
+    """Cannot ever be applied (undecodable, unknown instance): dead-lettered."""
     CONFLICT = "conflict"
     """A concurrent write won: load again and decide again."""
 
@@ -122,7 +138,7 @@ class Engine:
         self.clock = clock
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._loop: PullLoop | None = None
-        self._advisories: Subscription | None = None
+        self._advisories: list[Subscription] = []
         self._stopping = asyncio.Event()
         self.timers: TimerService = timers or JetStreamTimers(self.js)
         self.steps = 0
@@ -151,6 +167,7 @@ class Engine:
         self.sweeper = Sweeper(self.js, index, self.clock).start()
         if index.backfill:  # records older than the index
             self._backfill = asyncio.create_task(rebuild(self.js, self.kv, index), name="index-backfill")
+        self.dead_letters = DeadLetters(self.js, self.store, self.clock)
         self._stopping.clear()
         self._loop = await PullLoop(
             self.nc,
@@ -162,11 +179,18 @@ class Engine:
             expires=self.settings.fetch_timeout,
             name="engine",
         ).start()
-        self._advisories = await self.nc.subscribe(
-            layout.job_max_deliveries_advisories(),
-            queue=layout.ENGINE_ADVISORY_QUEUE,
-            cb=self._on_max_deliveries,
-        )
+        self._advisories = [
+            await self.nc.subscribe(
+                layout.job_max_deliveries_advisories(),
+                queue=layout.ENGINE_ADVISORY_QUEUE,
+                cb=self._on_max_deliveries,
+            ),
+            await self.nc.subscribe(
+                layout.command_max_deliveries_advisories(),
+                queue=layout.ENGINE_ADVISORY_QUEUE,
+                cb=self._on_command_max_deliveries,
+            ),
+        ]
         log.info("engine started")
         return self
 
@@ -190,6 +214,33 @@ class Engine:
         with contextlib.suppress(Exception):
             await self.js.delete_msg(layout.STREAM_JOBS, seq)
 
+    async def _on_command_max_deliveries(self, msg: Msg) -> None:
+        """A command was delivered as often as the engine consumer allows without being
+        applied (a replica crashed on it each time): dead-letter it, with an incident."""
+        try:
+            advisory = json.loads(msg.data)
+            seq = int(advisory["stream_seq"])
+            stored = await self.js.get_msg(layout.STREAM_COMMANDS, seq)
+        except Exception as exc:  # applied (and so removed) meanwhile
+            log.info("command max-deliveries advisory not actionable: %s", exc)
+            return
+        reason = f"delivered {advisory.get('deliveries', '?')} times without being applied (the engine failed each time)"
+        await self._dead_letter(stored.subject or "", stored.data or b"", seq, reason)
+        with contextlib.suppress(Exception):
+            await self.js.delete_msg(layout.STREAM_COMMANDS, seq)
+
+    async def _dead_letter(self, subject: str, data: bytes, seq: int, reason: str) -> bool:
+        """Keep the command in the dead-letter stream and raise its incident; False when the
+        dead letter could not be stored (the command then stays on the command stream)."""
+        try:
+            await self.dead_letters.keep(subject, data, seq, reason)
+        except Exception as exc:
+            log.error("command %s:%d not dead-lettered (%s); it stays on %s", layout.STREAM_COMMANDS, seq, exc,
+                      layout.STREAM_COMMANDS)
+            return False
+        await self.dead_letters.incident(data, reason)
+        return True
+
     async def _version_deployed(self, tenant: str, process_id: str, version: int) -> None:
         """A new latest version: schedule its timer start events, once across all replicas
         (a compare-and-set marker in the workflows bucket elects the replica that does it)."""
@@ -212,10 +263,10 @@ class Engine:
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop pulling, let in-flight commands finish (bounded), then cancel the rest."""
         self._stopping.set()
-        advisories, self._advisories = self._advisories, None
-        if advisories is not None:
+        advisories, self._advisories = self._advisories, []
+        for advisory in advisories:
             with contextlib.suppress(Exception):
-                await advisories.unsubscribe()
+                await advisory.unsubscribe()
         if self._loop is not None:
             await self._loop.stop_pulling()
             await self._loop.drain(timeout)
@@ -263,11 +314,11 @@ class Engine:
     # --- one command: load → decide → commit → publish ------------------------------------------
 
     async def _apply(self, msg: Msg) -> None:
+        reason = ""
         try:
             cmd = r.command_decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
-            log.error("dropping undecodable command on %s: %s", msg.subject, exc)
-            verdict = Verdict.TERM
+            verdict, reason = Verdict.DEAD, f"the command does not decode: {exc}"
         else:
             tag = type(cmd).__struct_config__.tag
             attributes = {"natsflow.tenant": cmd.tenant, "natsflow.instance": cmd.instance, "natsflow.command": cmd.id}
@@ -278,7 +329,33 @@ class Engine:
                 where = await dead_letter(self.js, msg, str(exc))
                 log.warning("command %s refused, dead-lettered on %s: %s", cmd.id, where, exc)
                 verdict = Verdict.TERM
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._failed(msg, cmd, exc)
+                return
+            if verdict is Verdict.DEAD:
+                reason = f"instance {cmd.instance} does not exist"
+        if verdict is Verdict.DEAD:
+            seq = msg.metadata.sequence.stream
+            if not await self._dead_letter(msg.subject, msg.data, seq, reason):
+                return  # left unacknowledged: redelivered, never dropped
         await (msg.ack() if verdict is Verdict.ACK else msg.term())
+
+    async def _failed(self, msg: Msg, cmd: r.AnyCommand, exc: Exception) -> None:
+        """The step raised: deliver the command again after a delay, or, on its last allowed
+        delivery, dead-letter it with an incident."""
+        meta = msg.metadata
+        log.error("command %s of %s.%s failed (delivery %d of %d): %s: %s", cmd.id, cmd.tenant, cmd.instance,
+                  meta.num_delivered, self.layout.command_max_deliver, type(exc).__name__, exc)
+        if meta.num_delivered >= self.layout.command_max_deliver:
+            reason = f"failed on each of {meta.num_delivered} deliveries, last: {type(exc).__name__}: {exc}"
+            if await self._dead_letter(msg.subject, msg.data, meta.sequence.stream, reason):
+                await msg.term()
+            return
+        delay = min(self.settings.redelivery_delay * 2 ** (meta.num_delivered - 1), self.layout.command_ack_wait)
+        with contextlib.suppress(Exception):
+            await msg.nak(delay=delay)
 
     async def _run(self, cmd: r.AnyCommand, origin: Origin) -> Verdict:
         """Apply ``cmd``, loading again after each conflict, as ``EngineSettings.conflicts`` allows."""
@@ -309,7 +386,7 @@ class Engine:
         try:
             written = await self.store.commit(key, revision, cmd.id, decided.state, outbox, self.clock().isoformat())
         except RecordTooLargeError as exc:
-            fresh = await self.incident_for_oversized(key, cmd, exc)
+            fresh = await self.incident_for_oversized(key, cmd, exc, launch=state is None)
             outbox = [fresh.history] if fresh.history else []
             written = await self.store.commit(key, revision, cmd.id, fresh.state, outbox, self.clock().isoformat())
         if not written:
@@ -324,8 +401,7 @@ class Engine:
         """The interpreter's step, unless the command needs none (or its origin forbids it:
         :class:`ForbiddenError`)."""
         if state is None and not isinstance(cmd, r.Launch):
-            log.warning("command %s for unknown instance %s.%s dropped", cmd.id, cmd.tenant, cmd.instance)
-            return Verdict.TERM
+            return Verdict.DEAD
         if state is not None:
             log_element(element_of(state, cmd))
             check_job_type(origin, state, cmd)
@@ -372,14 +448,16 @@ class Engine:
         except NotFoundError as exc:
             log.error("command %s: %s", cmd.id, exc)
             if state is None:
-                return None
+                assert isinstance(cmd, r.Launch)
+                return failed_launch(cmd, f"definition unavailable: {exc}", now)
             return self._engine_incident(state, cmd, f"definition unavailable: {exc}")
         try:
-            return step(process, state, cmd, now)
+            return step(process, state, cmd, now, self.settings.limits)
         except Exception as exc:
             log.exception("interpreter failed on command %s of instance %s", cmd.id, cmd.instance)
             if state is None:
-                return None
+                assert isinstance(cmd, r.Launch)
+                return failed_launch(cmd, f"internal error: {type(exc).__name__}: {exc}", now)
             fresh = await self.store.reload(layout.instance_key(cmd.tenant, cmd.instance))
             if fresh is None:
                 return None
@@ -390,8 +468,13 @@ class Engine:
     ) -> StepResult:
         return engine_incident(state, cmd, message, self.clock(), kind)
 
-    async def incident_for_oversized(self, key: str, cmd: r.AnyCommand, exc: RecordTooLargeError) -> StepResult:
-        """The step would write a record over the limit: the record as it was, with an incident."""
+    async def incident_for_oversized(
+        self, key: str, cmd: r.AnyCommand, exc: RecordTooLargeError, *, launch: bool = False
+    ) -> StepResult:
+        """The step would write a record over the limit: the record as it was, with an
+        incident; a launch becomes a failed instance with that incident."""
+        if launch and isinstance(cmd, r.Launch):
+            return failed_launch(cmd, f"{exc}; the instance was not started", self.clock(), kind="payload")
         fresh = await self.store.reload(key)
         message = f"{exc}; variables not applied"
         if fresh is None:

@@ -34,7 +34,13 @@ from natsflow_engine.runtime.activities import Activities
 from natsflow_engine.runtime.adhoc import AdHocs
 from natsflow_engine.runtime.compensation import Compensation
 from natsflow_engine.runtime.conditions import Conditions
-from natsflow_engine.runtime.context import MAX_ACTIVATIONS, StepContext, listener_trigger
+from natsflow_engine.runtime.context import (
+    DEFAULT_STEP_LIMITS,
+    MAX_ACTIVATIONS,
+    StepContext,
+    StepLimits,
+    listener_trigger,
+)
 from natsflow_engine.runtime.events import Events
 from natsflow_engine.runtime.expressions import Expressions
 from natsflow_engine.runtime.joins import Joins
@@ -44,8 +50,8 @@ from natsflow_engine.runtime.scopes import ROOT, propagate
 from natsflow_engine.runtime.starts import next_timer_start
 from natsflow_engine.runtime.tokens import Tokens
 
-__all__ = ["APPLIED_MEMORY", "MAX_ACTIVATIONS", "MESSAGE_MEMORY", "StepResult", "engine_incident", "step",
-           "unreadable_record"]
+__all__ = ["APPLIED_MEMORY", "MAX_ACTIVATIONS", "MESSAGE_MEMORY", "StepLimits", "StepResult", "engine_incident",
+           "failed_launch", "step", "unreadable_record"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,10 @@ APPLIED_MEMORY = 32
 
 MESSAGE_MEMORY = 64
 """How many correlated message ids an instance remembers (a message correlates once per instance)."""
+
+RUNAWAY_HISTORY = 100
+"""History events kept from each end of a step stopped as an endless loop (the rest are
+counted in one ``events-omitted`` event, so the record stays far below its size limit)."""
 
 
 @dataclass
@@ -64,11 +74,18 @@ class StepResult:
     changed: bool = True
 
 
-def step(process: Process | None, state: r.InstanceState | None, command: r.AnyCommand, now: datetime) -> StepResult:
+def step(
+    process: Process | None,
+    state: r.InstanceState | None,
+    command: r.AnyCommand,
+    now: datetime,
+    limits: StepLimits = DEFAULT_STEP_LIMITS,
+) -> StepResult:
     """Apply one command. ``state`` is None only for a launch of a new instance.
 
     ``process`` is the compiled model of the instance's process version (None when it could
-    not be loaded: the command is refused with an incident).
+    not be loaded: the command is refused with an incident). ``limits`` bound what the step
+    may do (activations, call depth).
     """
     if state is None:
         if not isinstance(command, r.Launch):
@@ -87,7 +104,7 @@ def step(process: Process | None, state: r.InstanceState | None, command: r.AnyC
         return StepResult(state, changed=False)
     assert process is not None
     state.step += 1
-    c = StepContext(process, state, Expressions(now))
+    c = StepContext(process, state, Expressions(now), limits)
     c.tokens = Tokens(c)
     c.activities = Activities(c)
     c.events = Events(c)
@@ -98,7 +115,61 @@ def step(process: Process | None, state: r.InstanceState | None, command: r.AnyC
     c.multiples = Multiples(c)
     c.adhocs = AdHocs(c)
     _Commands(c).apply(command)
-    return StepResult(state, c.effects, _history(state, command, c.at, c.history))
+    events = c.history if c.runaway is None else _omit_middle(c.history, RUNAWAY_HISTORY)
+    return StepResult(state, c.effects, _history(state, command, c.at, events))
+
+
+def _omit_middle(events: list[r.HistoryEvent], keep: int) -> list[r.HistoryEvent]:
+    if len(events) <= 2 * keep:
+        return events
+    omitted = r.HistoryEvent(type="events-omitted", data={"count": len(events) - 2 * keep})
+    return [*events[:keep], omitted, *events[-keep:]]
+
+
+def failed_launch(command: r.Launch, message: str, now: datetime, kind: str = "launch-failed") -> StepResult:
+    """A launch the engine cannot apply (its record would be too large, its process cannot be
+    loaded or stepped): an instance in state ``failed`` with no variables and one incident
+    saying why, so that the instance id the caller got names something. A calling instance
+    is told (``ChildFinished`` with state ``failed``)."""
+    at = now.isoformat()
+    state = r.InstanceState(
+        id=command.instance,
+        tenant=command.tenant,
+        process_id=command.process_id,
+        version=command.version or 0,
+        state="failed",
+        business_key=command.business_key,
+        started=at,
+        ended=at,
+        step=1,
+        parent=command.parent,
+        applied=[command.id],
+        v=r.STATE_VERSION,
+    )
+    incident = r.Incident(
+        id=f"{state.id}.{ROOT}.1", ei=ROOT, element_id=command.process_id, kind=kind, message=message, at=at
+    )
+    state.incidents.append(incident)
+    event = r.HistoryEvent(
+        type="incident-raised",
+        element_id=command.process_id,
+        ei=ROOT,
+        data={"incident": incident.id, "kind": kind, "message": message},
+    )
+    effects: list[r.Effect] = []
+    if command.parent is not None:
+        effects.append(
+            r.ChildFinished(
+                id=f"{state.id}.done",
+                tenant=command.parent.tenant,
+                instance=command.parent.instance,
+                ei=command.parent.ei,
+                child=state.id,
+                state="failed",
+                error_message=message,
+            )
+        )
+    return StepResult(state, effects, _history(state, command, at, [event]))
 
 
 def engine_incident(

@@ -84,6 +84,9 @@ class Loops(Part):
         return [None] * count
 
     def spawn_iteration(self, body: r.ElementInstance, node: Activity, data: w.LoopBody) -> None:
+        if not self.c.activate(node):
+            self.c.endless_loop(body)
+            return
         index = data.next
         data.next = index + 1
         local: dict[str, Any] = {"loopCounter": index + 1}

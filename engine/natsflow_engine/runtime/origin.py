@@ -24,7 +24,7 @@ from natsflow_engine.errors import ForbiddenError, InvalidNameError
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.waits import JobWait
 
-__all__ = ["Origin", "check_job_type", "dead_letter", "origin_of"]
+__all__ = ["Origin", "check_job_type", "dead_letter", "keep_dead_letter", "origin_of"]
 
 JobResult = r.JobCompleted | r.JobFailed | r.JobError
 
@@ -79,19 +79,25 @@ async def dead_letter(js: JetStreamContext, msg: Msg, reason: str) -> str:
     of its subject) with its payload and the reason; returns the subject. Idempotent per stream
     sequence inside the duplicate window; a failure to store it raises (the command stays
     unacknowledged: never dropped)."""
-    parts = msg.subject.split(".")
+    return await keep_dead_letter(js, msg.subject, msg.data, msg.metadata.sequence.stream, reason)
+
+
+async def keep_dead_letter(js: JetStreamContext, source: str, data: bytes, sequence: int, reason: str) -> str:
+    """:func:`dead_letter` of a command read from the stream (``source`` its subject,
+    ``sequence`` its stream sequence)."""
+    parts = source.split(".")
     tenant = parts[2] if len(parts) > 2 and parts[2] else layout.DEFAULT_TENANT
     instance = parts[3] if len(parts) > 3 and parts[3] else "-"
-    origin = f"{layout.STREAM_COMMANDS}:{msg.metadata.sequence.stream}"
+    origin = f"{layout.STREAM_COMMANDS}:{sequence}"
     subject = layout.command_dead_letter_subject(tenant, instance)
     await js.publish(
         subject,
-        msg.data,
+        data,
         headers={
             "Natsflow-Dead-Letter-Reason": " ".join(reason.split())[:1000],
             "Natsflow-Tenant": tenant,
             "Natsflow-Instance": instance,
-            "Natsflow-Source-Subject": msg.subject,
+            "Natsflow-Source-Subject": source,
             "Natsflow-Source-Sequence": origin,
             "Nats-Msg-Id": f"dlq.{origin}",
         },

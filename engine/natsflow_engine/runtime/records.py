@@ -92,6 +92,8 @@ class ParentRef(msgspec.Struct, kw_only=True, omit_defaults=True):
     instance: str
     ei: int
     element_id: str
+    depth: int = 1
+    """The child's depth in its call tree (the root instance, with no parent, is depth 0)."""
 
 
 class Launch(Command, tag="launch"):

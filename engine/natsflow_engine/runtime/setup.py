@@ -59,6 +59,9 @@ class LayoutSettings:
     instance's history with its archive; a running instance's history never expires)."""
     command_ack_wait: float = 30.0
     """Seconds before an unacknowledged command is redelivered to another engine replica."""
+    command_max_deliver: int = 5
+    """Deliveries of one command before it is dead-lettered (``NF_DLQ``, with an incident on
+    its instance) instead of being tried again."""
     max_payload: int = 1024 * 1024
     """Largest record natsflow writes; bigger variables payloads are refused."""
 
@@ -166,6 +169,7 @@ async def ensure_layout(
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=settings.command_ack_wait,
+            max_deliver=settings.command_max_deliver,
             max_ack_pending=20_000,
             max_waiting=512,
         ),

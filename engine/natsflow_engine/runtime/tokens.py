@@ -17,7 +17,7 @@ from natsflow_engine.bpmn.model import Activity, Event, FlowNode, Gateway, Seque
 from natsflow_engine.errors import NatsflowError
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime import waits as w
-from natsflow_engine.runtime.context import MAX_ACTIVATIONS, Part
+from natsflow_engine.runtime.context import Part
 from natsflow_engine.runtime.scopes import ROOT, context_of
 
 __all__ = ["Tokens"]
@@ -35,11 +35,9 @@ class Tokens(Part):
         c = self.c
         if not c.arrived(scope):
             return  # the scope was terminated or the instance ended while this token was queued
-        c.activations += 1
         node = self.p.nodes[node_id]
-        if c.activations > MAX_ACTIVATIONS:
-            ei = c.new_ei(node, scope, flow)
-            c.raise_incident(ei, "engine", f"more than {MAX_ACTIVATIONS} activations in one step (endless loop?)")
+        if not c.activate(node):
+            c.endless_loop(c.new_ei(node, scope, flow))
             return
         if isinstance(node, Gateway):
             self.enter_gateway(node, scope, flow)
