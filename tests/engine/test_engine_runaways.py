@@ -5,6 +5,7 @@ depth limit and cancelling the root cancels the whole call tree. Nothing is rede
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 from modelkit import chain, flow, model, user_task
 from natsflow_engine import layout
@@ -55,7 +56,7 @@ async def test_a_ten_thousand_task_sequence_becomes_a_failed_instance(kit: Proce
     ids = ["s", *(f"t{n}" for n in range(10_000)), "e"]
     body = (
         '<bpmn:startEvent id="s" />' + "".join(f'<bpmn:task id="{i}" />' for i in ids[1:-1])
-        + '<bpmn:endEvent id="e" />' + chain(*ids)
+        + '<bpmn:endEvent id="e" />' + "".join(flow(f"f{n}", a, b) for n, (a, b) in enumerate(pairwise(ids)))
     )
     await kit.deploy(model("long", body))
     iid = await kit.start_instance("long")

@@ -28,13 +28,14 @@ from datetime import UTC, datetime
 from enum import Enum
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from natsflow_engine import layout, tracing
 from natsflow_engine.bpmn.model import Process
-from natsflow_engine.errors import ForbiddenError, NatsflowError, NotFoundError
+from natsflow_engine.errors import ConnectionFailedError, ForbiddenError, NatsflowError, NotFoundError
 from natsflow_engine.index import IndexSettings, InstanceIndex, rebuild
 from natsflow_engine.natsutil import PullLoop
 from natsflow_engine.observability import StepObserver, log_element
@@ -99,6 +100,13 @@ class EngineSettings:
     """Seconds before a command whose step failed is delivered again (doubling per delivery,
     at most the ack wait); after ``LayoutSettings.command_max_deliver`` deliveries it is
     dead-lettered."""
+
+
+TRANSIENT: tuple[type[Exception], ...] = (
+    nats.errors.Error, ConnectionFailedError, ConcurrentUpdateError, TimeoutError, OSError
+)
+"""Failures of a step that may pass by themselves: the command is delivered again only after
+the ack wait, so its delivery limit spans minutes of NATS trouble, not seconds."""
 
 
 class Verdict(Enum):
@@ -354,6 +362,8 @@ class Engine:
                 await msg.term()
             return
         delay = min(self.settings.redelivery_delay * 2 ** (meta.num_delivered - 1), self.layout.command_ack_wait)
+        if isinstance(exc, TRANSIENT):
+            delay = self.layout.command_ack_wait  # NATS trouble: give it time to pass
         with contextlib.suppress(Exception):
             await msg.nak(delay=delay)
 
