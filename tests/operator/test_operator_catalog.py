@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from natsflow_engine import catalog
+from natsflow_engine import catalog, layout
 
 TASKDEF_V1 = (
     '{"tenant":"shop","task_type":"charge card","name":"charge","consumer":"job-shop-charge=20card",'
@@ -39,7 +39,7 @@ def test_taskdef_record_golden() -> None:
 def test_trigger_record_golden_and_forward_compatible() -> None:
     record = catalog.decode_trigger(TRIGGER_V1.encode())
     assert record.stream == catalog.capture_stream("shop.orders.created")
-    assert record.consumer == catalog.trigger_consumer("shop", "orders")
+    assert record.consumer == layout.legacy_trigger_consumer("shop", "orders")  # written before 0.2
     assert (record.v, record.suspended, record.max_deliver, record.version) == (1, False, 5, None)
     assert catalog.encode_record(record).decode() == TRIGGER_V1
     newer = json.loads(TRIGGER_V1) | {"v": 2, "a_field_from_the_future": [1, 2]}
