@@ -142,9 +142,12 @@ async def _phase(js: Any, nc: Any, args: argparse.Namespace, *, attacks: bool, r
     interval, n, next_attack, attacked = 1.0 / args.rate, 0, started, 0
     while (now := time.perf_counter()) - started < args.seconds:
         if attacks and now >= next_attack:
-            for process_id, variables in ATTACKS.values():
-                await load.launch(process_id, variables, track=False)
-            await _poison(js)
+            for name in args.attacks:
+                if name == "poison":
+                    await _poison(js)
+                else:
+                    process_id, variables = ATTACKS[name]
+                    await load.launch(process_id, variables, track=False)
             attacked += 1
             next_attack += args.attack_every
         await load.launch("normal", {"n": n}, track=True)
@@ -192,7 +195,7 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         server.close()
     result = {
-        "rate": args.rate, "seconds": args.seconds, "attack_every": args.attack_every,
+        "rate": args.rate, "seconds": args.seconds, "attack_every": args.attack_every, "attacks": args.attacks,
         "without_attacks": quiet, "with_attacks": hostile,
         "p99_ratio": hostile["p99_ms"] / quiet["p99_ms"] if quiet["p99_ms"] else None,
         "rss_mb_without": quiet_rss / 2**20, "rss_mb_with": max(rss) / 2**20,
@@ -202,7 +205,7 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"normal stream p50/p99: {quiet['p50_ms']:.0f}/{quiet['p99_ms']:.0f} ms without attacks, "
         f"{hostile['p50_ms']:.0f}/{hostile['p99_ms']:.0f} ms with ({hostile['attack_rounds']} rounds of "
-        f"{len(ATTACKS) + 1} attacks); p99 ratio {result['p99_ratio']:.2f}; RSS {result['rss_mb_without']:.0f} -> "
+        f"{len(args.attacks)} attacks: {','.join(args.attacks)}); p99 ratio {result['p99_ratio']:.2f}; RSS {result['rss_mb_without']:.0f} -> "
         f"{result['rss_mb_with']:.0f} MB; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
 
@@ -212,7 +215,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=20.0, help="normal instances per second")
     p.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     p.add_argument("--attack-every", type=float, default=2.0, help="seconds between rounds of attacks")
-    return p.parse_args(argv)
+    p.add_argument("--only", default="", help=f"comma-separated subset of {','.join([*ATTACKS, 'poison'])}")
+    args = p.parse_args(argv)
+    args.attacks = [a for a in args.only.split(",") if a] or [*ATTACKS, "poison"]
+    return args
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ __all__ = [
 class StepLimits:
     """What one step of one instance may do before the instance gets an incident."""
 
-    max_activations: int = 100_000
+    max_activations: int = 50_000
     """Element activations in one step (a loop that makes no progress: no wait state between
     its rounds); past it, an incident "possible endless loop at <element>". Multi-instance
     iterations and the elements inside them count."""
