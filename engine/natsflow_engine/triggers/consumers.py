@@ -24,16 +24,16 @@ log = logging.getLogger(__name__)
 
 
 async def ensure_trigger_consumer(
-    js: JetStreamContext, stream: str, config: ConsumerConfig, tenant: str, name: str
+    js: JetStreamContext, stream: str, config: ConsumerConfig, tenant: str, name: str, *, legacy: bool = True
 ) -> bool:
     """Create (or update) the trigger's consumer ``config`` on ``stream``; a consumer of the
-    same subject under the legacy name hands over its position and is deleted. True when one
-    did."""
-    legacy = layout.legacy_trigger_consumer(tenant, name)
-    try:
-        info = await js.consumer_info(stream, legacy)
-    except NotFoundError:
-        info = None
+    same subject under the legacy name hands over its position and is deleted (looked for
+    unless ``legacy`` is False: a stream created just now). True when one did."""
+    old = layout.legacy_trigger_consumer(tenant, name)
+    info = None
+    if legacy:
+        with contextlib.suppress(NotFoundError):
+            info = await js.consumer_info(stream, old)
     adopted = info is not None and info.config.filter_subject == config.filter_subject
     if info is not None and adopted:
         floor = info.ack_floor.stream_seq if info.ack_floor and info.ack_floor.stream_seq else 0
@@ -43,8 +43,8 @@ async def ensure_trigger_consumer(
     await js.add_consumer(stream, config)
     if adopted:
         with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(stream, legacy)
-        log.info("trigger consumer %s on %s renamed to %s", legacy, stream, config.durable_name)
+            await js.delete_consumer(stream, old)
+        log.info("trigger consumer %s on %s renamed to %s", old, stream, config.durable_name)
     return adopted
 
 

@@ -150,6 +150,7 @@ class TriggerRunner:
         self.dlq = dead_letter_subject(record.tenant, record.name, record.dead_letter_subject)
         self._main: asyncio.Task[None] | None = None
         self._pull: PullLoop | None = None
+        self._fresh_stream = False
         self._stopping = asyncio.Event()
         self.log = logging.LoggerAdapter(log, {"tenant": record.tenant, "trigger": record.name})
 
@@ -220,6 +221,7 @@ class TriggerRunner:
     # --- stream and consumer --------------------------------------------------------------------
 
     async def _bind(self, mapping: TriggerMapping) -> None:
+        self._fresh_stream = False
         self.stream = await self._ensure_stream()
         try:
             await self.js.consumer_info(self.stream, self.consumer)
@@ -239,6 +241,7 @@ class TriggerRunner:
                 ),
                 self.record.tenant,
                 self.record.name,
+                legacy=not self._fresh_stream,  # a new stream has no old consumer: no extra round trip
             )
             self.log.info("created consumer %s on stream %s", self.consumer, self.stream)
         s = self.settings
@@ -283,6 +286,7 @@ class TriggerRunner:
                 )
             )
             self.log.info("created capture stream %s for %s", name, self.record.subject)
+            self._fresh_stream = True
         except BadRequestError as exc:
             if "already in use" not in str(exc):
                 raise
