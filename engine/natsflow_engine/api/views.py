@@ -66,8 +66,9 @@ async def load_instance(
 
 def incidents_of(state: r.InstanceState) -> list[p.IncidentInfo]:
     """The open incidents of an instance. An ended instance has none: its incidents closed with
-    it (records written before the engine cleared them on ending still list them)."""
-    if state.state != "active":
+    it (records written before the engine cleared them on ending still list them); a failed
+    launch keeps the one that says why it failed."""
+    if state.state not in ("active", "failed"):
         return []
     return [
         p.IncidentInfo(
