@@ -24,7 +24,7 @@ from natsflow_engine.liveness import ConnectionWatch
 from natsflow.cli import render
 from natsflow.cli.common import CliContext, emit_json, run
 from natsflow.cli.health import TRIGGER_SERVER_HEALTH_PORT, health_port_option, serve_health
-from natsflow.cli.lifecycle import raise_if_dead, shut_down, until_stopped
+from natsflow.cli.lifecycle import raise_if_dead, serve, shut_down, until_stopped
 from natsflow.cli.support import all_instances, live_instances, parse_duration, parse_variables
 from natsflow.cli.tenants import tenant_credentials_option
 from natsflow.errors import NatsflowError
@@ -393,7 +393,7 @@ def trigger_server_cmd(obj: CliContext, health_port: int, tenant_credentials_dir
 
     if tenant_credentials_dir is not None:  # one connection per tenant account
         metrics = Metrics()
-        run(serve_tenant_accounts(obj, tenant_credentials_dir, trigger_services(metrics), health_port, metrics))
+        serve(serve_tenant_accounts(obj, tenant_credentials_dir, trigger_services(metrics), health_port, metrics))
         return
 
     async def main() -> None:
@@ -421,7 +421,7 @@ def trigger_server_cmd(obj: CliContext, health_port: int, tenant_credentials_dir
             )
         raise_if_dead(watch.liveness)
 
-    run(main())
+    serve(main())
 
 
 trigger_server_cmd.params.append(health_port_option(TRIGGER_SERVER_HEALTH_PORT))

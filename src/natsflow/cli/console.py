@@ -12,8 +12,8 @@ from natsflow_console.auth import AuthError, Users, dev_users
 from natsflow_engine.accounts.directory import TenantServing
 from natsflow_engine.liveness import ConnectionWatch
 
-from natsflow.cli.common import CliContext, fail, run
-from natsflow.cli.lifecycle import raise_if_dead, shut_down, until_stopped
+from natsflow.cli.common import CliContext, fail
+from natsflow.cli.lifecycle import raise_if_dead, serve, shut_down, until_stopped
 from natsflow.cli.tenants import tenant_credentials_option
 
 __all__ = ["COMMANDS", "start_dev_console"]
@@ -72,7 +72,7 @@ def console_cmd(
             await shut_down(watch.liveness, console.stop(), nc.close())
         raise_if_dead(watch.liveness)
 
-    run(main())
+    serve(main())
 
 
 console_cmd.params.append(tenant_credentials_option())

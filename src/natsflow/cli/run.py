@@ -22,7 +22,7 @@ from natsflow_engine.worker import Worker
 
 from natsflow.cli.common import CliContext, fail, run
 from natsflow.cli.health import ENGINE_HEALTH_PORT, health_port_option, serve_health
-from natsflow.cli.lifecycle import raise_if_dead, shut_down, until_stopped
+from natsflow.cli.lifecycle import raise_if_dead, serve, shut_down, until_stopped
 from natsflow.cli.tenants import engine_services, serve_tenant_accounts, tenant_credentials_option
 from natsflow.errors import NatsflowError
 
@@ -65,7 +65,7 @@ def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int, tenant_c
     if tenant_credentials_dir is not None:  # one connection per tenant account
         metrics = Metrics()
         services = engine_services(metrics, stream_replicas)
-        run(serve_tenant_accounts(obj, tenant_credentials_dir, services, health_port, metrics))
+        serve(serve_tenant_accounts(obj, tenant_credentials_dir, services, health_port, metrics))
         return
 
     async def main() -> None:
@@ -109,7 +109,7 @@ def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int, tenant_c
             )
         raise_if_dead(watch.liveness)
 
-    run(main())
+    serve(main())
 
 
 engine_cmd.params.append(health_port_option(ENGINE_HEALTH_PORT))
@@ -180,7 +180,7 @@ def worker_cmd(obj: CliContext, app_spec: str, task_type: str | None) -> None:
             await shut_down(watch.liveness, app.stop(), nc.close())
         raise_if_dead(watch.liveness)
 
-    run(main())
+    serve(main())
 
 
 async def _watch_server(server: EmbeddedNatsServer, liveness: Liveness, every: float = 0.5) -> None:
@@ -268,7 +268,7 @@ def dev_cmd(
         raise_if_dead(watch.liveness)
 
     try:
-        run(main())
+        serve(main())
     finally:
         server.close()
 
