@@ -15,6 +15,7 @@ import msgspec
 from aiohttp import web
 from natsflow_engine.api.client import ApiClient
 from natsflow_engine.errors import NatsflowError
+from natsflow_engine.runtime.forms import is_form
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from natsflow_console import live
@@ -201,10 +202,18 @@ async def deploy(request: web.Request) -> web.StreamResponse:
     body = await _body(request)
     source, name = body.get("source"), body.get("name")
     if not isinstance(source, str) or not source.strip():
-        raise BadRequest("source must be the BPMN XML document")
+        raise BadRequest("source must be the BPMN XML document (or a .form JSON document)")
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
         raise BadRequest(f"name must be a file name of at most {MAX_NAME} characters")
-    return _json({"deployed": await api_of(request).deploy(source, name=name)})
+    if is_form(source, name):
+        return _json({"deployed": [], "forms": [await api_of(request).deploy_form(source, name=name)]})
+    return _json({"deployed": await api_of(request).deploy(source, name=name), "forms": []})
+
+
+async def form(request: web.Request) -> web.StreamResponse:
+    """A deployed Camunda form: ``schema`` is its JSON document."""
+    reply = await api_of(request).form(request.match_info["id"])
+    return _json({"form_id": reply.form_id, "version": reply.version, "schema": msgspec.json.decode(reply.source)})
 
 
 # --- incidents --------------------------------------------------------------------------------
@@ -306,6 +315,7 @@ def add_routes(app: web.Application, static: Path, *, users: Users, cookie: str)
         ("GET", "/api/processes/{pid}", process),
         ("GET", "/api/processes/{pid}/heatmap", heatmap),
         ("POST", "/api/deploy", deploy),
+        ("GET", "/api/forms/{id}", form),
         ("GET", "/api/incidents", incidents),
         ("POST", "/api/incidents/{id}/resolve", resolve),
         ("GET", "/api/tasks", tasks),

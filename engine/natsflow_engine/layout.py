@@ -75,6 +75,7 @@ __all__ = [
     "command_max_deliveries_advisories",
     "command_subject",
     "dead_letter_subject",
+    "form_key",
     "history_subject",
     "idempotent_instance_id",
     "index_key",
@@ -321,6 +322,11 @@ def workflow_key(tenant: str, process_id: str, version: int) -> str:
 
 def workflow_latest_key(tenant: str, process_id: str) -> str:
     return f"{tenant}.{token(process_id)}.latest"
+
+
+def form_key(tenant: str, form_id: str) -> str:
+    """Key (in ``nf_workflows``) of a deployed form; ``=form`` is never a process token."""
+    return f"{tenant}.=form.{token(form_id)}"
 
 
 def timer_starts_key(tenant: str, process_id: str) -> str:

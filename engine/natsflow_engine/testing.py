@@ -43,6 +43,7 @@ from natsflow_engine.natsutil import list_keys
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import deploy_definitions, resolve_version
 from natsflow_engine.runtime.engine import Engine, EngineSettings
+from natsflow_engine.runtime.forms import deploy_form, get_form
 from natsflow_engine.runtime.setup import ensure_layout, open_buckets
 from natsflow_engine.server import EmbeddedNatsServer
 from natsflow_engine.store import publish_command
@@ -127,6 +128,8 @@ class UserTaskView:
     variables: dict[str, Any]
     name: str | None = None
     due_date: str | None = None
+    form_id: str | None = None
+    """The deployed form the task links (:meth:`ProcessTestEngine.form` reads it)."""
 
 
 class ProcessTestEngine:
@@ -200,6 +203,19 @@ class ProcessTestEngine:
             key, version = (self.tenant, d.process_id), d.version
             await self._wait_for(functools.partial(_at_least, index, key, version))
         return [d.process_id for d in deployed]
+
+    async def deploy_form(self, source: str | Path) -> str:
+        """Deploy a Camunda form (a ``.form`` Path, or its JSON text) for user tasks that link it
+        by ``formId``; returns the form id."""
+        name = source.name if isinstance(source, Path) else None
+        text = source.read_text(encoding="utf-8-sig") if isinstance(source, Path) else source
+        deployed = await deploy_form(self.workflows_kv, self.tenant, text, name=name, now=self.clock.now())
+        return deployed.form_id
+
+    async def form(self, form_id: str) -> dict[str, Any]:
+        """The schema of a deployed form."""
+        schema: dict[str, Any] = msgspec.json.decode((await get_form(self.workflows_kv, self.tenant, form_id)).source)
+        return schema
 
     def task(self, task_type: str, *, concurrency: int = 16) -> Callable[[Handler], Handler]:
         """Register a job handler (``async def handler(job) -> dict | None``)."""
@@ -372,6 +388,7 @@ class ProcessTestEngine:
                     t.variables,
                     t.name,
                     t.due_date,
+                    t.form_id,
                 )
             )
         return views

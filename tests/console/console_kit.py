@@ -157,3 +157,33 @@ def approval_with_form(process_id: str) -> str:
             f"    </bpmn:extensionElements>",
         )
     )
+
+
+def approval_with_linked_form(process_id: str, form_id: str) -> str:
+    """The approval model whose user task links a deployed form by id (Camunda 8.3+ style)."""
+    return approval(process_id).replace(
+        '<zeebe:assignmentDefinition candidateGroups="sales" />',
+        '<zeebe:assignmentDefinition candidateGroups="sales" />\n'
+        f'        <zeebe:formDefinition formId="{form_id}" />',
+    )
+
+
+FAILING = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" id="d" targetNamespace="t">
+  <bpmn:process id="PID" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="charge" />
+    <bpmn:serviceTask id="charge">
+      <bpmn:extensionElements><zeebe:taskDefinition type="TYPE" retries="1" /></bpmn:extensionElements>
+    </bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="charge" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def failing(process_id: str, task_type: str) -> str:
+    """One service task (retries="1": one attempt) of ``task_type``, no diagram."""
+    return FAILING.replace("PID", process_id).replace("TYPE", task_type)

@@ -315,3 +315,17 @@ def test_a_trusted_proxy_header_names_the_user(nats_url: str, tenants: dict[str,
         stack.loop.call_soon_threadsafe(stack.loop.stop)
         stack.thread.join(10)
         stack.loop.close()
+
+
+def test_forms_deploy_and_read_within_the_users_tenant(stack: Stack, tenants: dict[str, str]) -> None:
+    alice, bob = operator_token(tenants["alice"]), operator_token(tenants["bob"])
+    form_id = f"http-form-{uuid.uuid4().hex[:8]}"
+    form = {"id": form_id, "type": "default", "components": [{"id": "c", "key": "x", "type": "number"}]}
+    status, body = call(stack, "POST", "/api/deploy", alice, {"source": json.dumps(form), "name": "a.form"})
+    assert status == 200 and body == {"deployed": [], "forms": [{"form_id": form_id, "version": 1, "created": True}]}
+    status, body = call(stack, "GET", f"/api/forms/{form_id}", alice)
+    assert status == 200 and body == {"form_id": form_id, "version": 1, "schema": form}
+    assert call(stack, "GET", f"/api/forms/{form_id}", bob)[0] == 404
+    status, body = call(stack, "POST", "/api/deploy", alice, {"source": '{"id": "f"}', "name": "bad.form"})
+    assert status == 400 and "components must be a list" in body["error"]["message"]
+    assert call(stack, "POST", "/api/deploy", viewer_token(tenants["alice"]), {"source": json.dumps(form)})[0] == 403

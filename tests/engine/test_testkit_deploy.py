@@ -43,3 +43,34 @@ async def test_a_process_that_nothing_can_start_is_refused_at_deploy() -> None:
     async with ProcessTestEngine() as engine:
         with pytest.raises(BpmnValidationError, match="no instance can ever start"):
             await engine.deploy(ONLY_AN_EVENT_SUBPROCESS)
+
+
+FORM = '{"id": "kit-form", "type": "default", "components": [{"id": "c", "key": "x", "type": "number"}]}'
+LINKED = (
+    HEAD.replace("<bpmn:definitions ", '<bpmn:definitions xmlns:zeebe="http://camunda.org/schema/zeebe/1.0" ')
+    + """
+  <bpmn:process id="linked" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="ask" />
+    <bpmn:userTask id="ask"><bpmn:extensionElements><zeebe:formDefinition formId="kit-form" />
+    </bpmn:extensionElements></bpmn:userTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="ask" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>"""
+)
+
+
+async def test_a_form_file_deploys_and_its_user_task_links_it(tmp_path: Path) -> None:
+    (tmp_path / "kit.form").write_text(FORM)
+    async with ProcessTestEngine() as engine:
+        assert await engine.deploy_form(tmp_path / "kit.form") == "kit-form"
+        assert (await engine.form("kit-form"))["components"][0]["key"] == "x"
+        await engine.deploy(LINKED)
+        iid = await engine.start_instance("linked")
+        await engine.wait_until_idle()
+        [task] = await engine.user_tasks(iid)
+        assert task.form_id == "kit-form"
+        await engine.complete_user_task(task.id, {"x": 4})
+        await engine.wait_until_idle()
+        assert (await engine.instance(iid)).variables == {"x": 4}

@@ -16,11 +16,16 @@ export function resolveButton(incident, editor, out) {
   return h('button', { class: 'resolve', onclick: resolve }, 'Resolve');
 }
 
+// Retries the failed job had left; not a job incident: a dash.
+export function retriesText(incident) {
+  return incident.retries === null || incident.retries === undefined ? '—' : String(incident.retries);
+}
+
 export function incidentsPage(main, user) {
   const status = h('div', { class: 'status' });
   const body = h('tbody', { id: 'incident-rows' });
   main.replaceChildren(h('h1', {}, 'Incidents'), status,
-    h('table', { class: 'list' }, h('thead', {}, h('tr', {}, ['Instance', 'Process', 'Element', 'Kind', 'Message', 'Raised', ''].map((t) => h('th', {}, t)))), body));
+    h('table', { class: 'list' }, h('thead', {}, h('tr', {}, ['Instance', 'Process', 'Element', 'Kind', 'Message', 'Retries', 'Raised', ''].map((t) => h('th', {}, t)))), body));
   async function load() {
     try {
       const { incidents } = await get('/api/incidents');
@@ -36,7 +41,7 @@ export function incidentsPage(main, user) {
     return h('tr', { 'data-incident': incident.id },
       h('td', {}, h('a', { href: '#/instances/' + encodeURIComponent(incident.instance) }, incident.instance)),
       h('td', {}, incident.process_id), h('td', {}, incident.element_id), h('td', {}, incident.kind),
-      h('td', { class: 'message' }, incident.message), h('td', {}, when(incident.at)),
+      h('td', { class: 'message' }, incident.message), h('td', { class: 'retries' }, retriesText(incident)), h('td', {}, when(incident.at)),
       h('td', {}, user.role === 'operator' ? [editor, resolveButton(incident, editor, out), out] : ''));
   }
   load();

@@ -4,8 +4,8 @@
 import { get, post, stream } from './api.js';
 import { Diagram } from './diagram.js';
 import { h, json, message, parseObject, when } from './dom.js';
-import { resolveButton } from './incidents.js';
-import { describe, flowsTaken, fold } from './replay.js';
+import { resolveButton, retriesText } from './incidents.js';
+import { describe, flowsTaken, fold, valueText } from './replay.js';
 
 export function instancePage(main, id, user) {
   const canWrite = user.role === 'operator';
@@ -15,13 +15,14 @@ export function instancePage(main, id, user) {
   const status = h('div', { class: 'status', id: 'instance-status' });
   const canvas = h('div', { class: 'canvas', id: 'diagram' });
   const replayBar = h('div', { class: 'replay', id: 'replay' });
+  const replayVars = h('div', { class: 'replay-variables', id: 'replay-variables' });
   const scopes = h('div', { id: 'scopes' });
   const incidents = h('div', { id: 'incidents' });
   const timeline = h('ol', { class: 'timeline', id: 'timeline' });
   const actions = h('div', { class: 'actions' });
   main.replaceChildren(
     h('div', { class: 'headline' }, title, stateBadge),
-    facts, status, actions, canvas, replayBar,
+    facts, status, actions, canvas, replayBar, replayVars,
     h('div', { class: 'columns' },
       h('section', {}, h('h2', {}, 'Variables (now)'), scopes, h('h2', {}, 'Incidents'), incidents),
       h('section', {}, h('h2', {}, 'History'), timeline)));
@@ -50,6 +51,18 @@ export function instancePage(main, id, user) {
       diagram.paint({ ...view, done, current });
     }
     for (const row of timeline.children) row.classList.toggle('current', Number(row.dataset.index) === replayAt);
+    showReplayVariables(replayAt === null ? null : view);
+  }
+
+  // The variables as they were at the replayed step (from the history records), the ones this
+  // step set highlighted.
+  function showReplayVariables(view) {
+    if (!view) { replayVars.replaceChildren(); return; }
+    const rows = view.values.map((v) => h('tr', { 'data-name': v.name, 'data-scope': v.ei, class: v.step === view.step ? 'changed' : null },
+      h('td', {}, v.ei === 1 ? 'process' : 'scope ' + v.ei), h('td', {}, v.name), h('td', { class: 'value' }, valueText(v)), h('td', {}, 'step ' + v.step)));
+    replayVars.replaceChildren(h('h2', {}, 'Variables at step ' + view.step),
+      rows.length ? h('table', { class: 'list' }, h('thead', {}, h('tr', {}, ['Scope', 'Name', 'Value', 'Set at'].map((t) => h('th', {}, t)))), h('tbody', {}, rows))
+        : h('p', { class: 'note' }, 'No variables yet.'));
   }
 
   function showDetail() {
@@ -93,7 +106,8 @@ export function instancePage(main, id, user) {
     const editor = h('textarea', { rows: 2, class: 'vars-editor', placeholder: 'variables to set, {"amount": 10}' });
     const out = h('div');
     return h('div', { class: 'incident', 'data-incident': incident.id },
-      h('p', {}, h('strong', {}, incident.element_id), ' ', h('span', { class: 'kind' }, incident.kind), ': ', incident.message),
+      h('p', {}, h('strong', {}, incident.element_id), ' ', h('span', { class: 'kind' }, incident.kind), ': ', incident.message,
+        ' ', h('span', { class: 'retries' }, '(retries left: ' + retriesText(incident) + ')')),
       canWrite ? h('div', { class: 'set' }, editor, resolveButton(incident, editor, out), out) : null);
   }
 

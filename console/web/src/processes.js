@@ -28,20 +28,21 @@ export function processesPage(main, user) {
 
 function deployZone(onDeployed) {
   const out = h('div', { id: 'deploy-result' });
-  const input = h('input', { type: 'file', accept: '.bpmn,.xml', id: 'deploy-file' });
+  const input = h('input', { type: 'file', accept: '.bpmn,.xml,.form', id: 'deploy-file' });
   const canvas = h('div', { class: 'canvas small', id: 'deploy-diagram', hidden: true });
   let diagram = null;
   const node = h('div', { class: 'dropzone', id: 'dropzone' },
-    h('p', {}, 'Drop a .bpmn file here to deploy it, or ', h('label', {}, 'choose one ', input)), out, canvas);
+    h('p', {}, 'Drop a .bpmn (or a Camunda .form) file here to deploy it, or ', h('label', {}, 'choose one ', input)), out, canvas);
   async function deploy(file) {
     message(out, 'Deploying ' + file.name + '…', 'note');
     canvas.hidden = true;
     const source = await file.text();
     try {
-      const { deployed } = await post('/api/deploy', { source, name: file.name });
+      const { deployed, forms } = await post('/api/deploy', { source, name: file.name });
       out.replaceChildren(h('ul', { class: 'deployed' }, deployed.map((d) => h('li', {},
         h('a', { href: '#/processes/' + encodeURIComponent(d.process_id) + '?version=' + d.version }, d.process_id + ' v' + d.version),
-        d.created ? ' deployed' : ' unchanged (same as the latest version)'))));
+        d.created ? ' deployed' : ' unchanged (same as the latest version)')),
+        forms.map((f) => h('li', { 'data-form': f.form_id }, 'form ' + f.form_id + ' v' + f.version + (f.created ? ' deployed' : ' unchanged (same as the latest version)')))));
       onDeployed();
     } catch (error) {
       const issues = error.details || [];

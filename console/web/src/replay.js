@@ -9,8 +9,15 @@ export function fold(records, upto) {
   const counts = {};
   const incidents = new Map(); // ei -> {element, message}
   const variables = [];
+  const values = new Map(); // "ei/name" -> {ei, name, value, size, step, known}
   const last = upto === undefined ? records.length - 1 : upto;
   for (let i = 0; i <= last && i < records.length; i++) {
+    for (const change of records[i].variables || []) {
+      values.set(change.ei + '/' + change.name, {
+        ei: change.ei, name: change.name, step: records[i].step, known: change.size === undefined || change.size === null,
+        value: change.value === undefined ? null : change.value, size: change.size
+      });
+    }
     for (const event of records[i].events || []) {
       const el = event.element_id;
       const ei = event.ei;
@@ -41,6 +48,12 @@ export function fold(records, upto) {
           break;
         case 'variables-set':
           variables.push({ step: records[i].step, element: el, names: (event.data && event.data.names) || [] });
+          // records written before values were recorded: the names, without values
+          if (!records[i].variables) {
+            for (const name of (event.data && event.data.names) || []) {
+              values.set(ei + '/' + name, { ei, name, step: records[i].step, known: false, value: null, size: null });
+            }
+          }
           break;
         default:
           break;
@@ -54,7 +67,8 @@ export function fold(records, upto) {
     (incidentMessages[element] = incidentMessages[element] || []).push(message);
   }
   const state = last >= 0 && records[last] ? records[last].state : 'active';
-  return { active: activeCounts, done, entered, counts, incidents: incidentMessages, variables, state };
+  const step = last >= 0 && records[last] ? records[last].step : 0;
+  return { active: activeCounts, done, entered, counts, incidents: incidentMessages, variables, values: [...values.values()], step, state };
 }
 
 // Sequence flows on the completed path: from a completed element to one that was entered.
@@ -66,6 +80,12 @@ export function flowsTaken(registry, done, entered) {
     if (source && target && done.has(source.id) && entered.has(target.id)) flows.push(element.id);
   }
   return flows;
+}
+
+// A recorded value as text: its JSON, or why it is not there.
+export function valueText(entry) {
+  if (entry.known) return JSON.stringify(entry.value);
+  return entry.size ? '(' + entry.size + ' bytes: too large to record)' : '(value not recorded)';
 }
 
 export function describe(event) {

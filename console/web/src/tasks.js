@@ -7,7 +7,13 @@ import { embeddedForm, renderForm } from './forms.js';
 
 const sources = new Map(); // "<process>@<version>" -> BPMN XML
 
+const forms = new Map(); // form id -> schema (the latest deployed)
+
 async function formOf(task) {
+  if (task.form_id) {
+    if (!forms.has(task.form_id)) forms.set(task.form_id, (await get('/api/forms/' + encodeURIComponent(task.form_id))).schema);
+    return forms.get(task.form_id);
+  }
   if (!task.form_key) return null;
   const detail = await get('/api/instances/' + encodeURIComponent(task.instance));
   const key = task.process_id + '@' + detail.version;
@@ -76,11 +82,11 @@ export function tasksPage(main, user, params) {
       act('complete', { variables });
     };
     const details = h('details', { open: open.has(task.id) || null, ontoggle: (e) => { if (e.target.open) open.add(task.id); else open.delete(task.id); } },
-      h('summary', {}, task.form_key ? 'Form and completion' : 'Variables and completion'),
+      h('summary', {}, task.form_key || task.form_id ? 'Form and completion' : 'Variables and completion'),
       h('pre', { class: 'vars' }, json(task.variables)),
       formBox,
       canWrite ? [plain, h('button', { class: 'complete', onclick: complete }, 'Complete')] : null);
-    if (task.form_key) {
+    if (task.form_key || task.form_id) {
       formOf(task).then(async (schema) => {
         if (!schema) {
           formBox.append(h('p', { class: 'note' }, 'Form ' + task.form_key + ' is not embedded in the process: complete with variables.'));

@@ -157,6 +157,13 @@ class ApiClient:
         reply = await self.call("deploy", p.DeployRequest(source=source, name=name), p.DeployReply)
         return reply.deployed
 
+    async def deploy_form(self, source: str, *, name: str | None = None) -> p.FormDeployReply:
+        """Deploy a Camunda form (``.form`` JSON) for user tasks that name its id in ``formId``."""
+        return await self.call("form-deploy", p.DeployRequest(source=source, name=name), p.FormDeployReply)
+
+    async def form(self, form_id: str) -> p.FormGetReply:
+        return await self.call("form-get", p.FormGetRequest(form_id=form_id), p.FormGetReply)
+
     async def workflows(self) -> list[p.WorkflowSummary]:
         return (await self.call("workflow-list", p.Empty(), p.WorkflowListReply)).workflows
 

@@ -40,6 +40,7 @@ from natsflow_engine.errors import (
 )
 from natsflow_engine.natsutil import list_kv_keys
 from natsflow_engine.runtime import definitions as defs
+from natsflow_engine.runtime import forms
 from natsflow_engine.runtime import records as r
 from natsflow_engine.store import compare_and_set, publish_command
 from natsflow_engine.triggers.ledger import LaunchLedger
@@ -118,6 +119,23 @@ class Handlers:
                 p.DeployedVersion(process_id=d.process_id, version=d.version, created=d.created)
                 for d in deployed
             ]
+        )
+
+    async def form_deploy(self, tenant: str, req: p.DeployRequest) -> p.FormDeployReply:
+        """A Camunda form (``.form`` JSON) that user tasks link by ``formId``."""
+        if len(req.source.encode()) > self.max_payload:
+            raise PayloadTooLargeError(f"the form is larger than the limit of {self.max_payload} bytes")
+        done = await forms.deploy_form(self.workflows, tenant, req.source, name=req.name)
+        return p.FormDeployReply(form_id=done.form_id, version=done.version, created=done.created)
+
+    async def form_get(self, tenant: str, req: p.FormGetRequest) -> p.FormGetReply:
+        record = await forms.get_form(self.workflows, tenant, req.form_id)
+        return p.FormGetReply(
+            form_id=record.form_id,
+            version=record.version,
+            source=record.source,
+            name=record.name,
+            deployed_at=record.deployed_at,
         )
 
     async def workflow_list(self, tenant: str, req: p.Empty) -> p.WorkflowListReply:

@@ -36,6 +36,9 @@ __all__ = [
     "DeployReply",
     "DeployRequest",
     "DeployedVersion",
+    "FormDeployReply",
+    "FormGetReply",
+    "FormGetRequest",
     "Empty",
     "HistoryReply",
     "HistoryRequest",
@@ -167,6 +170,26 @@ class DeployReply(_Out):
     deployed: list[DeployedVersion]
 
 
+class FormDeployReply(_Out):
+    form_id: str
+    version: int
+    created: bool
+    """False when the same form content was already deployed."""
+
+
+class FormGetRequest(Request):
+    form_id: str
+
+
+class FormGetReply(_Out):
+    form_id: str
+    version: int
+    source: str
+    """The form's JSON schema, as deployed."""
+    name: str | None = None
+    deployed_at: str = ""
+
+
 class WorkflowSummary(_Out):
     process_id: str
     version: int
@@ -264,6 +287,9 @@ class IncidentInfo(_Out):
     message: str
     at: str
     ei: int = 0
+    retries: int | None = None
+    """Retries the failed job had left (job incidents); resolving creates the job again with
+    the task's retries."""
 
 
 class InstanceView(_Out):
@@ -378,6 +404,8 @@ class TaskView(_Out):
     due_date: str | None = None
     follow_up_date: str | None = None
     form_key: str | None = None
+    form_id: str | None = None
+    """A deployed form the task links (``form-get`` reads its schema)."""
     created: str = ""
     variables: dict[str, Any] = {}
 
@@ -445,6 +473,8 @@ class TriggerListReply(_Out):
 
 ENDPOINTS: Final[dict[str, type[Request]]] = {
     "deploy": DeployRequest,
+    "form-deploy": DeployRequest,
+    "form-get": FormGetRequest,
     "workflow-list": Empty,
     "workflow-get": WorkflowGetRequest,
     "instance-start": StartRequest,

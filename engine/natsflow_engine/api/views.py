@@ -64,6 +64,11 @@ async def load_instance(
     return final, 0
 
 
+def _retries(state: r.InstanceState, incident: r.Incident) -> int | None:
+    ei = state.eis.get(incident.ei)
+    return ei.retries if ei is not None and incident.kind == "job-failed" else None
+
+
 def incidents_of(state: r.InstanceState) -> list[p.IncidentInfo]:
     """The open incidents of an instance. An ended instance has none: its incidents closed with
     it (records written before the engine cleared them on ending still list them); a failed
@@ -80,6 +85,7 @@ def incidents_of(state: r.InstanceState) -> list[p.IncidentInfo]:
             message=i.message,
             at=i.at,
             ei=i.ei,
+            retries=_retries(state, i),
         )
         for i in state.incidents
     ]
@@ -270,6 +276,7 @@ def task_view(task: r.UserTask) -> p.TaskView:
         due_date=task.due_date,
         follow_up_date=task.follow_up_date,
         form_key=task.form_key,
+        form_id=task.form_id,
         created=task.created,
         variables=task.variables,
     )

@@ -166,6 +166,7 @@ class Activities(Part):
             due_date=None if due is None else str(due),
             follow_up_date=None if follow is None else str(follow),
             form_key=spec.form_key if spec else None,
+            form_id=spec.form_id if spec else None,
             variables=dict(ctx),
             created=c.at,
         )

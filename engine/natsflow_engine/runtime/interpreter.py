@@ -29,6 +29,7 @@ from datetime import datetime
 from natsflow_engine.bpmn.model import Process
 from natsflow_engine.errors import NatsflowError
 from natsflow_engine.runtime import records as r
+from natsflow_engine.runtime import varlog
 from natsflow_engine.runtime import waits as w
 from natsflow_engine.runtime.activities import Activities
 from natsflow_engine.runtime.adhoc import AdHocs
@@ -103,6 +104,7 @@ def step(
     elif command.id in state.applied:
         return StepResult(state, changed=False)
     assert process is not None
+    before = varlog.snapshot(state)
     state.step += 1
     c = StepContext(process, state, Expressions(now), limits)
     c.tokens = Tokens(c)
@@ -116,7 +118,9 @@ def step(
     c.adhocs = AdHocs(c)
     _Commands(c).apply(command)
     events = c.history if c.runaway is None else _omit_middle(c.history, RUNAWAY_HISTORY)
-    return StepResult(state, c.effects, _history(state, command, c.at, events))
+    history = _history(state, command, c.at, events)
+    history.variables = varlog.changes(before, state)
+    return StepResult(state, c.effects, history)
 
 
 def _omit_middle(events: list[r.HistoryEvent], keep: int) -> list[r.HistoryEvent]:

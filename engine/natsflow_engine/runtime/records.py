@@ -31,6 +31,7 @@ __all__ = [
     "ElementInstance",
     "HistoryEvent",
     "HistoryRecord",
+    "VariableChange",
     "Incident",
     "InstanceState",
     "Job",
@@ -254,6 +255,7 @@ class UserTask(_Record, tag="user-task"):
     due_date: str | None = None
     follow_up_date: str | None = None
     form_key: str | None = None
+    form_id: str | None = None  # a deployed form (``zeebe:formDefinition formId``)
     variables: dict[str, Any] = {}
     created: str = ""
 
@@ -342,7 +344,21 @@ class HistoryEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     data: dict[str, Any] | None = None
 
 
+class VariableChange(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A variable a step set, with its new value when that is small (see
+    :mod:`natsflow_engine.runtime.varlog`): ``size`` (bytes of JSON) instead of ``value`` when
+    it is not; ``ei`` is the scope (1: the process)."""
+
+    ei: int
+    name: str
+    value: Any = None
+    size: int | None = None
+
+
 class HistoryRecord(_Record, tag="history"):
+    """One step. ``variables`` (absent in records written before it existed) lists the
+    variables the step set, with bounded values, so that a replay can show them as they were."""
+
     tenant: str
     instance: str
     process_id: str
@@ -351,6 +367,7 @@ class HistoryRecord(_Record, tag="history"):
     command: str
     state: str
     events: list[HistoryEvent] = []
+    variables: list[VariableChange] = []
 
 
 # --- the instance state record ----------------------------------------------------------------

@@ -79,7 +79,8 @@ def _emit(output: str, document: Any, text: str) -> None:
 @output_option
 @click.pass_obj
 def deploy_cmd(obj: CliContext, files: tuple[Path, ...], output: str) -> None:
-    """Deploy BPMN files in order (a new version only where the content changed).
+    """Deploy BPMN files (and Camunda ``.form`` files) in order (a new version only where the
+    content changed).
 
     A file that fails stops the command: the error names it, and says which files were
     deployed before it and which were not tried."""
@@ -89,6 +90,10 @@ def deploy_cmd(obj: CliContext, files: tuple[Path, ...], output: str) -> None:
         for n, file in enumerate(files):
             try:
                 source = file.read_bytes().decode("utf-8-sig")
+                if file.suffix == ".form":
+                    form = await api.deploy_form(source, name=file.name)
+                    done.append({"file": str(file), **msgspec.to_builtins(form)})
+                    continue
                 deployed = await api.deploy(source, name=file.name)
             except (NatsflowError, UnicodeDecodeError, OSError) as exc:
                 raise NatsflowError(_deploy_failure(file, exc, files[:n], files[n + 1 :])) from exc
@@ -97,7 +102,7 @@ def deploy_cmd(obj: CliContext, files: tuple[Path, ...], output: str) -> None:
 
     deployed = _call(obj, work)
     lines = [
-        f"{d['process_id']} version {d['version']}"
+        (d["process_id"] if "process_id" in d else f"form {d['form_id']}") + f" version {d['version']}"
         + ("" if d["created"] else " (unchanged)")
         + f"  <- {d['file']}"
         for d in deployed
