@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = ROOT / "engine" / "natsflow_engine" / "runtime"
 
-ADAPTERS = {"__init__", "engine", "messaging", "setup", "definitions", "timers", "origin", "poison"}
+ADAPTERS = {"__init__", "engine", "messaging", "setup", "definitions", "forms", "timers", "origin", "poison"}
 """Runtime modules that do I/O or serve the ones that do (the engine adapter and its helpers)."""
 
 CLOCK_READS = {"now", "utcnow", "today", "time", "time_ns", "monotonic", "monotonic_ns", "perf_counter"}
