@@ -15,7 +15,7 @@ from aiohttp import web
 from nats.aio.client import Client
 from natsflow_engine.accounts.connections import TenantConnections
 
-from natsflow_console import routes
+from natsflow_console import design, routes
 from natsflow_console.auth import User, Users
 from natsflow_console.errors import error_response
 from natsflow_console.keys import NC_KEY, SETTINGS_KEY, STREAMS_KEY, TENANTS_KEY, USER_KEY
@@ -84,7 +84,8 @@ def _middleware(users: Users, settings: ConsoleSettings) -> Callable[..., Awaita
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault(
             "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+            "default-src 'self'; img-src 'self' data: blob:; font-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "frame-ancestors 'none'",
         )
         return response
 
@@ -123,7 +124,7 @@ class Console:
             app[TENANTS_KEY] = self.tenants
         app[SETTINGS_KEY] = self.settings
         app[STREAMS_KEY] = self.streams
-        routes.add_routes(app, _static_dir(), users=self.users, cookie=COOKIE)
+        routes.add_routes(app, _static_dir(), users=self.users, cookie=COOKIE, extra=design.ROUTES)
         app.on_shutdown.append(self._close_streams)
         return app
 

@@ -7,7 +7,7 @@ to that tenant; no route reads a tenant from the URL, the query or the body.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ def api_of(request: web.Request) -> ApiClient:
     return ApiClient(nc_of(request), user_of(request).tenant)
 
 
-def _json(document: Any, status: int = 200) -> web.Response:
+def json_reply(document: Any, status: int = 200) -> web.Response:
     return web.Response(body=msgspec.json.encode(document), status=status, content_type="application/json")
 
 
@@ -56,7 +56,7 @@ def _guarded(handler: Handler) -> Handler:
     return run
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise BadRequest("send a JSON object with Content-Type: application/json")
     try:
@@ -93,7 +93,7 @@ def _param(query: dict[str, str], name: str) -> str | None:
 
 
 async def me(request: web.Request) -> web.StreamResponse:
-    return _json(user_of(request).public())
+    return json_reply(user_of(request).public())
 
 
 # --- instances --------------------------------------------------------------------------------
@@ -104,12 +104,12 @@ async def instances(request: web.Request) -> web.StreamResponse:
     filters = parse_filters(query)
     cursor = _param(query, "cursor")
     page = await list_instances(api_of(request), filters, limit=_limit(query, 50, 500), cursor=cursor)
-    return _json({"instances": page.instances, "cursor": page.cursor, "scanned": page.scanned})
+    return json_reply({"instances": page.instances, "cursor": page.cursor, "scanned": page.scanned})
 
 
 async def instance(request: web.Request) -> web.StreamResponse:
     user = user_of(request)
-    return _json(await read_detail(nc_of(request), user.tenant, request.match_info["id"]))
+    return json_reply(await read_detail(nc_of(request), user.tenant, request.match_info["id"]))
 
 
 async def history(request: web.Request) -> web.StreamResponse:
@@ -123,34 +123,34 @@ async def history(request: web.Request) -> web.StreamResponse:
         if not reply.more or not reply.records or len(records) >= 20_000:
             break
         after = reply.records[-1].step
-    return _json({"records": records})
+    return json_reply({"records": records})
 
 
 async def cancel(request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
+    body = await json_body(request)
     reason = body.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 1000:
         raise BadRequest("reason must be a string of at most 1000 characters")
     reason = reason or f"cancelled in the console by {user_of(request).name}"
-    return _json(await api_of(request).cancel(request.match_info["id"], reason))
+    return json_reply(await api_of(request).cancel(request.match_info["id"], reason))
 
 
 async def set_variables(request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
+    body = await json_body(request)
     scope = body.get("scope")
     if scope is not None and (not isinstance(scope, int) or isinstance(scope, bool) or scope < 1):
         raise BadRequest("scope must be an element instance number (ei)")
     accepted = await api_of(request).set_variables(
         request.match_info["id"], _variables(body, required=True), scope=scope
     )
-    return _json(accepted)
+    return json_reply(accepted)
 
 
 # --- processes --------------------------------------------------------------------------------
 
 
 async def processes(request: web.Request) -> web.StreamResponse:
-    return _json({"processes": await api_of(request).workflows()})
+    return json_reply({"processes": await api_of(request).workflows()})
 
 
 async def process(request: web.Request) -> web.StreamResponse:
@@ -160,7 +160,7 @@ async def process(request: web.Request) -> web.StreamResponse:
     reply = await api_of(request).workflow(
         request.match_info["pid"], int(version) if version else None, source=True
     )
-    return _json(reply)
+    return json_reply(reply)
 
 
 async def heatmap(request: web.Request) -> web.StreamResponse:
@@ -188,7 +188,7 @@ async def heatmap(request: web.Request) -> web.StreamResponse:
             incidents[incident.element_id] = incidents.get(incident.element_id, 0) + 1
 
     await asyncio.gather(*(count(s.id) for s in page.instances))
-    return _json(
+    return json_reply(
         {
             "instances": len(page.instances),
             "active": active,
@@ -199,21 +199,21 @@ async def heatmap(request: web.Request) -> web.StreamResponse:
 
 
 async def deploy(request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
+    body = await json_body(request)
     source, name = body.get("source"), body.get("name")
     if not isinstance(source, str) or not source.strip():
         raise BadRequest("source must be the BPMN XML document (or a .form JSON document)")
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
         raise BadRequest(f"name must be a file name of at most {MAX_NAME} characters")
     if is_form(source, name):
-        return _json({"deployed": [], "forms": [await api_of(request).deploy_form(source, name=name)]})
-    return _json({"deployed": await api_of(request).deploy(source, name=name), "forms": []})
+        return json_reply({"deployed": [], "forms": [await api_of(request).deploy_form(source, name=name)]})
+    return json_reply({"deployed": await api_of(request).deploy(source, name=name), "forms": []})
 
 
 async def form(request: web.Request) -> web.StreamResponse:
     """A deployed Camunda form: ``schema`` is its JSON document."""
     reply = await api_of(request).form(request.match_info["id"])
-    return _json({"form_id": reply.form_id, "version": reply.version, "schema": msgspec.json.decode(reply.source)})
+    return json_reply({"form_id": reply.form_id, "version": reply.version, "schema": msgspec.json.decode(reply.source)})
 
 
 # --- incidents --------------------------------------------------------------------------------
@@ -224,12 +224,12 @@ async def incidents(request: web.Request) -> web.StreamResponse:
     found = await api_of(request).incidents(
         _param(query, "instance"), process_id=_param(query, "process"), limit=_limit(query, 500, 5000)
     )
-    return _json({"incidents": found})
+    return json_reply({"incidents": found})
 
 
 async def resolve(request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
-    return _json(await api_of(request).resolve_incident(request.match_info["id"], _variables(body)))
+    body = await json_body(request)
+    return json_reply(await api_of(request).resolve_incident(request.match_info["id"], _variables(body)))
 
 
 # --- user tasks -------------------------------------------------------------------------------
@@ -243,22 +243,22 @@ async def tasks(request: web.Request) -> web.StreamResponse:
     )
     if group is not None:
         found = [t for t in found if group in t.candidate_groups]
-    return _json({"tasks": found})
+    return json_reply({"tasks": found})
 
 
 async def claim(request: web.Request) -> web.StreamResponse:
     user = user_of(request)
-    return _json(await api_of(request).claim_task(request.match_info["id"], user.name))
+    return json_reply(await api_of(request).claim_task(request.match_info["id"], user.name))
 
 
 async def unclaim(request: web.Request) -> web.StreamResponse:
     api, tid = api_of(request), request.match_info["id"]
-    return _json(await api.claim_task(tid, None, force=True))
+    return json_reply(await api.claim_task(tid, None, force=True))
 
 
 async def complete(request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
-    return _json(await api_of(request).complete_task(request.match_info["id"], _variables(body)))
+    body = await json_body(request)
+    return json_reply(await api_of(request).complete_task(request.match_info["id"], _variables(body)))
 
 
 # --- login and static files -------------------------------------------------------------------
@@ -295,7 +295,9 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def add_routes(app: web.Application, static: Path, *, users: Users, cookie: str) -> None:
+def add_routes(
+    app: web.Application, static: Path, *, users: Users, cookie: str, extra: Sequence[tuple[str, str, Handler]] = ()
+) -> None:
     def page(name: str) -> Handler:
         async def serve(request: web.Request) -> web.StreamResponse:
             return web.FileResponse(static / name, headers={"Cache-Control": "no-store"})
@@ -323,7 +325,7 @@ def add_routes(app: web.Application, static: Path, *, users: Users, cookie: str)
         ("POST", "/api/tasks/{id}/unclaim", unclaim),
         ("POST", "/api/tasks/{id}/complete", complete),
     ]
-    for method, path, handler in api:
+    for method, path, handler in [*api, *extra]:
         app.router.add_route(method, path, _guarded(handler))
     app.router.add_get("/", page("index.html"))
     app.router.add_get("/login", page("login.html"))

@@ -6,9 +6,10 @@ import { h } from './dom.js';
 const MARKERS = ['nf-active', 'nf-done', 'nf-incident', 'nf-error', 'nf-current'];
 
 export class Diagram {
-  constructor(container) {
+  // `viewer`: an existing bpmn-js viewer or modeler to paint on (the modeler page's).
+  constructor(container, viewer) {
     this.container = container;
-    this.viewer = new NavigatedViewer({ container });
+    this.viewer = viewer || new NavigatedViewer({ container });
     this.markers = new Map();
   }
 

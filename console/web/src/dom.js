@@ -37,3 +37,11 @@ export function parseObject(text) {
   }
   return value;
 }
+
+// Offers `text` as a file download named `filename`.
+export function download(text, filename, type) {
+  const link = h('a', { href: URL.createObjectURL(new Blob([text], { type })), download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+}

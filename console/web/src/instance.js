@@ -5,7 +5,7 @@ import { get, post, stream } from './api.js';
 import { Diagram } from './diagram.js';
 import { h, json, message, parseObject, when } from './dom.js';
 import { resolveButton, retriesText } from './incidents.js';
-import { describe, flowsTaken, fold, valueText } from './replay.js';
+import { describe, flowsTaken, fold, variablesTable } from './replay.js';
 
 export function instancePage(main, id, user) {
   const canWrite = user.role === 'operator';
@@ -58,11 +58,7 @@ export function instancePage(main, id, user) {
   // step set highlighted.
   function showReplayVariables(view) {
     if (!view) { replayVars.replaceChildren(); return; }
-    const rows = view.values.map((v) => h('tr', { 'data-name': v.name, 'data-scope': v.ei, class: v.step === view.step ? 'changed' : null },
-      h('td', {}, v.ei === 1 ? 'process' : 'scope ' + v.ei), h('td', {}, v.name), h('td', { class: 'value' }, valueText(v)), h('td', {}, 'step ' + v.step)));
-    replayVars.replaceChildren(h('h2', {}, 'Variables at step ' + view.step),
-      rows.length ? h('table', { class: 'list' }, h('thead', {}, h('tr', {}, ['Scope', 'Name', 'Value', 'Set at'].map((t) => h('th', {}, t)))), h('tbody', {}, rows))
-        : h('p', { class: 'note' }, 'No variables yet.'));
+    replayVars.replaceChildren(h('h2', {}, 'Variables at step ' + view.step), variablesTable(view));
   }
 
   function showDetail() {

@@ -1,5 +1,7 @@
 // Fold history records into what the diagram shows: tokens, completed path, incidents, counts.
 
+import { h } from './dom.js';
+
 const ROOT = 1;
 
 export function fold(records, upto) {
@@ -80,6 +82,15 @@ export function flowsTaken(registry, done, entered) {
     if (source && target && done.has(source.id) && entered.has(target.id)) flows.push(element.id);
   }
   return flows;
+}
+
+// The variables of a folded view as a table, the ones its last step set highlighted.
+export function variablesTable(view) {
+  const rows = view.values.map((v) => h('tr', { 'data-name': v.name, 'data-scope': v.ei, class: v.step === view.step ? 'changed' : null },
+    h('td', {}, v.ei === 1 ? 'process' : 'scope ' + v.ei), h('td', {}, v.name), h('td', { class: 'value' }, valueText(v)), h('td', {}, 'step ' + v.step)));
+  return rows.length
+    ? h('table', { class: 'list' }, h('thead', {}, h('tr', {}, ['Scope', 'Name', 'Value', 'Set at'].map((t) => h('th', {}, t)))), h('tbody', {}, rows))
+    : h('p', { class: 'note' }, 'No variables yet.');
 }
 
 // A recorded value as text: its JSON, or why it is not there.

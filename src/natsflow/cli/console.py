@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 from natsflow_console import Console, ConsoleSettings, load_users
 from natsflow_console.auth import AuthError, Users, dev_users
 from natsflow_engine.accounts.directory import TenantServing
@@ -99,4 +101,63 @@ async def start_dev_console(nc: Any, tenant: str, port: int) -> tuple[Console, s
     return console, f"{console.url}/login#token={token}"
 
 
-COMMANDS = [console_cmd]
+@click.command("simulate")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--scenario",
+    "scenario_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Scenario (YAML or JSON): start variables, mocks per task type, user tasks, events with times.",
+)
+@click.option("--export-test", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the run (one instance) as a pytest module using natsflow.testing.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def simulate_cmd(model: Path, scenario_file: Path | None, export_test: Path | None, output: str) -> None:
+    """Run MODEL headless on an embedded engine with a virtual clock (nothing touches NATS
+    servers of yours): print the path and the final variables."""
+    import yaml
+    from natsflow_console.export import pytest_module
+    from natsflow_console.simulation import ScenarioError, parse_scenario, simulate
+
+    from natsflow.cli.common import emit_json
+    from natsflow.errors import NatsflowError
+
+    where = str(scenario_file) if scenario_file else "scenario"
+    try:
+        document = yaml.safe_load(scenario_file.read_text()) if scenario_file else {}
+        scenario = parse_scenario(document)
+        source = model.read_bytes().decode("utf-8-sig")
+    except yaml.YAMLError as exc:
+        fail(f"{where}: not YAML or JSON: {str(exc).splitlines()[0]}")
+    except ScenarioError as exc:
+        fail(f"{where}: {exc}")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{model}: {exc}")
+    if export_test is not None:
+        scenario.instances = 1
+    try:
+        result = run(simulate(source, scenario, name=model.name))
+    except NatsflowError as exc:
+        fail(f"{model}: {exc}")
+    if export_test is not None:
+        export_test.write_text(pytest_module(source, scenario.variables, result))
+    if output == "json":
+        emit_json(msgspec.to_builtins(result))
+        return
+    first = result.first
+    states = ", ".join(f"{n} {state}" for state, n in sorted(result.states.items()))
+    click.echo(f"{result.process_id}: {result.instances} instance(s): {states} (virtual time {result.virtual_time})")
+    click.echo("path: " + " -> ".join(first.path))
+    click.echo(f"state: {first.state}")
+    for incident in first.incidents:
+        click.echo(f"incident at {incident['element_id']}: {incident['message']}")
+    if first.waiting:
+        click.echo("waiting at: " + ", ".join(first.waiting))
+    click.echo("variables: " + json.dumps(first.variables, sort_keys=True))
+    if result.instances > 1:
+        counts = ", ".join(f"{el} {n}" for el, n in sorted(result.elements.items(), key=lambda kv: (-kv[1], kv[0])))
+        click.echo(f"instances per element: {counts}")
+
+
+COMMANDS = [console_cmd, simulate_cmd]

@@ -1,0 +1,180 @@
+"""The modeler in a real browser: draw from the palette, see natsflow's validation at an element
+and fix it in the properties panel, simulate with a mocked task and a BPMN error, deploy and
+export; the saved XML deploys and runs unchanged in the test kit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+from console_kit import Stack, operator_token
+from test_console_browser import shot
+
+from natsflow.testing import ProcessTestEngine
+
+pytestmark = pytest.mark.timeout(240)
+
+Open = Callable[..., Any]
+
+
+def modeler(page: Any, script: str, arg: Any = None) -> Any:
+    """Run ``script`` (a function of the bpmn-js modeler and ``arg``) in the page."""
+    return page.evaluate(
+        f"([arg]) => {{ const m = document.getElementById('modeler').nfModeler; return ({script})(m, arg); }}", [arg]
+    )
+
+
+def center(page: Any, element_id: str) -> tuple[float, float]:
+    box = page.locator(f"#modeler .djs-element[data-element-id='{element_id}']").first.bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def saved_xml(page: Any) -> str:
+    return str(modeler(page, "async (m) => (await m.saveXML({ format: true })).xml"))
+
+
+def import_warnings(page: Any, xml: str) -> list[str]:
+    """Warnings of bpmn-js (with zeebe-bpmn-moddle, as the page's modeler has it) importing ``xml``."""
+    return list(modeler(page, "async (m, xml) => (await m.importXML(xml)).warnings.map((w) => w.message)", xml))
+
+
+def test_draw_validate_fix_simulate_and_publish(
+    stack: Stack, tenants: dict[str, str], open_page: Open
+) -> None:
+    tenant = tenants["alice"]
+    page = open_page(operator_token(tenant), "/modeler")
+    page.wait_for_selector("#modeler .djs-palette")
+    page.wait_for_selector("#validation[data-state]")
+    process_id = modeler(page, "(m) => m.getDefinitions().rootElements.find((e) => e.$type === 'bpmn:Process').id")
+
+    # draw: a task appended to the start event, made a service task, an end event from the palette
+    page.locator("#modeler .djs-element[data-element-id='StartEvent_1']").click()
+    page.locator(".djs-context-pad [data-action='append.append-task']").click()
+    task = modeler(page, "(m) => m.get('selection').get()[0].id")
+    page.locator(".djs-context-pad [data-action='replace']").click()
+    page.locator(".djs-popup [data-id='replace-with-service-task']").click()
+    task = modeler(page, "(m) => m.get('selection').get()[0].id")
+    page.locator("#modeler .djs-palette [data-action='create.end-event']").click()
+    x, y = center(page, task)
+    page.mouse.move(x + 150, y)
+    page.mouse.click(x + 150, y)
+    end = modeler(page, "(m) => m.get('selection').get()[0].id")
+    page.locator(f"#modeler .djs-element[data-element-id='{task}']").click()
+    page.locator(".djs-context-pad [data-action='connect']").click()
+    ex, ey = center(page, end)
+    page.mouse.move(ex, ey)
+    page.mouse.click(ex, ey)
+
+    # the validator marks the service task: it has no job type
+    badge = page.wait_for_selector(f"#modeler .nf-error-badge[data-element='{task}']")
+    assert "type" in (badge.get_attribute("title") or "")
+    page.wait_for_selector(f"#validation-issues li[data-element='{task}']")
+    shot(page, "modeler-error")
+
+    # fix it in the properties panel
+    modeler(page, "(m, id) => m.get('selection').select(m.get('elementRegistry').get(id))", task)
+    page.wait_for_selector("#properties [data-group-id='group-taskDefinition']")
+    header = page.locator("#properties [data-group-id='group-taskDefinition'] .bio-properties-panel-group-header")
+    if "open" not in (header.get_attribute("class") or ""):
+        header.click()
+    page.locator("#properties #bio-properties-panel-taskDefinitionType").fill("charge")
+    page.wait_for_selector("#validation[data-state='valid']")
+    assert page.locator("#modeler .nf-error-badge").count() == 0
+
+    # a BPMN error boundary event on the task, leading to its own end
+    modeler(
+        page,
+        """(m, task) => {
+            const modeling = m.get('modeling'), registry = m.get('elementRegistry'), factory = m.get('bpmnFactory');
+            const host = registry.get(task);
+            const error = factory.create('bpmn:Error', { name: 'Declined', errorCode: 'DECLINED' });
+            m.getDefinitions().rootElements.push(error);
+            error.$parent = m.getDefinitions();
+            const boundary = modeling.createShape({ type: 'bpmn:BoundaryEvent', eventDefinitionType: 'bpmn:ErrorEventDefinition' },
+              { x: host.x + host.width / 2, y: host.y + host.height }, host, { attach: true });
+            modeling.updateModdleProperties(boundary, boundary.businessObject.eventDefinitions[0], { errorRef: error });
+            modeling.updateProperties(boundary, { id: 'declined' });
+            const failed = modeling.appendShape(boundary, { type: 'bpmn:EndEvent' }, { x: host.x + host.width / 2 + 100, y: host.y + host.height + 80 });
+            modeling.updateProperties(failed, { id: 'end_declined' });
+        }""",
+        task,
+    )
+    page.wait_for_selector("#validation[data-state='valid']")
+
+    # simulate: the mock completes, then throws the BPMN error
+    page.wait_for_function("document.getElementById('sim-scenario').value.includes('charge')")
+    scenario = json.loads(page.input_value("#sim-scenario"))
+    assert scenario["tasks"] == {"charge": {"complete": {}}}
+    scenario["variables"] = {"amount": 5}
+    scenario["tasks"]["charge"] = {"complete": {"charged": True}}
+    page.fill("#sim-scenario", json.dumps(scenario))
+    page.click("#sim-run")
+    page.wait_for_selector("#sim-state:text-is('completed')")
+    assert page.inner_text("#sim-path") == f"StartEvent_1 → {task} → {end}"
+    page.click("#sim-first")
+    page.wait_for_selector("#sim-position:has-text('step 1 of 2')")
+    assert page.locator(f"#modeler .nf-token[data-element='{task}']").count() == 1
+    assert page.inner_text("#sim-variables tr[data-name='amount'] td.value") == "5"
+    page.click("#sim-next")
+    page.wait_for_selector("#sim-position:has-text('step 2 of 2')")
+    assert page.locator("#modeler .nf-token").count() == 0
+    assert page.inner_text("#sim-variables tr[data-name='charged'] td.value") == "true"
+
+    scenario["tasks"]["charge"] = {"error": {"code": "DECLINED", "message": "card declined"}}
+    page.fill("#sim-scenario", json.dumps(scenario))
+    page.click("#sim-run")
+    page.wait_for_selector("#sim-path:has-text('declined → end_declined')")
+    assert page.inner_text("#sim-state") == "completed"
+    page.click("#sim-last")
+    page.wait_for_selector("#sim-position:has-text('step 2 of 2')")
+    assert page.locator("#modeler .djs-element[data-element-id='end_declined'].nf-done").count() == 1
+    shot(page, "modeler-simulation")
+
+    # many instances with random choices: counts per element on the diagram
+    scenario.update(instances=20, seed=3)
+    scenario["tasks"]["charge"] = [{"complete": {}}, {"error": {"code": "DECLINED"}}]
+    page.fill("#sim-scenario", json.dumps(scenario))
+    page.click("#sim-run")
+    page.wait_for_selector("#sim-summary:has-text('20 instance(s), 20 completed')")
+    page.click("#sim-frequencies")
+    counts = {
+        el: int(page.inner_text(f"#modeler .nf-heat[data-element='{el}']"))
+        for el in ("StartEvent_1", task, end, "end_declined")
+    }
+    assert counts["StartEvent_1"] == counts[task] == 20
+    assert counts[end] + counts["end_declined"] == 20 and 0 < counts[end] < 20
+
+    # publish: deploy to NATS, export the Workflow resource
+    xml = saved_xml(page)
+    page.click("#modeler-deploy")
+    page.wait_for_selector(f"#modeler-result a:has-text('{process_id} v1')")
+    page.click("#modeler-export")
+    exported = list(yaml.safe_load_all(page.inner_text("#workflow-yaml")))
+    assert exported[0]["kind"] == "Workflow" and process_id in exported[0]["spec"]["bpmn"]
+
+    # the saved XML: only BPMN and Zeebe elements, imported by bpmn-js without warnings, and it
+    # runs unchanged in the test kit
+    assert "camunda.org/schema/1.0/bpmn" not in xml
+    assert 'zeebe:taskDefinition type="charge"' in xml
+    assert import_warnings(page, xml) == []
+    assert stack.run(_run_in_test_kit(xml, process_id), timeout=60) == ["StartEvent_1", task, "declined", "end_declined"]
+
+
+async def _run_in_test_kit(xml: str, process_id: str) -> list[str]:
+    from natsflow.errors import BpmnError
+
+    async with ProcessTestEngine() as engine:
+        await engine.deploy(xml)
+
+        @engine.task("charge")
+        async def charge(job: Any) -> None:
+            raise BpmnError("DECLINED", "card declined")
+
+        iid = await engine.start_instance(process_id, {"amount": 1})
+        await engine.wait_until_idle()
+        snap = await engine.instance(iid)
+        assert snap.state == "completed"
+        return [str(e.element_id) for e in snap.history if e.type == "element-activated" and e.ei != 1]
