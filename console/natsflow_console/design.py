@@ -9,13 +9,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 from aiohttp import web
+from nats.js.errors import BucketNotFoundError
+from natsflow_engine import layout
 from natsflow_engine.bpmn.model import Definitions
+from natsflow_engine.catalog import decode_taskdef
 from natsflow_engine.errors import BpmnValidationError
+from natsflow_engine.natsutil import list_keys
 from natsflow_engine.runtime.definitions import parse_and_check
 
 from natsflow_console.errors import BadRequest
 from natsflow_console.export import k8s_name, pytest_module, workflow_yaml
+from natsflow_console.keys import NC_KEY, USER_KEY
 from natsflow_console.routes import Handler
 from natsflow_console.routes import json_body as _body
 from natsflow_console.routes import json_reply as _json
@@ -24,6 +30,7 @@ from natsflow_console.simulation import model_outline, parse_scenario, simulate_
 __all__ = ["ROUTES"]
 
 MAX_NAME = 256
+MAX_TASK_TYPES = 1000
 
 
 def _source(body: dict[str, Any]) -> tuple[str, str | None]:
@@ -96,7 +103,28 @@ async def export_pytest(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def task_types(request: web.Request) -> web.StreamResponse:
+    """The tenant's TaskDefinitions (job types the modeler offers): ``{task_types: [{task_type, name}]}``."""
+    tenant = request[USER_KEY].tenant
+    try:
+        kv = await request.app[NC_KEY].jetstream().key_value(layout.BUCKET_TASKDEFS)
+    except BucketNotFoundError:
+        return _json({"task_types": []})
+    keys = (await list_keys(kv, f"{tenant}.*"))[:MAX_TASK_TYPES]
+    found = []
+    for entry in await asyncio.gather(*(kv.get(key) for key in keys), return_exceptions=True):
+        if isinstance(entry, BaseException) or not entry.value:
+            continue  # removed meanwhile
+        try:
+            record = decode_taskdef(entry.value)
+        except msgspec.DecodeError:
+            continue
+        found.append({"task_type": record.task_type, "name": record.name})
+    return _json({"task_types": sorted(found, key=lambda t: t["task_type"])})
+
+
 ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/api/task-types", task_types),
     ("POST", "/api/validate", validate),
     ("POST", "/api/simulate", simulate),
     ("POST", "/api/export/workflow", export_workflow),

@@ -71,8 +71,8 @@ LAUNCHES = 64
 """Instances launched at once."""
 
 
-class ScenarioError(InvalidInputError):
-    """A scenario that cannot run; the message names the field (``tasks.ship[1].error.code: …``)."""
+ScenarioError = InvalidInputError
+"""A scenario that cannot run; the message names the field (``tasks.ship[1].error.code: …``)."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from console_kit import Stack, operator_token
+from console_kit import Stack, approval, operator_token
 from test_console_browser import shot
 
 from natsflow.testing import ProcessTestEngine
@@ -178,3 +178,59 @@ async def _run_in_test_kit(xml: str, process_id: str) -> list[str]:
         snap = await engine.instance(iid)
         assert snap.state == "completed"
         return [str(e.element_id) for e in snap.history if e.type == "element-activated" and e.ei != 1]
+
+
+def test_the_panel_shows_feel_errors_and_offers_the_tenants_task_types(
+    stack: Stack, tenants: dict[str, str], open_page: Open, tmp_path: Any
+) -> None:
+    tenant = tenants["alice"]
+    stack.run(_declare_task_type(stack, tenant, "charge-card", "payments"))
+    broken = approval("panel-broken").replace("=x &gt; 10", "=x &gt;&gt; ) 10")
+    model = tmp_path / "broken.bpmn"
+    model.write_text(broken)
+    page = open_page(operator_token(tenant), "/modeler")
+    page.wait_for_selector("#validation[data-state]")
+    page.set_input_files("#modeler-file", str(model))
+    page.wait_for_selector("#validation-issues li[data-element='f_big']")
+    page.click("#validation-issues li[data-element='f_big'] a")  # selects the flow
+    page.wait_for_selector(
+        "#properties [data-entry-id='conditionExpression'] .bio-properties-panel-error", state="attached"
+    )
+    page.click("#properties .bio-properties-panel-group:has([data-entry-id='conditionExpression']) .bio-properties-panel-group-header")
+    error = page.wait_for_selector("#properties [data-entry-id='conditionExpression'] .bio-properties-panel-error")
+    assert "not a valid FEEL expression" in error.inner_text()
+    shot(page, "modeler-feel-error")
+
+    task = modeler(
+        page,
+        """(m) => {
+            const start = m.get('elementRegistry').get('start');
+            const task = m.get('modeling').appendShape(start, { type: 'bpmn:ServiceTask' }, { x: start.x + 60, y: start.y + 160 });
+            m.get('selection').select(task);
+            return task.id;
+        }""",
+    )
+    page.wait_for_selector(f"#modeler .nf-error-badge[data-element='{task}']")
+    header = page.locator("#properties [data-group-id='group-taskDefinition'] .bio-properties-panel-group-header")
+    if "open" not in (header.get_attribute("class") or ""):
+        header.click()
+    field = page.wait_for_selector("#properties #bio-properties-panel-taskDefinitionType[list='nf-task-types']")
+    assert field.is_visible()
+    offered = page.eval_on_selector_all("#nf-task-types option", "options => options.map((o) => o.value)")
+    assert "charge-card" in offered
+    assert page.locator("#properties [data-entry-id='taskDefinitionType'] .bio-properties-panel-error").count() == 1
+
+
+async def _declare_task_type(stack: Stack, tenant: str, task_type: str, name: str) -> None:
+    from natsflow_engine import catalog, layout
+
+    assert stack.nc is not None
+    kv = await stack.nc.jetstream().key_value(layout.BUCKET_TASKDEFS)
+    record = catalog.TaskDefRecord(
+        tenant=tenant,
+        task_type=task_type,
+        name=name,
+        consumer=layout.job_consumer(tenant, task_type),
+        subject=layout.job_subject(tenant, task_type),
+    )
+    await kv.put(layout.taskdef_key(tenant, task_type), catalog.encode_record(record))

@@ -101,6 +101,7 @@ export function modelerPage(main, user, params) {
     if (mine !== generation) return;
     lastIssues = reply.issues;
     marks.errors(reply.issues);
+    panelErrors();
     check.dataset.state = reply.valid ? 'valid' : 'invalid';
     check.replaceChildren(reply.valid
       ? h('p', { class: 'ok' }, '✓ Valid: ' + reply.processes.filter((p) => p.executable).map((p) => p.id).join(', '))
@@ -108,6 +109,40 @@ export function modelerPage(main, user, params) {
         h('a', { href: '#', onclick: (event) => { event.preventDefault(); select(i.element_id); } }, i.element_id || 'document'), ': ', i.message))));
     sim.dispatchEvent(new CustomEvent('validated', { detail: reply }));
   }
+
+  // The validator's issues of the selected element under the properties panel's fields they
+  // are about (FEEL and job type errors; others stay on the canvas and in the list).
+  const ENTRIES = [
+    [/loop condition|completion condition/, 'completionCondition'],
+    [/condition/, 'conditionExpression'],
+    [/job type|taskDefinition/, 'taskDefinitionType'],
+    [/retries/, 'taskDefinitionRetries'],
+    [/timer|duration|cycle/, 'timerEventDefinitionValue']
+  ];
+  function panelErrors() {
+    const selected = modeler.get('selection').get();
+    const id = selected.length === 1 ? selected[0].id : null;
+    const errors = {};
+    for (const issue of lastIssues) {
+      if (!id || issue.element_id !== id) continue;
+      const entry = ENTRIES.find(([pattern]) => pattern.test(issue.message));
+      if (entry && !errors[entry[1]]) errors[entry[1]] = issue.message;
+    }
+    modeler.get('eventBus').fire('propertiesPanel.setErrors', { errors });
+  }
+  modeler.on('selection.changed', () => { setTimeout(panelErrors, 0); }); // returning a value would stop the event
+
+  // Job types offered while typing: the tenant's TaskDefinitions.
+  const taskTypes = h('datalist', { id: 'nf-task-types' });
+  main.append(taskTypes);
+  get('/api/task-types').then(({ task_types: types }) => {
+    taskTypes.replaceChildren(...types.map((t) => h('option', { value: t.task_type }, t.name)));
+  }).catch((error) => message(status, error.message));
+  const offer = new MutationObserver(() => {
+    const input = panel.querySelector('#bio-properties-panel-taskDefinitionType');
+    if (input && input.getAttribute('list') !== 'nf-task-types') input.setAttribute('list', 'nf-task-types');
+  });
+  offer.observe(panel, { childList: true, subtree: true });
 
   function select(id) {
     const element = id && modeler.get('elementRegistry').get(id);
@@ -179,5 +214,5 @@ export function modelerPage(main, user, params) {
     open(newDiagram('Process_' + Math.random().toString(36).slice(2, 9)), 'new');
   }
   const simulation = simulationPanel(sim, { xml, marks, modeler, issues: () => lastIssues });
-  return () => { simulation.destroy(); modeler.destroy(); };
+  return () => { offer.disconnect(); simulation.destroy(); modeler.destroy(); };
 }
