@@ -234,3 +234,16 @@ async def _declare_task_type(stack: Stack, tenant: str, task_type: str, name: st
         subject=layout.job_subject(tenant, task_type),
     )
     await kv.put(layout.taskdef_key(tenant, task_type), catalog.encode_record(record))
+
+
+def test_a_deployed_version_opens_in_the_modeler(stack: Stack, tenants: dict[str, str], open_page: Open) -> None:
+    tenant = tenants["alice"]
+    process = f"reopen-{tenant}"
+    stack.run(stack.api(tenant).deploy(approval(process), name="approval.bpmn"))
+    page = open_page(operator_token(tenant), "/modeler")
+    page.wait_for_selector(f"#modeler-open option[value='{process}@1']", state="attached")
+    page.select_option("#modeler-open", f"{process}@1")
+    page.wait_for_selector("#modeler .djs-element[data-element-id='approve']")
+    page.wait_for_selector("#validation[data-state='valid']")
+    assert page.inner_text("#validation") == f"✓ Valid: {process}"
+    assert modeler(page, "(m) => m.getDefinitions().rootElements.find((e) => e.$type === 'bpmn:Process').id") == process
