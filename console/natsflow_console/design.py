@@ -21,7 +21,7 @@ from natsflow_engine.runtime.definitions import parse_and_check
 
 from natsflow_console.errors import BadRequest
 from natsflow_console.export import k8s_name, pytest_module, workflow_yaml
-from natsflow_console.keys import NC_KEY, USER_KEY
+from natsflow_console.keys import USER_KEY, nc_of
 from natsflow_console.routes import Handler
 from natsflow_console.routes import json_body as _body
 from natsflow_console.routes import json_reply as _json
@@ -107,7 +107,7 @@ async def task_types(request: web.Request) -> web.StreamResponse:
     """The tenant's TaskDefinitions (job types the modeler offers): ``{task_types: [{task_type, name}]}``."""
     tenant = request[USER_KEY].tenant
     try:
-        kv = await request.app[NC_KEY].jetstream().key_value(layout.BUCKET_TASKDEFS)
+        kv = await nc_of(request).jetstream().key_value(layout.BUCKET_TASKDEFS)
     except BucketNotFoundError:
         return _json({"task_types": []})
     keys = (await list_keys(kv, f"{tenant}.*"))[:MAX_TASK_TYPES]
