@@ -12,6 +12,7 @@ import nats
 from click.testing import CliRunner
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from natsflow_engine import catalog, layout
+from natsflow_engine.natsutil import list_keys
 from natsflow_engine.runtime.definitions import get_latest
 from natsflow_operator.cli import apply_cmd, delete_cmd
 
@@ -208,7 +209,7 @@ def test_apply_after_renames_in_git(nats_url: str, unique: str, tmp_path: Path) 
         nc = await nats.connect(nats_url)
         try:
             kv = await nc.jetstream().key_value(layout.BUCKET_WORKFLOWS)
-            return sorted(k for k in await kv.keys() if k.startswith(f"{unique}."))
+            return sorted(await list_keys(kv, f"{unique}.>"))  # kv.keys() may end its listing early
         finally:
             await nc.close()
 

@@ -14,7 +14,7 @@ from natsflow_console.auth import AuthError, Users, dev_users
 from natsflow_engine.accounts.directory import TenantServing
 from natsflow_engine.liveness import ConnectionWatch
 
-from natsflow.cli.common import CliContext, fail
+from natsflow.cli.common import CliContext, fail, run
 from natsflow.cli.lifecycle import raise_if_dead, serve, shut_down, until_stopped
 from natsflow.cli.tenants import tenant_credentials_option
 
