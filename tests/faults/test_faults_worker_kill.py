@@ -5,6 +5,8 @@ completion is applied once."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +29,28 @@ def read_log(path: Path) -> list[tuple[str, str, int]]:
     return [(what, key, int(attempt)) for what, key, attempt in lines if what in ("start", "done")]
 
 
+def held_jobs(log: Path) -> tuple[set[str], int]:
+    """Jobs started and not finished, and how many finished, by the log so far."""
+    lines = read_log(log)
+    done = {key for what, key, _ in lines if what == "done"}
+    return {key for what, key, _ in lines if what == "start"} - done, len(done)
+
+
+async def freeze_holding_jobs(node: NodeProcess, log: Path, *, done_at_least: int) -> set[str]:
+    """Stop ``node`` (SIGSTOP) once it has finished ``done_at_least`` jobs while holding others,
+    and return the jobs it holds; a freeze that finds it between jobs lets it go on."""
+    for _ in range(600):
+        held, done = held_jobs(log)
+        if done >= done_at_least and held:
+            os.kill(node.pid, signal.SIGSTOP)
+            held, _ = held_jobs(log)  # nothing is written after the stop
+            if held:
+                return held
+            os.kill(node.pid, signal.SIGCONT)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the worker never held a job after {done_at_least} done: {held_jobs(log)}")
+
+
 async def test_worker_killed_mid_job(server: EmbeddedNatsServer, harness_factory, tmp_path: Path):
     h = await harness_factory(server.url, LayoutSettings(command_ack_wait=5.0))
     await h.start_engine("engine")
@@ -38,18 +62,11 @@ async def test_worker_killed_mid_job(server: EmbeddedNatsServer, harness_factory
         ]  # fmt: skip
 
     log1, log2 = tmp_path / "jobs-1.log", tmp_path / "jobs-2.log"
+    await h.launch(COUNT)  # every job waits in the consumer before the first worker starts
     first = await NodeProcess("worker-1", worker_args(log1), log_dir=tmp_path).start()
     h.nodes.append(first)
-    await h.launch(COUNT)
-    for _ in range(300):  # until the first worker has finished some jobs and holds others
-        if sum(1 for what, _, _ in read_log(log1) if what == "done") >= 40:
-            break
-        await asyncio.sleep(0.05)
-    await first.kill()
-    held = {key for what, key, _ in read_log(log1) if what == "start"} - {
-        key for what, key, _ in read_log(log1) if what == "done"
-    }
-    assert held, "the worker was killed while holding no job"
+    held = await freeze_holding_jobs(first, log1, done_at_least=40)
+    await first.kill()  # frozen since the log was read: it holds exactly `held`
     h.nodes.append(await NodeProcess("worker-2", worker_args(log2), log_dir=tmp_path).start())
     await h.wait_history(2 * COUNT, timeout=90)
     second = read_log(log2)
