@@ -156,8 +156,9 @@ def monitored_server(
     return server, http
 
 
-def varz(http_port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/varz", timeout=5) as resp:
+def varz(http_port: int, endpoint: str = "varz") -> dict[str, Any]:
+    """A monitoring endpoint of nats-server (``varz``, ``jsz?streams=true``, ...) as JSON."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/{endpoint}", timeout=5) as resp:
         data: dict[str, Any] = json.loads(resp.read())
     return data
 

@@ -31,6 +31,7 @@ if __package__ in (None, ""):  # pragma: no cover - run as a file
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from natsflow_engine.index import IndexSettings, Retention
 from natsflow_engine.runtime.engine import Engine, EngineSettings
 from natsflow_engine.runtime.setup import JobConsumerSettings, LayoutSettings
 from natsflow_engine.worker import Worker
@@ -65,6 +66,18 @@ def _worker_layout_shim(settings: LayoutSettings) -> None:
     from natsflow_engine.runtime.setup import ensure_layout
 
     worker_module.ensure_layout = functools.partial(ensure_layout, settings=settings)  # type: ignore[assignment]
+
+
+def engine_settings(args: argparse.Namespace) -> EngineSettings:
+    """The engine's settings; ``--retention-live``/``--retention-archive`` (seconds) set the
+    default retention of ended instances (the soak), ``--sweep-interval`` how often it is applied."""
+    if args.retention_live is None and args.retention_archive is None:
+        return EngineSettings(max_inflight=args.inflight)
+    archive = args.retention_archive if args.retention_archive is not None else Retention().archive
+    index = IndexSettings(
+        retention=Retention(live=args.retention_live, archive=archive), sweep_interval=args.sweep_interval
+    )
+    return EngineSettings(max_inflight=args.inflight, index=index)
 
 
 def emit(event: str, **data: Any) -> None:
@@ -105,9 +118,7 @@ async def run(args: argparse.Namespace) -> None:
             nc = await connect(args.url, "bench-engine")
             clients.append(nc)
             engines.append(
-                await TimedEngine(
-                    nc, EngineSettings(max_inflight=args.inflight), layout_settings=layout_settings
-                ).start()
+                await TimedEngine(nc, engine_settings(args), layout_settings=layout_settings).start()
             )
         if "worker" in roles:
             if args.replicas != 1:
@@ -189,6 +200,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--inflight", type=int, default=EngineSettings().max_inflight, help="engine max in-flight commands"
     )
+    p.add_argument("--retention-live", type=float, default=None, help="seconds an ended instance stays live")
+    p.add_argument("--retention-archive", type=float, default=None, help="seconds it stays archived")
+    p.add_argument("--sweep-interval", type=float, default=60.0, help="seconds between retention sweeps")
     p.add_argument("--concurrency", type=int, default=128, help="jobs in flight per task type")
     p.add_argument("--job-timeout", type=float, default=300.0, help="job ack wait, seconds")
     p.add_argument("--job-retries", type=int, default=3)

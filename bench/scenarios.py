@@ -70,7 +70,11 @@ async def run_scenario(
     timeout: float,
     log_dir: Path,
     node_args: tuple[str, ...] = (),
+    processes: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
+    """``processes``: (name, roles) of the bench processes, the load process last (default: the
+    scenario's mode)."""
+    plan = processes or MODES[sc.mode]
     replicas = 3 if sc.cluster else 1
     cluster: NatsCluster | None = None
     http: int | None = None
@@ -97,10 +101,10 @@ async def run_scenario(
             str(instances),
         ]
         base += ["--paced-seconds", str(paced_seconds), "--timeout", str(timeout), *node_args]
-        for name, roles in MODES[sc.mode]:
+        for name, roles in plan:
             nodes.append(await NodeProcess(name, [*base, "--roles", roles], log_dir=log_dir).start())
         load = nodes[-1]
-        engines = [n for n, (_, roles) in zip(nodes, MODES[sc.mode], strict=True) if "engine" in roles]
+        engines = [n for n, (_, roles) in zip(nodes, plan, strict=True) if "engine" in roles]
         with Sampler({**{n.name: n.pid for n in nodes}, **servers}) as sampler:
             cpu0, busy0, wall0 = sampler.cpu(), Sampler.machine_busy(), time.monotonic()
             v0 = await asyncio.to_thread(varz, http) if http else None

@@ -1,4 +1,6 @@
-"""The two benchmark workloads: the reference process and the order-fulfilment example.
+"""The benchmark workloads: the reference process, the order-fulfilment example, ``fast`` (start
+to end in one step: the cheapest instance, for filling the instance index) and ``parallel10``
+(ten parallel service tasks on an instance carrying a 50 KB variable).
 
 Each workload names its BPMN file, makes the variables of the n-th instance and registers job
 handlers on a :class:`~natsflow.worker.Worker`. The order-fulfilment handlers are the
@@ -19,6 +21,10 @@ from natsflow_engine.runtime.setup import JobConsumerSettings
 from natsflow_engine.worker import Handler, Job, Worker
 
 from bench.common import ORDER_BPMN, ORDER_WORKERS, REFERENCE_BPMN
+
+MODELS = Path(__file__).resolve().parent / "models"
+BLOB = 50 * 1024
+"""Size of the large variable of a ``parallel10`` instance."""
 
 
 @dataclass(frozen=True)
@@ -59,11 +65,23 @@ ORDER = Workload(
     _order_vars,
     5,
 )
-WORKLOADS = {w.name: w for w in (REFERENCE, ORDER)}
+
+
+def _parallel_vars(n: int) -> dict[str, Any]:
+    return {"n": n, "blob": "x" * BLOB}
+
+
+FAST = Workload("fast", "fast", MODELS / "fast.bpmn", (), lambda n: {"n": n}, 1)
+PARALLEL = Workload("parallel10", "parallel10", MODELS / "parallel10.bpmn", ("branch",), _parallel_vars, 11)
+WORKLOADS = {w.name: w for w in (REFERENCE, ORDER, FAST, PARALLEL)}
 
 
 async def _check(job: Job) -> dict[str, Any]:
     return {"checked": True}
+
+
+async def _branch(job: Job) -> dict[str, Any]:
+    return {}
 
 
 def _order_handlers() -> dict[str, Handler]:
@@ -107,7 +125,9 @@ def register(
 ) -> None:
     """Register the workload's handlers; ``delay`` makes every job take that long, ``job_log``
     records every run (key and delivery attempt) before and after the handler."""
-    handlers: dict[str, Handler] = {"check": _check} if workload is REFERENCE else _order_handlers()
+    handlers: dict[str, Handler] = (
+        _order_handlers() if workload is ORDER else {"check": _check, "branch": _branch}
+    )
     for task_type in workload.task_types:
         worker.task(task_type, concurrency=concurrency, consumer=consumer)(
             _wrap(handlers[task_type], delay, job_log)
