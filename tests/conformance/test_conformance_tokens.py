@@ -157,3 +157,69 @@ async def test_multi_instance_behavior_throws_its_event_to_the_activity_boundari
     snap = await kit.instance(iid)
     # the boundary took a token on for each thrown event; the activity was not interrupted
     assert snap.state == "completed" and ran.count("t") == 3 and ran.count("alert") == alerts
+
+
+def _complex(definitions: str) -> str:
+    return service("t", "w").replace(
+        "</bpmn:serviceTask>",
+        '<bpmn:multiInstanceLoopCharacteristics isSequential="true" behavior="Complex">'
+        f"<bpmn:loopCardinality>4</bpmn:loopCardinality>{definitions}"
+        "</bpmn:multiInstanceLoopCharacteristics></bpmn:serviceTask>",
+    )
+
+
+async def test_multi_instance_complex_behavior_cancels_the_rest_and_throws_its_event(
+    kit: ProcessTestEngine, checkpoint
+):
+    from modelkit import boundary, signal_def, signal_global
+
+    definitions = (
+        # never holds: its event is never thrown
+        "<bpmn:complexBehaviorDefinition><bpmn:condition>=numberOfCompletedInstances > 10</bpmn:condition>"
+        '<bpmn:event><bpmn:signalEventDefinition signalRef="Other" /></bpmn:event></bpmn:complexBehaviorDefinition>'
+        # holds after the second instance: the other two never start
+        "<bpmn:complexBehaviorDefinition><bpmn:condition>=numberOfCompletedInstances >= 2 and "
+        "numberOfActiveInstances = 0</bpmn:condition>"
+        '<bpmn:event><bpmn:signalEventDefinition signalRef="Sig" /></bpmn:event></bpmn:complexBehaviorDefinition>'
+    )
+    body = (
+        '<bpmn:startEvent id="s" />' + _complex(definitions) + boundary("caught", "t", signal_def("Sig"))
+        + boundary("other", "t", signal_def("Other")) + service("alert", "w") + service("after", "w")
+        + '<bpmn:endEvent id="e" /><bpmn:endEvent id="e2" /><bpmn:endEvent id="e3" />'
+        + chain("s", "t", "after", "e") + flow("fb", "caught", "alert") + chain("alert", "e2")
+        + flow("fo", "other", "e3")
+    )  # fmt: skip
+    await kit.deploy(model("p", body, globals_=signal_global("Sig", "done") + signal_global("Other", "other")))
+    iid = await kit.start_instance("p")
+    await checkpoint()
+    ran: list[str] = []
+
+    @kit.task("w")
+    async def w(job):
+        ran.append(job.element_id)
+        return None
+
+    await kit.wait_until_idle()
+    snap = await kit.instance(iid)
+    assert snap.state == "completed"
+    assert sorted(ran) == ["after", "alert", "t", "t"]
+    assert "other" not in snap.completed_elements and "caught" in snap.completed_elements
+
+
+@pytest.mark.parametrize(
+    ("definitions", "problem"),
+    [
+        ("", "without a complexBehaviorDefinition"),
+        ("<bpmn:complexBehaviorDefinition><bpmn:event><bpmn:signalEventDefinition signalRef=\"Sig\" />"
+         "</bpmn:event></bpmn:complexBehaviorDefinition>", "without a condition"),
+        ("<bpmn:complexBehaviorDefinition><bpmn:condition>=true</bpmn:condition><bpmn:event>"
+         "<bpmn:timerEventDefinition><bpmn:timeDuration>PT1M</bpmn:timeDuration></bpmn:timerEventDefinition>"
+         "</bpmn:event></bpmn:complexBehaviorDefinition>", "a signal, message, escalation or error is needed"),
+    ],
+)
+async def test_multi_instance_complex_behavior_is_checked_at_deploy(kit: ProcessTestEngine, definitions, problem):
+    from modelkit import signal_global
+
+    body = '<bpmn:startEvent id="s" />' + _complex(definitions) + '<bpmn:endEvent id="e" />' + chain("s", "t", "e")
+    with pytest.raises(BpmnValidationError, match=problem):
+        await kit.deploy(model("p", body, globals_=signal_global("Sig", "done")))

@@ -46,3 +46,33 @@ def test_a_sequential_multi_instance_past_a_low_limit_is_an_endless_loop_inciden
     assert incident.kind == "endless-loop"
     assert incident.message.startswith("possible endless loop at ")
     assert result.history is not None and len(result.history.events) <= 2 * 100 + 1
+
+
+def _mi_task(sequential: bool, completion: str = "") -> str:
+    seq = ' isSequential="true"' if sequential else ""
+    cond = f"<bpmn:completionCondition>{completion}</bpmn:completionCondition>" if completion else ""
+    loop = (
+        f"<bpmn:multiInstanceLoopCharacteristics{seq}><bpmn:extensionElements>"
+        '<zeebe:loopCharacteristics inputCollection="=items" inputElement="item" />'
+        f"</bpmn:extensionElements>{cond}</bpmn:multiInstanceLoopCharacteristics>"
+    )
+    body = f'<bpmn:startEvent id="s" /><bpmn:task id="each">{loop}</bpmn:task>'
+    return model("mi", body + '<bpmn:endEvent id="e" />' + chain("s", "each", "e"))
+
+
+def test_ten_thousand_instant_sequential_iterations_do_not_nest_calls() -> None:
+    # each next iteration starts from the token queue, not from inside the one before
+    process = parse_bpmn(_mi_task(sequential=True)).processes["mi"]
+    result = step(process, None, _launch(10_000), NOW)
+    assert result.state.state == "completed"
+    assert result.history is not None
+    assert sum(1 for e in result.history.events if e.type == "element-completed" and e.element_id == "each") == 10_001
+
+
+def test_an_instant_parallel_iteration_meeting_the_completion_condition_starts_no_more() -> None:
+    process = parse_bpmn(_mi_task(sequential=False, completion="=numberOfCompletedInstances >= 3")).processes["mi"]
+    result = step(process, None, _launch(100), NOW)
+    assert result.state.state == "completed"
+    assert result.history is not None
+    activated = [e for e in result.history.events if e.type == "element-activated" and e.element_id == "each"]
+    assert len(activated) == 4  # the body and three iterations

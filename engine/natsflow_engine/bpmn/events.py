@@ -19,6 +19,7 @@ from natsflow_engine.bpmn.expr import ExprCompiler, StaticExpr
 from natsflow_engine.bpmn.model import (
     CancelTrigger,
     CompensateTrigger,
+    ComplexBehavior,
     ConditionalTrigger,
     ErrorTrigger,
     EscalationTrigger,
@@ -400,37 +401,81 @@ def _error(
     return True, ErrorTrigger(code=code, error_ref=error_id)
 
 
-_BEHAVIORS = {"None": "noneBehaviorEventRef", "One": "oneBehaviorEventRef", "All": None}
+_BEHAVIORS = {"None": "noneBehaviorEventRef", "One": "oneBehaviorEventRef", "All": None, "Complex": None}
 
 
 BehaviorEvent = SignalTrigger | MessageTrigger | EscalationTrigger | ErrorTrigger
 
 
-def mi_behavior(ctx: ExprCompiler, g: Globals, el: Element) -> tuple[str, BehaviorEvent | None]:
+def _behavior_event(
+    ctx: ExprCompiler, g: Globals, el: Element, holder: Element, definition: Element
+) -> BehaviorEvent | None:
+    what = describe(el)
+    ok, trigger = _trigger(ctx, g, el, definition, "throw")
+    if not ok:
+        return None
+    if not isinstance(trigger, SignalTrigger | MessageTrigger | EscalationTrigger | ErrorTrigger):
+        ctx.issues.add(holder, f"{what} throws a {_kind_of(definition)} event for its behavior; "
+                               "a signal, message, escalation or error is needed", el.get("id"))
+        return None
+    return trigger
+
+
+def _complex_behaviors(ctx: ExprCompiler, g: Globals, el: Element, mi_el: Element) -> tuple[ComplexBehavior, ...]:
+    """The ``complexBehaviorDefinition``s: each a condition and an implicit throw event."""
+    what = describe(el)
+    found: list[ComplexBehavior] = []
+    definitions = list(bpmn_children(mi_el, "complexBehaviorDefinition"))
+    if not definitions:
+        ctx.issues.add(mi_el, f"{what} has the multi-instance behavior 'Complex' without a "
+                              "complexBehaviorDefinition", el.get("id"))
+    for cbd in definitions:
+        cond = bpmn_child(cbd, "condition")
+        text = text_of(cond)
+        if cond is None or not text:
+            ctx.issues.add(cbd, f"{what} has a complexBehaviorDefinition without a condition", el.get("id"))
+            continue
+        condition = ctx.value(cond, text, f"the complex behavior condition of {what}", "feel")
+        event: BehaviorEvent | None = None
+        holder = bpmn_child(cbd, "event")
+        if holder is not None:
+            event_definitions = _definitions(g, holder)
+            if len(event_definitions) != 1 or is_bpmn(event_definitions[0], "eventDefinitionRef"):
+                ctx.issues.add(holder, f"{what} has a complexBehaviorDefinition whose event has "
+                                       f"{len(event_definitions)} event definitions (or an undefined one); "
+                                       "one is needed", el.get("id"))
+                continue
+            event = _behavior_event(ctx, g, el, holder, event_definitions[0])
+            if event is None:
+                continue
+        if condition is not None:
+            found.append(ComplexBehavior(condition=condition, event=event))
+    return tuple(found)
+
+
+def mi_behavior(
+    ctx: ExprCompiler, g: Globals, el: Element
+) -> tuple[str, BehaviorEvent | None, tuple[ComplexBehavior, ...]]:
     """The ``behavior`` of an activity's multi-instance characteristics and, for None and One,
-    the event definition it throws (``noneBehaviorEventRef`` / ``oneBehaviorEventRef``)."""
+    the event definition it throws (``noneBehaviorEventRef`` / ``oneBehaviorEventRef``); for
+    Complex, its ``complexBehaviorDefinition``s."""
     mi_el = bpmn_child(el, "multiInstanceLoopCharacteristics")
     if mi_el is None:
-        return "All", None
+        return "All", None, ()
     what = describe(el)
     behavior = (mi_el.get("behavior") or "All").strip()
     if behavior not in _BEHAVIORS:
-        reason = "Complex behavior is not supported" if behavior == "Complex" else "it is not None, One or All"
-        ctx.issues.add(mi_el, f"{what} has the multi-instance behavior '{behavior}': {reason}", el.get("id"))
-        return "All", None
+        ctx.issues.add(mi_el, f"{what} has the multi-instance behavior '{behavior}': "
+                              "it is not None, One, All or Complex", el.get("id"))
+        return "All", None, ()
+    if behavior == "Complex":
+        return behavior, None, _complex_behaviors(ctx, g, el, mi_el)
     attr = _BEHAVIORS[behavior]
     ref = mi_el.get(attr) if attr else None
     if attr is None or not ref:
-        return behavior, None
+        return behavior, None, ()
     definition = resolve(g.event_definitions, ref)
     if definition is None:
         ctx.issues.add(mi_el, f"{what} refers to event definition '{ref}' ({attr}), which is not defined", el.get("id"))
-        return behavior, None
-    ok, trigger = _trigger(ctx, g, el, definition, "throw")
-    if not ok:
-        return behavior, None
-    if not isinstance(trigger, SignalTrigger | MessageTrigger | EscalationTrigger | ErrorTrigger):
-        ctx.issues.add(mi_el, f"{what} throws a {_kind_of(definition)} event for its behavior; "
-                              "a signal, message, escalation or error is needed", el.get("id"))
-        return behavior, None
-    return behavior, trigger
+        return behavior, None, ()
+    return behavior, _behavior_event(ctx, g, el, mi_el, definition), ()

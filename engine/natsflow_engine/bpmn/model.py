@@ -22,6 +22,7 @@ __all__ = [
     "CallActivity",
     "CancelTrigger",
     "CompensateTrigger",
+    "ComplexBehavior",
     "ConditionalTrigger",
     "Definitions",
     "ErrorTrigger",
@@ -116,10 +117,22 @@ class MultiInstance:
     output_element: Expr | None = None
     completion_condition: Expr | None = None
     cardinality: Expr | None = None
-    # ``behavior`` None / One / All (BPMN 2.0, 10.3.7): the event a completing instance throws
-    # (every one for None, the first for One) to the activity's own boundary events
+    # ``behavior`` None / One / All / Complex (BPMN 2.0, 10.3.7): the event a completing instance
+    # throws (every one for None, the first for One) to the activity's own boundary events;
+    # for Complex, the ``complexBehaviorDefinition``s evaluated as each instance completes
     behavior: str = "All"
     behavior_event: SignalTrigger | MessageTrigger | EscalationTrigger | ErrorTrigger | None = None
+    complex_behaviors: tuple[ComplexBehavior, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ComplexBehavior:
+    """A ``complexBehaviorDefinition``: when ``condition`` holds after an instance completed,
+    the remaining instances are cancelled, the activity completes and ``event`` (its implicit
+    throw event, if any) is thrown to the activity's own boundary events."""
+
+    condition: Expr
+    event: SignalTrigger | MessageTrigger | EscalationTrigger | ErrorTrigger | None = None
 
 
 @dataclass(frozen=True, slots=True)

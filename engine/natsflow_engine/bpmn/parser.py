@@ -251,8 +251,8 @@ class ProcessBuilder:
         inputs, outputs = zeebe.io_mappings(self.ctx, el)
         mi, loop = zeebe.loop_characteristics(self.ctx, el)
         if mi is not None:
-            behavior, event = mi_behavior(self.ctx, self.g, el)
-            mi = dataclasses.replace(mi, behavior=behavior, behavior_event=event)
+            behavior, event, complex_behaviors = mi_behavior(self.ctx, self.g, el)
+            mi = dataclasses.replace(mi, behavior=behavior, behavior_event=event, complex_behaviors=complex_behaviors)
         common: dict[str, Any] = {
             **base,
             "inputs": inputs,

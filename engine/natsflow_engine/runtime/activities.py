@@ -249,7 +249,7 @@ class Activities(Part):
             return
         c.events.close_listeners(ei.key)
         c.tokens.terminate_children(ei.key)  # leftovers of a scope (none in a clean finish)
-        del self.s.eis[ei.key]
+        c.drop_ei(ei.key)
         c.event("element-completed", node.id, ei.key)
         c.compensation.record(node, ei)
         if isinstance(ei.role, w.Iteration):

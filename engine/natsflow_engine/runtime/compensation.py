@@ -83,12 +83,12 @@ class Compensation(Part):
                 prefix = f"{handler.parent}>"
                 ei.compensable = [a.removeprefix(prefix) for a in scope.compensable if a.startswith(prefix)]
                 scope.compensable = [a for a in scope.compensable if not a.startswith(prefix)]
-            self.s.eis[ei.key] = ei
+            self.c.add_ei(ei)
             self.c.event("element-activated", handler.id, ei.key)
             self.c.activities.start_activity(ei, handler)
             return
         node = self.p.nodes[thrower.el]
-        del self.s.eis[thrower.key]
+        self.c.drop_ei(thrower.key)
         self.c.event("element-completed", node.id, thrower.key)
         if isinstance(node, Event) and isinstance(node.trigger, CancelTrigger):
             self._cancelled(thrower.parent)

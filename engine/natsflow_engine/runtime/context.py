@@ -173,6 +173,10 @@ class StepContext:
     # signals thrown by this instance in this step -> the element instances they reached
     signals: dict[str, set[int]] = field(default_factory=dict)
     runaway: str | None = None  # the element where the step stopped an endless loop
+    # element instances by parent key, built on first use and kept by add_ei / drop_ei (every
+    # change to ``s.eis`` in a step goes through them), so finding a scope's children does not
+    # scan the record: a scope with n children ends in O(n), not O(n * all element instances)
+    kids: dict[int, dict[int, r.ElementInstance]] | None = None
     tokens: TokensPart = field(init=False)
     activities: ActivitiesPart = field(init=False)
     events: EventsPart = field(init=False)
@@ -231,8 +235,29 @@ class StepContext:
         role: w.Role | None = None,
     ) -> r.ElementInstance:
         ei = r.ElementInstance(key=self.new_key(), el=node.id, parent=scope, vars=vars_, flow=flow, role=role)
-        self.s.eis[ei.key] = ei
+        self.add_ei(ei)
         return ei
+
+    def add_ei(self, ei: r.ElementInstance) -> None:
+        self.s.eis[ei.key] = ei
+        if self.kids is not None:
+            self.kids.setdefault(ei.parent, {})[ei.key] = ei
+
+    def drop_ei(self, key: int) -> None:
+        ei = self.s.eis.pop(key, None)
+        if ei is not None and self.kids is not None:
+            siblings = self.kids.get(ei.parent)
+            if siblings is not None:
+                siblings.pop(key, None)
+
+    def children(self, scope: int) -> list[r.ElementInstance]:
+        """The element instances whose parent is ``scope``, in the record's order."""
+        if self.kids is None:
+            self.kids = {}
+            for ei in self.s.eis.values():
+                self.kids.setdefault(ei.parent, {})[ei.key] = ei
+        found = self.kids.get(scope)
+        return list(found.values()) if found else []
 
     def enqueue(self, scope: int, move: Callable[[], None]) -> None:
         """Queue a token towards ``scope`` (the scope is busy until it has moved)."""

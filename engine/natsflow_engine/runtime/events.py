@@ -143,7 +143,7 @@ class Events(Part):
 
     def new_listener(self, node: FlowNode, parent: int, role: w.ListenerOf) -> r.ElementInstance:
         ei = r.ElementInstance(key=self.c.new_key(), el=node.id, parent=parent, role=w.Listener(of=role))
-        self.s.eis[ei.key] = ei
+        self.c.add_ei(ei)
         return ei
 
     def arm_boundaries(self, owner: r.ElementInstance, node: FlowNode) -> bool:
@@ -195,7 +195,7 @@ class Events(Part):
             gateway = self.s.eis[ei.parent]
             scope = gateway.parent
             self.close_listeners(gateway.key)
-            del self.s.eis[gateway.key]
+            self.c.drop_ei(gateway.key)
             self.c.event("element-completed", gateway.el, gateway.key)
             if self.catch_outputs(node, scope, variables):
                 self.c.tokens.pass_through(node, scope)
@@ -231,7 +231,7 @@ class Events(Part):
         nxt = self._next_firing(ei, fired)
         ei.wait = None
         if nxt is None:
-            del self.s.eis[ei.key]  # a one-off timer, or a cycle's last firing, is used up
+            self.c.drop_ei(ei.key)  # a one-off timer, or a cycle's last firing, is used up
             return
         self.schedule(ei, nxt[0], nxt[1])
 
@@ -260,18 +260,19 @@ class Events(Part):
             self.fire_catch(boundary, scope, variables)
 
     def close_listeners(self, owner: int) -> None:
-        for child in [e for e in self.s.eis.values() if e.parent == owner and e.listener]:
-            self.release(child)
-            del self.s.eis[child.key]
+        for child in self.c.children(owner):
+            if child.listener:
+                self.release(child)
+                self.c.drop_ei(child.key)
 
     def interrupt_scope(self, scope_ei: r.ElementInstance) -> None:
         """An interrupting event sub-process starts: everything else in the scope ends, tokens
         still queued towards it included."""
         self.c.drop_queued(scope_ei.key)
-        for child in [e for e in self.s.eis.values() if e.parent == scope_ei.key]:
+        for child in self.c.children(scope_ei.key):
             if child.listener:
                 self.release(child)
-                del self.s.eis[child.key]
+                self.c.drop_ei(child.key)
             else:
                 self.c.tokens.terminate(child)
         self.c.joins.clear(scope_ei.key)

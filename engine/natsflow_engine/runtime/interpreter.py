@@ -328,7 +328,7 @@ class _Commands:
         c, s = self.c, self.s
         s.version = cmd.version or s.version
         root = r.ElementInstance(key=ROOT, el=self.p.id, parent=0, vars=dict(cmd.variables))
-        s.eis[ROOT] = root
+        c.add_ei(root)
         c.event("instance-started", self.p.id, ROOT, version=s.version)
         start = cmd.start_event or (self.p.start_events[0] if self.p.start_events else None)
         if start is None:
@@ -406,11 +406,11 @@ class _Commands:
         elif phase == "arm":
             c.events.arm(ei, listener_trigger(self.p.nodes[ei.el], ei), ei.parent)
         elif phase == "leave":
-            del s.eis[ei.key]
+            c.drop_ei(ei.key)
             c.tokens.leave(self.p.nodes[ei.el], ei.parent)
         elif ei.key == ROOT:
             if self.p.start_events:
                 c.tokens.enqueue_enter(self.p.start_events[0], ROOT, None)
         else:
-            del s.eis[ei.key]
+            c.drop_ei(ei.key)
             c.tokens.enqueue_enter(ei.el, ei.parent, ei.flow)

@@ -221,8 +221,8 @@ class Joins(Part):
         reach = reachable(self.p)
         wanted = set(missing)
         positions: list[str] = []
-        for ei in self.s.eis.values():
-            if ei.parent == scope and not ei.listener:
+        for ei in self.c.children(scope):
+            if not ei.listener:
                 positions.append(ei.el)
         for other in self.s.joins:
             other_scope, _, other_gw = other.partition("/")

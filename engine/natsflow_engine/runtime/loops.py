@@ -10,6 +10,7 @@ holds (the others are terminated); then the activity's outgoing flows are taken.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from natsflow_engine.bpmn.model import (
@@ -67,6 +68,8 @@ class Loops(Part):
         else:
             for _ in range(data.n):
                 self.spawn_iteration(body, node, data)
+                if body.key not in self.s.eis:
+                    return  # an instant iteration met the completion condition
 
     def _items(self, mi: MultiInstance, ctx: Variables) -> list[Any]:
         x = self.c.x
@@ -96,9 +99,22 @@ class Loops(Part):
         inner = r.ElementInstance(
             key=self.c.new_key(), el=node.id, parent=body.key, vars=local, role=w.Iteration(index=index)
         )
-        self.s.eis[inner.key] = inner
+        self.c.add_ei(inner)
         self.c.event("element-activated", node.id, inner.key, iteration=index)
         self.c.activities.start_activity(inner, node)
+
+    def _queue_iteration(self, body: r.ElementInstance) -> None:
+        """The next iteration of a sequential body starts from the token queue, not from inside
+        the completion of the one before (instant iterations would nest calls)."""
+        self.c.enqueue(body.key, partial(self._next_iteration, body.key))
+
+    def _next_iteration(self, key: int) -> None:
+        if not self.c.arrived(key):
+            return
+        body = self.s.eis[key]
+        node = self.p.nodes[body.el]
+        if isinstance(body.role, w.LoopBody) and isinstance(node, Activity):
+            self.spawn_iteration(body, node, body.role)
 
     def iteration_completed(self, inner: r.ElementInstance, iteration: w.Iteration) -> None:
         body = self.s.eis.get(inner.parent)
@@ -120,13 +136,17 @@ class Loops(Part):
             except NatsflowError as exc:
                 self.c.raise_incident(body, "expression", f"output element failed: {exc}")
                 return
-        active = sum(1 for e in self.s.eis.values() if e.parent == body.key and not e.listener)
+        # iterations still running: started and not completed (none ends otherwise while the
+        # body runs), counted without scanning the element instances
+        active = data.next - data.done
         if mi is not None:
             total = data.n or 0
-            if self._completion_reached(body, data, node, active):
+            if self._complex_behavior(body, data, node, active) or self._completion_reached(
+                body, data, node, active
+            ):
                 self.finish_body(body, node)
             elif data.next < total and data.seq:
-                self.spawn_iteration(body, node, data)
+                self._queue_iteration(body)
             elif active == 0 and data.next >= total:
                 self.finish_body(body, node)
             return
@@ -140,7 +160,7 @@ class Loops(Part):
         if loop.maximum is not None and data.done >= loop.maximum:
             again = False
         if again:
-            self.spawn_iteration(body, node, data)
+            self._queue_iteration(body)
         else:
             self.finish_body(body, node)
 
@@ -165,20 +185,42 @@ class Loops(Part):
         except NatsflowError as exc:
             self.c.raise_incident(body, "expression", f"the behavior event failed: {exc}")
 
+    def _complex_behavior(self, body: r.ElementInstance, data: w.LoopBody, node: Activity, active: int) -> bool:
+        """Behavior Complex: each ``complexBehaviorDefinition`` whose condition holds throws its
+        event; when one held, the remaining instances are cancelled and the activity completes."""
+        mi = node.multi_instance
+        if mi is None or not mi.complex_behaviors or body.incident:
+            return False
+        ctx = self._loop_variables(body, data, active)
+        held = False
+        for behavior in mi.complex_behaviors:
+            try:
+                holds = self.c.x.holds(behavior.condition, ctx)
+            except NatsflowError as exc:
+                self.c.raise_incident(body, "expression", f"complex behavior condition failed: {exc}")
+                return False
+            if holds:
+                held = True
+                if behavior.event is not None:
+                    self._behavior_event(body, node, behavior.event)
+        return held and body.key in self.s.eis
+
+    def _loop_variables(self, body: r.ElementInstance, data: w.LoopBody, active: int) -> dict[str, Any]:
+        return {
+            **context_of(self.s, body.key),
+            "numberOfInstances": data.n,
+            "numberOfCompletedInstances": data.done,
+            "numberOfActiveInstances": active,
+        }
+
     def _completion_reached(
         self, body: r.ElementInstance, data: w.LoopBody, node: Activity, active: int
     ) -> bool:
         mi = node.multi_instance
         if mi is None or mi.completion_condition is None:
             return False
-        ctx = {
-            **context_of(self.s, body.key),
-            "numberOfInstances": data.n,
-            "numberOfCompletedInstances": data.done,
-            "numberOfActiveInstances": active,
-        }
         try:
-            return self.c.x.holds(mi.completion_condition, ctx)
+            return self.c.x.holds(mi.completion_condition, self._loop_variables(body, data, active))
         except NatsflowError as exc:
             self.c.raise_incident(body, "expression", f"completion condition failed: {exc}")
             return False
@@ -191,6 +233,6 @@ class Loops(Part):
         mi = node.multi_instance
         if mi is not None and mi.output_collection:
             propagate(self.s, body.parent, {mi.output_collection: out if out is not None else []})
-        del self.s.eis[body.key]
+        self.c.drop_ei(body.key)
         self.c.event("element-completed", node.id, body.key, body=True)
         self.c.tokens.leave(node, body.parent, body.parent)

@@ -31,7 +31,7 @@ class Multiples(Part):
             listener = r.ElementInstance(
                 key=c.new_key(), el=node.id, parent=catch.key, role=w.Listener(of="multi", i=i)
             )
-            self.s.eis[listener.key] = listener
+            c.add_ei(listener)
             if not c.events.arm(listener, sub, scope) and listener.incident:
                 return
 
@@ -45,7 +45,7 @@ class Multiples(Part):
             return
         assert isinstance(node, Event) and isinstance(node.trigger, MultipleTrigger)
         c.events.release(listener)
-        del self.s.eis[listener.key]
+        c.drop_ei(listener.key)
         if node.trigger.parallel:
             catch.role = w.MultipleCatch(fired=sorted({*catch.role.fired, role.i}))
             if len(catch.role.fired) < len(node.trigger.triggers):

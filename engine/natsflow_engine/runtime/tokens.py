@@ -103,7 +103,7 @@ class Tokens(Part):
     def scope_idle(self, scope: int) -> bool:
         if self.c.pending.get(scope, 0) or self.c.joins.waiting_in(scope):
             return False
-        return not any(ei.parent == scope and not ei.listener for ei in self.s.eis.values())
+        return not any(not ei.listener for ei in self.c.children(scope))
 
     def complete_scope(self, scope: int) -> None:
         ei = self.s.eis.get(scope)
@@ -197,11 +197,11 @@ class Tokens(Part):
             c.effects.append(r.UserTaskDone(id=ei.user_task, tenant=self.s.tenant))
         if ei.incident:
             self.s.incidents = [i for i in self.s.incidents if i.ei != ei.key]
-        self.s.eis.pop(ei.key, None)
+        c.drop_ei(ei.key)
         c.event("element-terminated", ei.el, ei.key)
 
     def terminate_children(self, scope: int) -> None:
-        for child in [e for e in self.s.eis.values() if e.parent == scope]:
+        for child in self.c.children(scope):
             self.terminate(child)
 
     def end_instance(self, state: str, reason: str | None) -> None:
