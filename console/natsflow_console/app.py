@@ -14,11 +14,12 @@ from typing import Any
 from aiohttp import web
 from nats.aio.client import Client
 from natsflow_engine.accounts.connections import TenantConnections
+from prometheus_client import CollectorRegistry
 
 from natsflow_console import design, routes
 from natsflow_console.auth import User, Users
 from natsflow_console.errors import error_response
-from natsflow_console.keys import NC_KEY, SETTINGS_KEY, STREAMS_KEY, TENANTS_KEY, USER_KEY
+from natsflow_console.keys import NC_KEY, REGISTRY_KEY, SETTINGS_KEY, STREAMS_KEY, TENANTS_KEY, USER_KEY
 
 __all__ = ["Console", "ConsoleSettings"]
 
@@ -103,11 +104,14 @@ class Console:
         settings: ConsoleSettings | None = None,
         *,
         tenants: TenantConnections | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
+        """``registry``: more metrics for ``/metrics`` (the tenant connections' gauges)."""
         if (nc is None) == (tenants is None):
             raise ValueError("give the console either one connection or tenant connections")
         self.nc = nc
         self.tenants = tenants
+        self.registry = registry
         self.users = users
         self.settings = settings or ConsoleSettings()
         self._runner: web.AppRunner | None = None
@@ -122,6 +126,8 @@ class Console:
             app[NC_KEY] = self.nc
         if self.tenants is not None:
             app[TENANTS_KEY] = self.tenants
+        if self.registry is not None:
+            app[REGISTRY_KEY] = self.registry
         app[SETTINGS_KEY] = self.settings
         app[STREAMS_KEY] = self.streams
         routes.add_routes(app, _static_dir(), users=self.users, cookie=COOKIE, extra=design.ROUTES)

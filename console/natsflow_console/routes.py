@@ -18,10 +18,10 @@ from natsflow_engine.errors import NatsflowError
 from natsflow_engine.runtime.forms import is_form
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from natsflow_console import live
+from natsflow_console import health, live
 from natsflow_console.auth import User, Users
 from natsflow_console.errors import BadRequest, from_exception
-from natsflow_console.keys import NC_KEY, SETTINGS_KEY, STREAMS_KEY, USER_KEY, nc_of
+from natsflow_console.keys import REGISTRY_KEY, SETTINGS_KEY, STREAMS_KEY, USER_KEY, nc_of
 from natsflow_console.listing import list_instances, parse_filters
 from natsflow_console.records import read_detail
 
@@ -284,15 +284,13 @@ async def logout(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-async def healthz(request: web.Request) -> web.StreamResponse:
-    nc = request.app.get(NC_KEY)
-    connected = nc is None or nc.is_connected  # tenant connections are each supervised on their own
-    return web.json_response({"nats": connected}, status=200 if connected else 503)
-
-
 async def metrics(request: web.Request) -> web.StreamResponse:
     STREAMS.set(len(request.app[STREAMS_KEY]))
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body = generate_latest()
+    extra = request.app.get(REGISTRY_KEY)
+    if extra is not None:  # the tenant connections' metrics
+        body += generate_latest(extra)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def add_routes(
@@ -331,7 +329,7 @@ def add_routes(
     app.router.add_get("/login", page("login.html"))
     app.router.add_post("/login", _login(users, cookie))
     app.router.add_get("/logout", logout)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", healthz)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_static("/static/", static, append_version=False)

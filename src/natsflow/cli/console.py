@@ -13,6 +13,7 @@ from natsflow_console import Console, ConsoleSettings, load_users
 from natsflow_console.auth import AuthError, Users, dev_users
 from natsflow_engine.accounts.directory import TenantServing
 from natsflow_engine.liveness import ConnectionWatch
+from prometheus_client import CollectorRegistry
 
 from natsflow.cli.common import CliContext, fail, run
 from natsflow.cli.lifecycle import raise_if_dead, serve, shut_down, until_stopped
@@ -81,9 +82,10 @@ console_cmd.params.append(tenant_credentials_option())
 
 
 async def _serve_tenant_accounts(obj: CliContext, directory: Path, users: Users, settings: ConsoleSettings) -> None:
-    serving = await TenantServing(directory, obj.nats_url, lambda tenant, nc: []).start()
+    registry = CollectorRegistry()  # natsflow_tenant_connection_up and _failures_total on /metrics
+    serving = await TenantServing(directory, obj.nats_url, lambda tenant, nc: [], registry=registry).start()
     try:
-        console = await Console(None, users, settings, tenants=serving.connections).start()
+        console = await Console(None, users, settings, tenants=serving.connections, registry=registry).start()
         click.echo(f"natsflow console on {console.url} ({len(users)} users), tenants from {directory}", err=True)
         try:
             await until_stopped()
