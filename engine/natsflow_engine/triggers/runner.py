@@ -6,7 +6,9 @@ id from the idempotency key, publish the launch and wait for JetStream's acknowl
 the dead-letter subject and is acknowledged (it never blocks the consumer); a transient failure
 (:data:`TRANSIENT`: NATS trouble, process not deployed yet) is retried with a growing delay up
 to the trigger's ``max_deliver``, then dead-lettered. Any other failure is permanent: the same
-message would fail the same way again, so it is dead-lettered at once with the reason.
+message would fail the same way again, so it is dead-lettered at once with the reason. A message
+the process dies on each time is dead-lettered from JetStream's max-deliveries advisory
+(:mod:`.crashes`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
@@ -34,6 +37,7 @@ from natsflow_engine.errors import NotFoundError as NotDeployedError
 from natsflow_engine.natsutil import PullLoop
 from natsflow_engine.runtime import records as r
 from natsflow_engine.triggers.consumers import ensure_trigger_consumer
+from natsflow_engine.triggers.crashes import ADVISORY_QUEUE, dead_letter_unhandled, max_deliveries_subject
 from natsflow_engine.triggers.deadletter import dead_letter_subject, publish_dead_letter
 from natsflow_engine.triggers.ledger import DEFAULT_RETENTION, LaunchLedger
 from natsflow_engine.triggers.mapping import TriggerMapping
@@ -150,6 +154,7 @@ class TriggerRunner:
         self.dlq = dead_letter_subject(record.tenant, record.name, record.dead_letter_subject)
         self._main: asyncio.Task[None] | None = None
         self._pull: PullLoop | None = None
+        self._advisory: Subscription | None = None
         self._fresh_stream = False
         self._stopping = asyncio.Event()
         self.log = logging.LoggerAdapter(log, {"tenant": record.tenant, "trigger": record.name})
@@ -174,6 +179,10 @@ class TriggerRunner:
         redelivered otherwise)."""
         pull = self._pull
         self.ready.clear()
+        advisory, self._advisory = self._advisory, None
+        if advisory is not None:
+            with contextlib.suppress(Exception):
+                await advisory.unsubscribe()
         if pull is None:
             return
         try:
@@ -244,6 +253,12 @@ class TriggerRunner:
                 legacy=not self._fresh_stream,  # a new stream has no old consumer: no extra round trip
             )
             self.log.info("created consumer %s on stream %s", self.consumer, self.stream)
+        # before the first pull: the server sends the advisory when the consumer is next pulled
+        self._advisory = await self.nc.subscribe(
+            max_deliveries_subject(self.stream, self.consumer),
+            queue=ADVISORY_QUEUE,
+            cb=self._on_max_deliveries,
+        )
         s = self.settings
         self._pull = await PullLoop(
             self.nc,
@@ -349,6 +364,26 @@ class TriggerRunner:
                 f"process {rec.process_id!r}{version} is not deployed in tenant {rec.tenant!r}"
             )
         return await self.ledger.launch(cmd, origin, data=data)
+
+    async def _on_max_deliveries(self, msg: Msg) -> None:
+        """A message was delivered ``max_deliver`` times and never acknowledged nor naked by
+        :meth:`_handle` (the process died on it): dead-letter it (see :mod:`.crashes`)."""
+        try:
+            reason = await dead_letter_unhandled(
+                self.nc,
+                self.stream,
+                msg.data,
+                dlq=self.dlq,
+                tenant=self.record.tenant,
+                trigger=self.record.name,
+            )
+        except Exception as exc:  # no stream stores the dead letter: say so, nothing is acked anyway
+            self.log.error("dead-lettering an undeliverable message of %s failed: %s", self.stream, exc)
+            self.stats.error(self.key, f"dead letter failed: {exc}")
+            return
+        if reason is not None:
+            self.log.error("message of %s dead-lettered to %s: %s", self.stream, self.dlq, reason)
+            self.stats.rejected(self.key, reason)
 
     async def _retry_later(self, msg: Msg, origin: str, exc: Exception) -> None:
         attempts = msg.metadata.num_delivered
