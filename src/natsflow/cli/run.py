@@ -157,10 +157,18 @@ def load_worker(spec: str) -> Worker:
     default=None,
     help="Serve only this task type (the operator sets it per TaskDefinition).",
 )
+@click.option(
+    "--js-domain",
+    envvar="NATSFLOW_JS_DOMAIN",
+    default=None,
+    help="JetStream domain of the platform's servers, for a worker at a remote site behind a leaf node.",
+)
 @click.pass_obj
-def worker_cmd(obj: CliContext, app_spec: str, task_type: str | None) -> None:
+def worker_cmd(obj: CliContext, app_spec: str, task_type: str | None, js_domain: str | None) -> None:
     """Run the job handlers of a worker app (a natsflow.worker.Worker, ``app`` by default)."""
     app = load_worker(app_spec)
+    if js_domain:
+        app.js_domain = js_domain
     if task_type:
         if task_type not in app.task_types:
             fail(
