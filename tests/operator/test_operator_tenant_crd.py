@@ -3,9 +3,12 @@ malformed, mapped onto the account's JWT limits."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
+import yaml
 from natsflow_engine.accounts import AccountLimits, KeyKind, NKey, TenantAccount
 from natsflow_operator import crdgen
 from natsflow_operator.context import OperatorConfig
@@ -14,6 +17,9 @@ from natsflow_operator.kube import KubeClient
 from natsflow_operator.models import API_VERSION, TenantSpec, parse_quantity
 from natsflow_operator.tenancy import Accounts, TenancyConfig, account_limits
 from test_operator_crds import check
+
+ROOT = Path(__file__).resolve().parents[2]
+TENANT_EXAMPLE = ROOT / "examples" / "k8s" / "tenant" / "shop.yaml"
 
 
 def tenant(spec: dict[str, Any]) -> dict[str, Any]:
@@ -129,3 +135,20 @@ def test_the_operator_command_takes_the_charts_tenancy_flags(monkeypatch: pytest
     assert seen[0].tenancy is None  # no Tenants served, natsRef and the default connection only
     refused = CliRunner().invoke(cli.operator_cmd, [*args[:6], "--user-ttl", "10"])
     assert refused.exit_code != 0 and "at least 60" in refused.output
+
+
+def test_the_tenant_example_validates_and_its_objects_belong_together() -> None:
+    docs = {d["kind"]: d for d in yaml.safe_load_all(TENANT_EXAMPLE.read_text()) if d}
+    assert sorted(docs) == ["Namespace", "TaskDefinition", "Tenant"]
+    kubernetes_validate.validate(docs["Namespace"], "1.35.0", strict=True)
+    assert check(docs["Tenant"]) == [] and check(docs["TaskDefinition"]) == []
+    namespace = docs["Namespace"]["metadata"]["name"]
+    assert docs["Tenant"]["metadata"]["name"] == namespace  # one namespace is one tenant
+    assert "namespace" not in docs["Tenant"]["metadata"]  # cluster-scoped
+    assert docs["TaskDefinition"]["metadata"]["namespace"] == namespace
+    assert "natsRef" not in docs["TaskDefinition"]["spec"]  # reconciled in the tenant's account
+    limits = account_limits(TenantSpec.model_validate(docs["Tenant"]["spec"]).limits)
+    assert limits == AccountLimits(
+        memory=256 << 20, disk=10 << 30, streams=40, consumers=500, connections=100, payload=1 << 20
+    )
+    assert "examples/k8s/tenant/shop.yaml" in (ROOT / "docs" / "multitenancy.md").read_text()
