@@ -27,12 +27,14 @@ def register_reconcile(
     resource: tuple[str, str, str],
     prefix: str,
     reconcile: Reconcile,
+    when: Callable[..., bool] | None = None,
 ) -> None:
-    """Attach ``<prefix>-create/-resume/-update`` and the ``<prefix>-drift`` timer."""
+    """Attach ``<prefix>-create/-resume/-update`` and the ``<prefix>-drift`` timer (only for
+    objects ``when`` accepts, given)."""
 
-    @kopf.on.resume(*resource, id=f"{prefix}-resume", registry=registry)
-    @kopf.on.create(*resource, id=f"{prefix}-create", registry=registry)
-    @kopf.on.update(*resource, id=f"{prefix}-update", field="spec", registry=registry)
+    @kopf.on.resume(*resource, id=f"{prefix}-resume", registry=registry, when=when)
+    @kopf.on.create(*resource, id=f"{prefix}-create", registry=registry, when=when)
+    @kopf.on.update(*resource, id=f"{prefix}-update", field="spec", registry=registry, when=when)
     async def on_change(
         body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, old: Any = None, **_: Any
     ) -> None:
@@ -51,6 +53,7 @@ def register_reconcile(
         interval=ctx.config.drift_interval,
         initial_delay=ctx.config.drift_interval,
         registry=registry,
+        when=when,
     )
     async def on_timer(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
         await one_at_a_time(

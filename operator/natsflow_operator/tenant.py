@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kopf._cogs.structs.references import NamespaceName, match_namespace
 from natsflow_engine import layout
 from natsflow_engine.errors import ClaimsUpdateError
 from pydantic import ValidationError
@@ -129,12 +130,26 @@ async def remove(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> 
     await accounts.drop_platform_creds(name)
 
 
+def serves(namespaces: tuple[str, ...], name: str) -> bool:
+    """Whether an operator serving ``namespaces`` (empty: all) serves the Tenant ``name``.
+
+    Kopf watches a cluster-scoped resource cluster-wide even when the operator serves some
+    namespaces only (once one of them exists), so every Tenant reaches the handlers; an operator
+    restricted to some namespaces serves the Tenants of those namespaces only, matched as Kopf
+    matches ``--namespace`` (globs, ``!`` exclusions), and leaves the others (and their
+    finalizers) to the operator that serves them."""
+    return not namespaces or any(match_namespace(NamespaceName(name), p) for p in namespaces)
+
+
 def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     """Attach the Tenant handlers to ``registry``."""
 
-    register_reconcile(registry, ctx, RESOURCE, "tenant", reconcile)
+    def served(name: str, **_: Any) -> bool:
+        return serves(ctx.config.namespaces, name)
 
-    @kopf.on.delete(*RESOURCE, id="tenant-delete", registry=registry)
+    register_reconcile(registry, ctx, RESOURCE, "tenant", reconcile, when=served)
+
+    @kopf.on.delete(*RESOURCE, id="tenant-delete", registry=registry, when=served)
     async def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         key = ("tenant", str(body.metadata.namespace), str(body.metadata.uid or body.metadata.name))
         try:
