@@ -13,7 +13,15 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ["install", "argocd", "multitenancy", "upgrading", "troubleshooting", "quickstart-kind"]
+DOCS = [
+    "install",
+    "argocd",
+    "multitenancy",
+    "remote-sites",
+    "upgrading",
+    "troubleshooting",
+    "quickstart-kind",
+]
 PAGES = [ROOT / "docs" / f"{name}.md" for name in DOCS] + [
     ROOT / "charts" / "natsflow" / "README.md",
     ROOT / "e2e" / "README.md",
