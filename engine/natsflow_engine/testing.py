@@ -263,6 +263,27 @@ class ProcessTestEngine:
         await self.wait_until_idle()
         return reached
 
+    async def evaluate_conditions(
+        self,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        process_id: str | None = None,
+        evaluation_id: str | None = None,
+        max_starts: int = 100,
+    ) -> list[str]:
+        """Evaluate the process-level conditional start events with ``variables`` (the API's
+        ``conditional-evaluate``); returns the instances started, once the engine is idle."""
+        versions = None
+        if process_id is not None:
+            versions = {process_id: await resolve_version(self.workflows_kv, self.tenant, process_id)}
+        started, _failed = await self.engine.messaging.evaluate_conditions(
+            self.tenant, dict(variables or {}), versions=versions, evaluation_id=evaluation_id, max_starts=max_starts
+        )
+        for s in started:
+            await self._wait_for(functools.partial(self._exists, s.instance))
+        await self.wait_until_idle()
+        return [s.instance for s in started]
+
     async def advance_time(self, delta: timedelta) -> None:
         """Move the virtual clock forward, firing every timer that falls due on the way (in
         order, each at its own time), then wait until the engine is idle."""

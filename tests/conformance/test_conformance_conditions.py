@@ -140,11 +140,50 @@ async def test_a_condition_that_is_not_boolean_is_an_incident_resolved_by_arming
     assert (await kit.instance(iid)).state == "completed"
 
 
-async def test_conditional_process_start_events_are_refused_with_the_reason(kit: ProcessTestEngine):
+async def test_process_conditional_start_events_start_when_evaluated_with_variables(
+    kit: ProcessTestEngine, checkpoint
+):
+    # two conditional starts in one process, one in another, one that fails to evaluate
+    big = (
+        event("startEvent", "large", conditional("=amount > 100")) + event("startEvent", "vip", conditional("=vip"))
+        + user_task("review") + '<bpmn:endEvent id="e" />' + chain("large", "review", "e") + flow("f9", "vip", "review")
+    )  # fmt: skip
+    small = event("startEvent", "low", conditional("=amount <= 100")) + '<bpmn:endEvent id="e" />' + chain("low", "e")
+    await kit.deploy(model("big", big))
+    await kit.deploy(model("small", small))
+    assert await kit.evaluate_conditions({"amount": 5, "vip": False}) != []
+    [iid_small] = await kit.instances("small")
+    assert (await kit.instance(iid_small)).state == "completed"
+    started = await kit.evaluate_conditions({"amount": 500, "vip": True})
+    assert len(started) == 2 and sorted(started) == sorted(await kit.instances("big"))
+    await checkpoint()
+    first = []
+    for iid in started:
+        snap = await kit.instance(iid)
+        assert snap.active_elements == ["review"] and snap.variables == {"amount": 500, "vip": True}
+        first.append(snap.completed_elements[0])
+    assert sorted(first) == ["large", "vip"]
+    # only the named process; a repeated evaluation id starts nothing more
+    again = await kit.evaluate_conditions({"amount": 5}, process_id="small", evaluation_id="e-1")
+    assert len(again) == 1
+    assert await kit.evaluate_conditions({"amount": 5}, process_id="small", evaluation_id="e-1") == again
+    assert len(await kit.instances("small")) == 2
+
+
+async def test_process_conditional_start_evaluation_is_bounded_and_typed(kit: ProcessTestEngine):
     import pytest
 
-    from natsflow.errors import BpmnValidationError
+    from natsflow.errors import InvalidInputError, NotFoundError
 
-    body = event("startEvent", "s", conditional("=go")) + '<bpmn:endEvent id="e" />' + chain("s", "e")
-    with pytest.raises(BpmnValidationError, match="conditional start events of a process are not supported"):
-        await kit.deploy(model("p", body))
+    for pid in ("a", "b"):
+        await kit.deploy(model(pid, event("startEvent", "s", conditional("=go")) + '<bpmn:endEvent id="e" />' + chain("s", "e")))
+    with pytest.raises(InvalidInputError, match=r"2 conditional start events hold .* more than max_starts"):
+        await kit.evaluate_conditions({"go": True}, max_starts=1)
+    assert await kit.instances() == []  # nothing started
+    with pytest.raises(InvalidInputError, match="max_starts must be between 1 and 1000"):
+        await kit.evaluate_conditions({"go": True}, max_starts=0)
+    with pytest.raises(NotFoundError):
+        await kit.evaluate_conditions({"go": True}, process_id="nothere")
+    # a condition that is not boolean for these variables starts nothing
+    assert await kit.evaluate_conditions({"go": "yes"}) == []
+    assert await kit.evaluate_conditions({}) == []

@@ -266,6 +266,22 @@ class ApiClient:
         request = p.SignalBroadcastRequest(name=name, variables=dict(variables or {}))
         return await self.call("signal-broadcast", request, p.PublishedReply)
 
+    async def evaluate_conditions(
+        self,
+        variables: dict[str, Any] | None = None,
+        *,
+        process_id: str | None = None,
+        evaluation_id: str | None = None,
+        max_starts: int = 100,
+    ) -> p.ConditionalEvaluateReply:
+        """Start an instance at each root-level conditional start event whose condition holds
+        for ``variables`` (of ``process_id`` only, when given); see the ``conditional-evaluate``
+        endpoint."""
+        request = p.ConditionalEvaluateRequest(
+            variables=dict(variables or {}), process_id=process_id, evaluation_id=evaluation_id, max_starts=max_starts
+        )
+        return await self.call("conditional-evaluate", request, p.ConditionalEvaluateReply)
+
     # --- user tasks -----------------------------------------------------------------------------
 
     async def tasks(

@@ -56,6 +56,7 @@ _NAME_RULES: dict[str, Callable[[str, str], object]] = {
     "name": layout.check_name,
     "key": layout.check_name,
     "message_id": layout.check_name,
+    "evaluation_id": layout.check_name,
     "business_key": functools.partial(layout.check_name, empty=True),
     "assignee": functools.partial(layout.check_name, empty=True),
     "instance": layout.check_id,
@@ -289,6 +290,32 @@ class Handlers:
         self._check_size(req.variables)
         reached = await self._messages().broadcast_signal(tenant, req.name, req.variables)
         return p.PublishedReply(accepted=True, detail={"reached": _builtins(reached)})
+
+    async def conditional_evaluate(
+        self, tenant: str, req: p.ConditionalEvaluateRequest
+    ) -> p.ConditionalEvaluateReply:
+        self._check_size(req.variables)
+        versions = None
+        if req.process_id is not None:  # read from the store: a version deployed a moment ago counts
+            latest = await defs.get_latest(self.workflows, tenant, req.process_id)
+            versions = {req.process_id: latest.version}
+        started, failed = await self._messages().evaluate_conditions(
+            tenant, req.variables, versions=versions, evaluation_id=req.evaluation_id, max_starts=req.max_starts
+        )
+        return p.ConditionalEvaluateReply(
+            started=[
+                p.ConditionalStartView(
+                    process_id=s.process_id, version=s.version, start_event=s.start_event, instance=s.instance
+                )
+                for s in started
+            ],
+            failed=[
+                p.ConditionalErrorView(
+                    process_id=f.process_id, version=f.version, start_event=f.start_event, error=f.error or ""
+                )
+                for f in failed
+            ],
+        )
 
     # --- user tasks -----------------------------------------------------------------------------
 

@@ -383,6 +383,40 @@ class PublishedReply(_Out):
     detail: Any = None
 
 
+class ConditionalEvaluateRequest(Request):
+    """Evaluate the root-level conditional start events of the tenant's latest process versions
+    (Camunda 8.9's conditional evaluation) with ``variables``; each that holds starts an instance."""
+
+    variables: dict[str, Any] = {}
+    process_id: str | None = None
+    """Only this process's conditional start events (``not_found`` when it is not deployed)."""
+    evaluation_id: str | None = None
+    """Idempotency: the same id starts nothing twice (instance ids derive from it)."""
+    max_starts: int = 100
+    """At most this many instances (1 to 1000); when more start events hold, nothing starts
+    and the reply is ``invalid``."""
+
+
+class ConditionalStartView(_Out):
+    process_id: str
+    version: int
+    start_event: str
+    instance: str
+
+
+class ConditionalErrorView(_Out):
+    process_id: str
+    version: int
+    start_event: str
+    error: str
+
+
+class ConditionalEvaluateReply(_Out):
+    started: list[ConditionalStartView]
+    failed: list[ConditionalErrorView] = []
+    """Start events whose condition could not be evaluated (or was not boolean): nothing started there."""
+
+
 # --- user tasks -------------------------------------------------------------------------------
 
 
@@ -485,6 +519,7 @@ ENDPOINTS: Final[dict[str, type[Request]]] = {
     "instance-history": HistoryRequest,
     "message-publish": MessagePublishRequest,
     "signal-broadcast": SignalBroadcastRequest,
+    "conditional-evaluate": ConditionalEvaluateRequest,
     "task-list": TaskListRequest,
     "task-complete": TaskCompleteRequest,
     "task-claim": TaskClaimRequest,

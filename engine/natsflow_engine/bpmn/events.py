@@ -56,7 +56,7 @@ _TRIGGER_NAMES: dict[type, str] = {
 }
 
 ALLOWED: dict[Role, frozenset[str]] = {
-    "start": frozenset({"none", "timer", "message", "signal"}),
+    "start": frozenset({"none", "timer", "message", "signal", "conditional"}),
     "start_esp": frozenset({"timer", "message", "signal", "error", "escalation", "conditional", "compensation"}),
     "start_sub": frozenset({"none"}),
     "end": frozenset({"none", "terminate", "error", "escalation", "message", "signal", "compensation", "cancel"}),
@@ -213,10 +213,6 @@ def parse_trigger(ctx: ExprCompiler, g: Globals, el: Element, role: Role) -> Par
         ok, trigger = _trigger(ctx, g, el, definition, role)
         if not ok:
             return ParsedTrigger(None, kind, False)
-    if kind == "conditional" and role == "start":
-        ctx.issues.add(el, f"{what}: conditional start events of a process are not supported "
-                           "(nothing evaluates them); use one in an event sub-process")
-        return ParsedTrigger(None, kind, False)
     if kind not in ALLOWED[role]:
         article = "an" if kind[:1] in ("a", "e", "i", "o", "u") else "a"
         label = "no event definition" if kind == "none" else f"{article} {kind} event definition"

@@ -8,6 +8,9 @@ Layout in the ``nf_messages`` bucket (every name and key is a :func:`layout.toke
 
 Each key holds a small list updated with compare-and-set, so publishing reads one key.
 
+Conditional start events at process level start when a caller asks for them to be evaluated
+with variables (Camunda 8.9's conditional evaluation): :meth:`Messaging.evaluate_conditions`.
+
 Publishing a message (Zeebe semantics): buffer it when its TTL is positive, then correlate it
 to every instance with a matching subscription (once per instance), and start an instance of
 each deployed process with a matching message start event. A catch that opens later finds a
@@ -21,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,14 +34,17 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
-from natsflow_engine.bpmn.model import Event, MessageTrigger, Process, SignalTrigger
-from natsflow_engine.errors import NatsflowError
+from natsflow_engine.bpmn.model import ConditionalTrigger, Event, MessageTrigger, Process, SignalTrigger
+from natsflow_engine.errors import InvalidInputError, NatsflowError
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import DefinitionCache, LatestRecord
 from natsflow_engine.runtime.expressions import Expressions
 from natsflow_engine.store import compare_and_set, publish_command
 
-__all__ = ["Messaging", "StartIndex"]
+__all__ = ["ConditionalOutcome", "ConditionalStart", "Messaging", "StartIndex"]
+
+MAX_CONDITIONAL_STARTS = 1000
+"""The most instances one conditional evaluation may start (its ``max_starts`` is at most this)."""
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +77,28 @@ class BufferRecord(msgspec.Struct, kw_only=True):
 
 
 _buffer_decoder = msgspec.json.Decoder(BufferRecord)
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionalOutcome:
+    """A root-level conditional start event evaluated with a caller's variables: whether its
+    condition held, or why it could not be evaluated (``error``; it then starts nothing)."""
+
+    process_id: str
+    version: int
+    start_event: str
+    holds: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionalStart:
+    """An instance a conditional evaluation started."""
+
+    process_id: str
+    version: int
+    start_event: str
+    instance: str
 
 
 class StartIndex:
@@ -151,6 +180,34 @@ class StartIndex:
                         continue
                     if started_by == name:
                         found.append((process, start))
+        return found
+
+
+    async def conditional_starts(
+        self, tenant: str, variables: dict[str, Any], now: datetime, versions: dict[str, int] | None = None
+    ) -> list[ConditionalOutcome]:
+        """Every root-level conditional start event of the tenant's latest versions (of the
+        processes and versions ``versions`` names, when given), evaluated with ``variables``
+        alone, in process id and document order."""
+        x = Expressions(now)
+        if versions is None:
+            versions = {pid: v for (t, pid), v in self.latest.items() if t == tenant}
+        found = []
+        for pid, version in sorted(versions.items()):
+            try:
+                process = await self.definitions.get(tenant, pid, version)
+            except NatsflowError as exc:
+                log.warning("conditional starts of %s v%d cannot be read: %s", pid, version, exc)
+                continue
+            for sid in process.all_start_events:
+                start = process.nodes[sid]
+                if not isinstance(start, Event) or not isinstance(start.trigger, ConditionalTrigger):
+                    continue
+                try:
+                    holds, error = x.condition(start.trigger.condition, variables), None
+                except NatsflowError as exc:
+                    holds, error = False, str(exc)
+                found.append(ConditionalOutcome(pid, version, sid, holds, error))
         return found
 
 
@@ -288,6 +345,42 @@ class Messaging:
                 await self._launch(tenant, process, start, f"sig:{signal_id}", variables)
                 reached += 1
         return reached
+
+    async def evaluate_conditions(
+        self,
+        tenant: str,
+        variables: dict[str, Any],
+        *,
+        versions: dict[str, int] | None = None,
+        evaluation_id: str | None = None,
+        max_starts: int = 100,
+    ) -> tuple[list[ConditionalStart], list[ConditionalOutcome]]:
+        """Start an instance at each root-level conditional start event of the tenant's latest
+        versions (or of ``versions``) whose condition holds for ``variables``, with those
+        variables; returns what started and the events whose condition could not be evaluated.
+
+        Nothing starts when more than ``max_starts`` would (``InvalidInputError``). Instance ids
+        derive from ``evaluation_id`` and the start event, so a retried evaluation with the same
+        id starts nothing twice."""
+        if not 1 <= max_starts <= MAX_CONDITIONAL_STARTS:
+            raise InvalidInputError(f"max_starts must be between 1 and {MAX_CONDITIONAL_STARTS}, not {max_starts}")
+        if self.starts is None:
+            return [], []
+        outcomes = await self.starts.conditional_starts(tenant, variables, self.clock(), versions)
+        chosen = [o for o in outcomes if o.holds]
+        if len(chosen) > max_starts:
+            raise InvalidInputError(
+                f"{len(chosen)} conditional start events hold for these variables, more than max_starts "
+                f"({max_starts}); nothing was started: raise max_starts or name the process_id"
+            )
+        evaluation_id = evaluation_id or r.new_id()
+        started = []
+        for o in chosen:
+            iid = layout.idempotent_instance_id(tenant, o.process_id, f"cond:{evaluation_id}:{o.start_event}")
+            await self._send(r.Launch(id=f"launch.{iid}", tenant=tenant, instance=iid, process_id=o.process_id,
+                                      version=o.version, variables=variables, start_event=o.start_event))
+            started.append(ConditionalStart(o.process_id, o.version, o.start_event, iid))
+        return started, [o for o in outcomes if o.error is not None]
 
     # --- helpers --------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 ``deploy``, ``workflows``, ``start``, ``instances``, ``show``, ``watch``, ``cancel``, ``tasks``,
 ``complete-task``, ``claim-task``, ``incidents``, ``resolve``, ``publish-message``,
-``broadcast-signal``, ``triggers`` -- and ``trigger-server``, which runs the trigger server.
+``broadcast-signal``, ``evaluate-conditions``, ``triggers`` -- and ``trigger-server``, which runs the trigger server.
 
 Listing and showing commands take ``-o json``: exactly one JSON document on stdout.
 """
@@ -373,6 +373,31 @@ def broadcast_signal_cmd(obj: CliContext, name: str, variables: str | None) -> N
     click.echo(f"broadcast signal {name}{_reached(reply.detail)}")
 
 
+@click.command("evaluate-conditions")
+@vars_option
+@click.option("--process", "process_id", default=None, help="Only this process's conditional start events.")
+@click.option("--id", "evaluation_id", default=None, help="Evaluation id: repeating the same id starts nothing twice.")
+@click.option("--max-starts", default=100, show_default=True, help="Start nothing when more events than this hold.")
+@output_option
+@click.pass_obj
+def evaluate_conditions_cmd(
+    obj: CliContext, variables: str | None, process_id: str | None, evaluation_id: str | None, max_starts: int,
+    output: str,
+) -> None:
+    """Start an instance at each process-level conditional start event whose condition holds
+    for the variables."""
+    values = parse_variables(variables)
+    reply = _call(
+        obj,
+        lambda api: api.evaluate_conditions(
+            values, process_id=process_id, evaluation_id=evaluation_id, max_starts=max_starts
+        ),
+    )
+    lines = [f"started {s.instance} ({s.process_id} v{s.version}, {s.start_event})" for s in reply.started]
+    lines += [f"not evaluated: {f.process_id} v{f.version}, {f.start_event}: {f.error}" for f in reply.failed]
+    _emit(output, reply, "\n".join(lines) if lines else "no conditional start event holds")
+
+
 def _reached(detail: Any) -> str:
     reached = detail.get("reached") if isinstance(detail, dict) else None
     return "" if reached is None else f" (reached {reached} waiting catch(es) or start(s))"
@@ -447,6 +472,7 @@ COMMANDS: list[click.Command] = [
     resolve_cmd,
     publish_message_cmd,
     broadcast_signal_cmd,
+    evaluate_conditions_cmd,
     triggers_cmd,
     trigger_server_cmd,
 ]
