@@ -66,7 +66,19 @@ def _authenticate(request: web.Request, users: Users, settings: ConsoleSettings)
     return None
 
 
-def _middleware(users: Users, settings: ConsoleSettings) -> Callable[..., Awaitable[web.StreamResponse]]:
+def _changes(request: web.Request, sandbox: frozenset[str]) -> bool:
+    """Whether the request may change something: any method but GET and HEAD, except the
+    modeler's routes (``sandbox``), which validate, simulate and export without touching the
+    tenant's instances, workers or definitions."""
+    if request.method in ("GET", "HEAD"):
+        return False
+    resource = request.match_info.route.resource
+    return resource is None or resource.canonical not in sandbox
+
+
+def _middleware(
+    users: Users, settings: ConsoleSettings, sandbox: frozenset[str]
+) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
@@ -76,7 +88,7 @@ def _middleware(users: Users, settings: ConsoleSettings) -> Callable[..., Awaita
                 if path.startswith("/api/"):
                     return error_response(401, "unauthorized", "sign in: a bearer token or session cookie")
                 raise web.HTTPFound("/login")
-            if request.method not in ("GET", "HEAD") and not user.can_write:
+            if not user.can_write and _changes(request, sandbox):
                 return error_response(403, "forbidden", f"user {user.name} has the read-only role")
             request[USER_KEY] = user
         response = await handler(request)
@@ -119,8 +131,9 @@ class Console:
         self.streams: set[asyncio.Task[Any]] = set()
 
     def make_app(self) -> web.Application:
+        sandbox = frozenset(path for _, path, _ in design.ROUTES)
         app = web.Application(
-            middlewares=[_middleware(self.users, self.settings)], client_max_size=self.settings.max_body
+            middlewares=[_middleware(self.users, self.settings, sandbox)], client_max_size=self.settings.max_body
         )
         if self.nc is not None:
             app[NC_KEY] = self.nc

@@ -22,7 +22,27 @@ def test_validate_answers_issues_at_elements_and_the_models_outline(stack: Stack
     assert {i["element_id"] for i in bad["issues"]} >= {"f_big", "gw"}
     status, _ = call(stack, "POST", "/api/validate", token, {"source": ""})
     assert status == 400
-    assert call(stack, "POST", "/api/validate", viewer_token(tenants["alice"]), {"source": broken})[0] == 403
+
+
+def test_a_viewer_validates_simulates_and_exports_but_cannot_deploy(stack: Stack, tenants: dict[str, str]) -> None:
+    source_id = f"viewer-sim-{tenants['alice']}"
+    source = approval(source_id)
+    scenario = {"userTasks": {"approve": {"complete": {"x": 1}}}}
+    for token in (viewer_token(tenants["alice"]), operator_token(tenants["alice"])):
+        status, checked = call(stack, "POST", "/api/validate", token, {"source": source})
+        assert status == 200 and checked["valid"] is True
+        status, result = call(stack, "POST", "/api/simulate", token, {"source": source, "scenario": scenario})
+        assert status == 200 and result["first"]["path"] == ["start", "approve", "gw", "end_small"], result
+        status, text = call(stack, "POST", "/api/export/workflow", token, {"source": source})
+        assert status == 200 and "kind: Workflow" in text
+        status, text = call(stack, "POST", "/api/export/pytest", token, {"source": source, "scenario": scenario})
+        assert status == 200 and "ProcessTestEngine" in text
+    status, reply = call(stack, "POST", "/api/deploy", viewer_token(tenants["alice"]), {"source": source})
+    assert status == 403 and reply["error"]["code"] == "forbidden"
+    listed = call(stack, "GET", "/api/processes", operator_token(tenants["alice"]))[1]["processes"]
+    assert source_id not in [p["process_id"] for p in listed]  # simulating deployed nothing
+    status, reply = call(stack, "POST", "/api/deploy", operator_token(tenants["alice"]), {"source": source})
+    assert status == 200 and [d["process_id"] for d in reply["deployed"]] == [source_id]
 
 
 def test_simulate_runs_a_scenario_and_names_a_bad_field(stack: Stack, tenants: dict[str, str]) -> None:
