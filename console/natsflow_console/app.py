@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from natsflow_engine.accounts.connections import TenantConnections
 from prometheus_client import CollectorRegistry
 
-from natsflow_console import design, routes
+from natsflow_console import design, routes, sessions
 from natsflow_console.auth import User, Users
 from natsflow_console.errors import error_response
 from natsflow_console.keys import NC_KEY, REGISTRY_KEY, SETTINGS_KEY, STREAMS_KEY, TENANTS_KEY, USER_KEY
@@ -131,7 +131,8 @@ class Console:
         self.streams: set[asyncio.Task[Any]] = set()
 
     def make_app(self) -> web.Application:
-        sandbox = frozenset(path for _, path, _ in design.ROUTES)
+        modeler = [*design.ROUTES, *sessions.ROUTES]  # they touch nothing of the tenant
+        sandbox = frozenset(path for _, path, _ in modeler)
         app = web.Application(
             middlewares=[_middleware(self.users, self.settings, sandbox)], client_max_size=self.settings.max_body
         )
@@ -143,7 +144,8 @@ class Console:
             app[REGISTRY_KEY] = self.registry
         app[SETTINGS_KEY] = self.settings
         app[STREAMS_KEY] = self.streams
-        routes.add_routes(app, _static_dir(), users=self.users, cookie=COOKIE, extra=design.ROUTES)
+        routes.add_routes(app, _static_dir(), users=self.users, cookie=COOKIE, extra=modeler)
+        sessions.install(app)
         app.on_shutdown.append(self._close_streams)
         return app
 

@@ -21,18 +21,27 @@ virtual clock. A scenario (a JSON or YAML document, :func:`parse_scenario`) says
 A job type without a mock completes with no variables. :func:`simulate` returns the path of
 each instance, the counts per element over all instances, the final state and variables, and
 the history of the first instance (the records a replay steps through).
+
+A :class:`Run` is a simulation in progress, moved on by hand between its steps (the console's
+step-by-step simulation): a message or a signal now, the clock forward (timers and scheduled
+events fire on the way), or to the end as :func:`simulate` runs it. After each move the engine
+settles: jobs get their mocks, user tasks their completions, timers already due fire.
+Everything that moved the clock or reached the model is kept in order with its virtual time,
+so :meth:`Run.scenario_as_run` is a scenario that :func:`simulate` (and ``natsflow simulate``)
+replays to the same end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
 
-import isodate
 import msgspec
 from natsflow_engine import layout
 from natsflow_engine.bpmn.model import (
@@ -43,245 +52,49 @@ from natsflow_engine.bpmn.model import (
     SignalTrigger,
     TimerTrigger,
 )
-from natsflow_engine.errors import BpmnError, InvalidInputError, JobFailure
+from natsflow_engine.errors import BpmnError, ConflictError, JobFailure
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import parse_and_check
 from natsflow_engine.testing import ProcessTestEngine
 from natsflow_engine.worker import Job
 
+from natsflow_console.scenario import (
+    MAX_EVENTS,
+    MAX_INSTANCES,
+    MAX_UNTIL,
+    START,
+    Mock,
+    Scenario,
+    ScenarioError,
+    ScenarioEvent,
+    parse_scenario,
+    scenario_document,
+)
+
 __all__ = [
     "MAX_INSTANCES",
+    "START",
+    "PendingTimer",
+    "Run",
     "Scenario",
     "ScenarioError",
     "SimulationResult",
+    "TooLongError",
+    "bounded",
     "model_outline",
     "parse_scenario",
     "simulate",
+    "simulate_bounded",
 ]
 
-MAX_INSTANCES = 10_000
-MAX_EVENTS = 1_000
-MAX_MOCKS = 100
-MAX_UNTIL = timedelta(days=3660)
 MAX_ROUNDS = 100_000
-START = datetime(2026, 1, 1, tzinfo=UTC)
-"""Virtual time of every simulation's start (results repeat)."""
 TENANT = "simulation"
 LAUNCHES = 64
 """Instances launched at once."""
 
 
-ScenarioError = InvalidInputError
-"""A scenario that cannot run; the message names the field (``tasks.ship[1].error.code: …``)."""
-
-
-@dataclass(frozen=True)
-class Mock:
-    kind: Literal["complete", "error", "fail"]
-    variables: dict[str, Any] = field(default_factory=dict)
-    code: str = ""
-    message: str = ""
-    weight: float = 1.0
-
-    def document(self) -> dict[str, Any]:
-        match self.kind:
-            case "complete":
-                return {"complete": self.variables}
-            case "error":
-                return {"error": {"code": self.code, "message": self.message, "variables": self.variables}}
-            case _:
-                return {"fail": self.message}
-
-
-@dataclass(frozen=True)
-class ScenarioEvent:
-    at: timedelta
-    kind: Literal["message", "signal", "time"]
-    name: str = ""
-    correlation_key: str = ""
-    variables: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Scenario:
-    process: str | None = None
-    variables: dict[str, Any] = field(default_factory=dict)
-    instances: int = 1
-    seed: int = 1
-    tasks: dict[str, list[Mock]] = field(default_factory=dict)
-    user_tasks: dict[str, list[Mock]] = field(default_factory=dict)
-    events: list[ScenarioEvent] = field(default_factory=list)
-    until: timedelta = timedelta(days=30)
-
-
-# --- parsing ----------------------------------------------------------------------------------
-
-_KEYS = {"process", "variables", "instances", "seed", "tasks", "userTasks", "events", "until"}
-
-
 def _fail(where: str, problem: str) -> ScenarioError:
     return ScenarioError(f"{where}: {problem}")
-
-
-def _object(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise _fail(where, "a mapping of names to values")
-    return value
-
-
-def _text(value: Any, where: str, *, empty: bool = False) -> str:
-    if not isinstance(value, str) or (not value and not empty) or len(value) > 256:
-        raise _fail(where, "a string of 1 to 256 characters")
-    return value
-
-
-def _duration(value: Any, where: str) -> timedelta:
-    try:
-        parsed = isodate.parse_duration(str(value))
-    except (isodate.ISO8601Error, ValueError):
-        raise _fail(where, f"an ISO 8601 duration such as PT1H, not {value!r}") from None
-    delta: timedelta = parsed.totimedelta(start=START) if isinstance(parsed, isodate.Duration) else parsed
-    if not timedelta(0) <= delta <= MAX_UNTIL:
-        raise _fail(where, "a duration from 0 to 10 years")
-    return delta
-
-
-def _mock(value: Any, where: str, *, user_task: bool = False) -> Mock:
-    if not isinstance(value, dict):
-        raise _fail(where, "a mapping with complete, error or fail")
-    weight = value.get("weight", 1)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= 1_000_000:
-        raise _fail(f"{where}.weight", "a positive number")
-    kinds = [k for k in ("complete", "error", "fail") if k in value]
-    unknown = set(value) - {"complete", "error", "fail", "weight"}
-    if unknown:
-        raise _fail(f"{where}.{sorted(unknown)[0]}", "unknown field (complete, error, fail, weight)")
-    if len(kinds) != 1 or (user_task and kinds != ["complete"]):
-        raise _fail(where, "complete" if user_task else "exactly one of complete, error, fail")
-    kind = kinds[0]
-    if kind == "complete":
-        return Mock("complete", _object(value["complete"], f"{where}.complete"), weight=float(weight))
-    if kind == "fail":
-        return Mock("fail", message=_text(value["fail"], f"{where}.fail"), weight=float(weight))
-    error = value["error"]
-    if not isinstance(error, dict):
-        raise _fail(f"{where}.error", "a mapping with code, message and variables")
-    return Mock(
-        "error",
-        _object(error.get("variables"), f"{where}.error.variables"),
-        code=_text(error.get("code"), f"{where}.error.code"),
-        message=_text(error.get("message", ""), f"{where}.error.message", empty=True),
-        weight=float(weight),
-    )
-
-
-def _mocks(value: Any, where: str, *, user_task: bool = False) -> dict[str, list[Mock]]:
-    found: dict[str, list[Mock]] = {}
-    for name, spec in _object(value, where).items():
-        _text(name, f"{where} key")
-        options = spec if isinstance(spec, list) else [spec]
-        if not 1 <= len(options) <= MAX_MOCKS:
-            raise _fail(f"{where}.{name}", f"1 to {MAX_MOCKS} mocks")
-        found[name] = [
-            _mock(o, f"{where}.{name}" + (f"[{i}]" if isinstance(spec, list) else ""), user_task=user_task)
-            for i, o in enumerate(options)
-        ]
-    return found
-
-
-def _event(value: Any, where: str) -> ScenarioEvent:
-    if not isinstance(value, dict):
-        raise _fail(where, "a mapping with at and message, signal or nothing (time passes)")
-    unknown = set(value) - {"at", "message", "signal"}
-    if unknown:
-        raise _fail(f"{where}.{sorted(unknown)[0]}", "unknown field (at, message, signal)")
-    if "at" not in value:
-        raise _fail(f"{where}.at", "required: when, as a duration from the start (PT1H)")
-    at = _duration(value["at"], f"{where}.at")
-    if "message" in value and "signal" in value:
-        raise _fail(where, "a message or a signal, not both")
-    for kind in ("message", "signal"):
-        if kind in value:
-            spec = value[kind]
-            if not isinstance(spec, dict):
-                raise _fail(f"{where}.{kind}", "a mapping with name")
-            key = spec.get("correlationKey", "") if kind == "message" else ""
-            return ScenarioEvent(
-                at,
-                "message" if kind == "message" else "signal",
-                name=_text(spec.get("name"), f"{where}.{kind}.name"),
-                correlation_key=_text(str(key), f"{where}.message.correlationKey", empty=True),
-                variables=_object(spec.get("variables"), f"{where}.{kind}.variables"),
-            )
-    return ScenarioEvent(at, "time")
-
-
-def _count(value: Any, where: str, top: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
-        raise _fail(where, f"a whole number from 1 to {top}")
-    return value
-
-
-def parse_scenario(document: Any) -> Scenario:
-    """A scenario from a decoded JSON/YAML document; :class:`ScenarioError` names the bad field."""
-    if document is None:
-        document = {}
-    if not isinstance(document, dict):
-        raise _fail("scenario", "a mapping (JSON object or YAML mapping)")
-    unknown = set(document) - _KEYS
-    if unknown:
-        raise _fail(sorted(unknown)[0], f"unknown field (one of {', '.join(sorted(_KEYS))})")
-    events = document.get("events") or []
-    if not isinstance(events, list) or len(events) > MAX_EVENTS:
-        raise _fail("events", f"a list of at most {MAX_EVENTS} events")
-    process = document.get("process")
-    seed = document.get("seed", 1)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise _fail("seed", "a whole number")
-    return Scenario(
-        process=None if process is None else _text(process, "process"),
-        variables=_object(document.get("variables"), "variables"),
-        instances=_count(document.get("instances", 1), "instances", MAX_INSTANCES),
-        seed=seed,
-        tasks=_mocks(document.get("tasks"), "tasks"),
-        user_tasks=_mocks(document.get("userTasks"), "userTasks", user_task=True),
-        events=sorted((_event(e, f"events[{i}]") for i, e in enumerate(events)), key=lambda e: e.at),
-        until=_duration(document.get("until", "P30D"), "until"),
-    )
-
-
-def scenario_document(scenario: Scenario) -> dict[str, Any]:
-    """The scenario as a document :func:`parse_scenario` reads back (to save it as a file)."""
-
-    def mocks(table: dict[str, list[Mock]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, options in table.items():
-            docs = [dict(m.document(), **({"weight": m.weight} if m.weight != 1 else {})) for m in options]
-            out[name] = docs[0] if len(docs) == 1 else docs
-        return out
-
-    events: list[dict[str, Any]] = []
-    for e in scenario.events:
-        entry: dict[str, Any] = {"at": isodate.duration_isoformat(e.at)}
-        if e.kind == "message":
-            entry["message"] = {"name": e.name, "correlationKey": e.correlation_key, "variables": e.variables}
-        elif e.kind == "signal":
-            entry["signal"] = {"name": e.name, "variables": e.variables}
-        events.append(entry)
-    document: dict[str, Any] = {
-        "variables": scenario.variables,
-        "instances": scenario.instances,
-        "seed": scenario.seed,
-        "tasks": mocks(scenario.tasks),
-        "userTasks": mocks(scenario.user_tasks),
-        "events": events,
-        "until": isodate.duration_isoformat(scenario.until),
-    }
-    if scenario.process:
-        document = {"process": scenario.process, **document}
-    return document
 
 
 # --- what a model needs ------------------------------------------------------------------------
@@ -326,9 +139,6 @@ def model_outline(defs: Definitions) -> dict[str, Any]:
         "signals": sorted(signals),
         "timers": sorted(timers),
     }
-
-
-# --- running ----------------------------------------------------------------------------------
 
 
 class Action(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -424,63 +234,306 @@ def _path(history: list[Any]) -> list[str]:
     ]
 
 
-async def simulate(source: str, scenario: Scenario, *, name: str | None = None) -> SimulationResult:
-    """Run ``scenario`` on the model ``source`` in a fresh test engine (see the module doc)."""
-    began = time.perf_counter()
-    defs = parse_and_check(source, name=name)
-    outline = model_outline(defs)
-    executable = outline["processes"]
-    process_id = scenario.process or (executable[0] if len(executable) == 1 else None)
-    if process_id is None or process_id not in executable:
-        raise _fail("process", f"one of the model's executable processes: {', '.join(executable) or 'none'}")
-    mocks = _Mocks(scenario)
-    async with ProcessTestEngine(tenant=TENANT, start_time=START) as engine:
-        await engine.deploy(source)
-        for task_type in sorted(set(outline["task_types"]) | set(scenario.tasks)):
-            engine.task(task_type)(mocks.handler(task_type))
-        launching = asyncio.Semaphore(LAUNCHES)
 
-        async def launch() -> str:
-            async with launching:
-                return await engine.start_instance(process_id, scenario.variables)
 
-        ids = list(await asyncio.gather(*(launch() for _ in range(scenario.instances))))
-        await mocks.started(ids)
-        actions = await _drive(engine, scenario, ids if outline["user_tasks"] else [], mocks)
-        histories = await _histories(engine, len(ids))
+class PendingTimer(msgspec.Struct, kw_only=True):
+    """A timer that has not fired: its id (to fire it by hand), where and when."""
+
+    id: str
+    instance: str
+    element_id: str | None
+    due: str
+    at: float
+    """Seconds from the simulation's start."""
+
+
+def _due(spec: r.TimerSpec) -> timedelta:
+    return datetime.fromisoformat(spec.due.replace("Z", "+00:00")) - START
+
+
+class Run:
+    """A simulation in progress (see the module doc). ``async with Run(...) as run``, or
+    :meth:`start` and :meth:`close`."""
+
+    def __init__(self, source: str, scenario: Scenario, *, name: str | None = None) -> None:
+        defs = parse_and_check(source, name=name)
+        self.outline = model_outline(defs)
+        executable = self.outline["processes"]
+        process_id = scenario.process or (executable[0] if len(executable) == 1 else None)
+        if process_id is None or process_id not in executable:
+            raise _fail("process", f"one of the model's executable processes: {', '.join(executable) or 'none'}")
+        self.source = source
+        self.process_id: str = process_id
+        self.scenario = scenario
+        self.engine = ProcessTestEngine(tenant=TENANT, start_time=START)
+        self.ids: list[str] = []
+        self.actions: list[Action] = []
+        self.fired: list[ScenarioEvent] = []
+        """Every event that reached the model or moved the clock, in order, with its time."""
+        self.scheduled = list(scenario.events)
+        """The scenario's events not fired yet."""
+        self.finished = False
+        self.busy = 0.0
+        """Seconds spent running the engine."""
+        self._mocks = _Mocks(scenario)
+        self._open = False
+
+    async def __aenter__(self) -> Run:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> Run:
+        """Deploy, launch the instances, settle, fire the events scheduled at the start."""
+        began = time.perf_counter()
+        await self.engine.__aenter__()
+        self._open = True
+        try:
+            engine = self.engine
+            await engine.deploy(self.source)
+            for task_type in sorted(set(self.outline["task_types"]) | set(self.scenario.tasks)):
+                engine.task(task_type)(self._mocks.handler(task_type))
+            launching = asyncio.Semaphore(LAUNCHES)
+
+            async def launch() -> str:
+                async with launching:
+                    return await engine.start_instance(self.process_id, self.scenario.variables)
+
+            self.ids = list(await asyncio.gather(*(launch() for _ in range(self.scenario.instances))))
+            await self._mocks.started(self.ids)
+            await self._settle()
+            await self._scheduled_until(timedelta(0))
+        except BaseException:
+            await self.close()
+            raise
+        self.busy += time.perf_counter() - began
+        return self
+
+    async def close(self) -> None:
+        if self._open:
+            self._open = False
+            await self.engine.__aexit__(None, None, None)
+
+    @property
+    def elapsed(self) -> timedelta:
+        """Virtual time since the start."""
+        return self.engine.clock.now() - START
+
+    # --- moves ------------------------------------------------------------------------------------
+
+    async def fire(self, event: ScenarioEvent) -> int:
+        """Publish a message or broadcast a signal now (``event.at`` is ignored); how many
+        catches (and start events) it reached."""
+        if event.kind == "time":
+            raise _fail("event", "a message or a signal")
+        return await self._by_hand(replace(event, at=self.elapsed))
+
+    async def advance_to(self, at: timedelta) -> None:
+        """Move the clock to ``at`` (from the start): the scenario's events and the timers due
+        on the way fire in order, each at its time."""
+        if at < self.elapsed:
+            raise _fail("advance", "the virtual clock only moves forward")
+        if at > MAX_UNTIL:
+            raise _fail("advance", "at most 10 years from the start")
+        await self._by_hand(ScenarioEvent(at, "time"))
+
+    async def advance(self, delta: timedelta) -> None:
+        await self.advance_to(self.elapsed + delta)
+
+    async def fire_timer(self, timer_id: str) -> None:
+        """Move the clock to the time a pending timer is due (it fires, with all due before)."""
+        self._movable()
+        spec = self.engine.timers.pending.get(timer_id)
+        if spec is None:
+            raise _fail("timer", f"no pending timer {timer_id[:64]!r} (it fired or was cancelled)")
+        await self.advance_to(max(_due(spec), self.elapsed))
+
+    async def next(self) -> None:
+        """Move the clock to the next pending timer or scheduled event, whichever comes first."""
+        self._movable()
+        due = [t for t in (self._next_timer(), self.scheduled[0].at if self.scheduled else None) if t is not None]
+        if not due:
+            raise ConflictError("no timer is pending and no scheduled event is left: nothing to wait for")
+        await self.advance_to(max(min(due), self.elapsed))
+
+    async def finish(self) -> None:
+        """Run to the end as :func:`simulate` does: the scenario's remaining events, then the
+        timers on their schedule until the scenario's ``until``. Nothing can be fired after."""
+        self._movable()
+        began = time.perf_counter()
+        while self.scheduled:
+            await self._fire(self.scheduled.pop(0))
+        for _ in range(MAX_ROUNDS):
+            due = self._next_timer()
+            if due is None or due > self.scenario.until:
+                break
+            await self._go(max(due, self.elapsed))
+            await self._settle()
+        self.finished = True
+        self.busy += time.perf_counter() - began
+
+    async def _by_hand(self, event: ScenarioEvent) -> int:
+        self._movable()
+        if len(self.fired) + len(self.scheduled) >= MAX_EVENTS:
+            raise _fail("events", f"at most {MAX_EVENTS} events in one simulation (a scenario file holds no more)")
+        began = time.perf_counter()
+        await self._scheduled_until(event.at)
+        redundant = event.kind == "time" and self.fired and self.fired[-1].at == event.at
+        reached = 0 if redundant else await self._fire(event)  # a scheduled event took the clock there
+        self.busy += time.perf_counter() - began
+        return reached
+
+    def _movable(self) -> None:
+        if not self._open:
+            raise ConflictError("the simulation has ended")
+        if self.finished:
+            raise ConflictError("the simulation ran to its end: start a new one to fire more")
+
+    # --- the engine -------------------------------------------------------------------------------
+
+    async def _go(self, at: timedelta) -> None:
+        step = at - self.elapsed
+        if step > timedelta(0):
+            await self.engine.advance_time(step)
+            self.actions.append(Action(kind="advance", seconds=step.total_seconds()))
+
+    async def _fire(self, event: ScenarioEvent) -> int:
+        await self._go(event.at)
+        reached = 0
+        if event.kind == "message":
+            reached = await self.engine.publish_message(
+                event.name, correlation_key=event.correlation_key, variables=event.variables
+            )
+            self.actions.append(
+                Action(kind="message", name=event.name, correlation_key=event.correlation_key, variables=event.variables)
+            )
+        elif event.kind == "signal":
+            reached = await self.engine.broadcast_signal(event.name, variables=event.variables)
+            self.actions.append(Action(kind="signal", name=event.name, variables=event.variables))
+        self.fired.append(event)
+        await self._settle()
+        return reached
+
+    async def _scheduled_until(self, at: timedelta) -> None:
+        while self.scheduled and self.scheduled[0].at <= at:
+            await self._fire(self.scheduled.pop(0))
+
+    def _next_timer(self) -> timedelta | None:
+        return min((_due(s) for s in self.engine.timers.pending.values()), default=None)
+
+    async def _settle(self) -> None:
+        """Until nothing moves: the engine idle, user tasks completed, timers due now fired."""
+        for _ in range(MAX_ROUNDS):
+            await self.engine.wait_until_idle()
+            if await self._complete_user_tasks():
+                continue
+            due = self._next_timer()
+            if due is not None and due <= self.elapsed:
+                await self.engine.advance_time(timedelta(0))
+                self.actions.append(Action(kind="advance", seconds=0.0))
+                continue
+            return
+        raise _fail("scenario", f"the model did not come to rest within {MAX_ROUNDS} rounds")
+
+    async def _complete_user_tasks(self) -> bool:
+        if not self.outline["user_tasks"]:
+            return False
+        done = False
+        for iid in self.ids:
+            for task in await self.engine.user_tasks(iid):
+                options = (
+                    self.scenario.user_tasks.get(task.element_id) or self.scenario.user_tasks.get("*") or [Mock("complete")]
+                )
+                mock = self._mocks.pick(options, iid, task.id.removeprefix(iid))
+                await self.engine.complete_user_task(task.id, mock.variables)
+                if iid == self._mocks.first:
+                    self.actions.append(Action(kind="user-task", element_id=task.element_id, variables=mock.variables))
+                done = True
+        return done
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    async def result(self) -> SimulationResult:
+        """Where the simulation stands: states, counts per element, the first instance."""
+        histories = await _histories(self.engine)
+        return await self._result(histories)
+
+    async def _result(self, histories: dict[str, list[r.HistoryRecord]]) -> SimulationResult:
         elements: dict[str, int] = {}
         states: dict[str, int] = {}
-        for iid in ids:
+        for iid in self.ids:
             records = histories.get(iid, [])
             for element in set(_path(records)):
                 elements[element] = elements.get(element, 0) + 1
             state = records[-1].state if records else "active"
             states[state] = states.get(state, 0) + 1
-        history = histories.get(ids[0], [])
-        snap = await engine.instance(ids[0])
+        first_id = self.ids[0]
+        history = histories.get(first_id, [])
+        snap = await self.engine.instance(first_id)
         first = InstanceOutcome(
-            id=ids[0],
+            id=first_id,
             state=snap.state,
             variables=dict(snap.variables),
             path=_path(history),
             incidents=[{"element_id": i.element_id, "message": i.message} for i in snap.incidents],
-            waiting=[t.element_id for t in await engine.user_tasks(ids[0])] if snap.state == "active" else [],
+            waiting=[t.element_id for t in await self.engine.user_tasks(first_id)] if snap.state == "active" else [],
         )
         return SimulationResult(
-            process_id=process_id,
-            instances=len(ids),
+            process_id=self.process_id,
+            instances=len(self.ids),
             states=states,
             elements=elements,
             first=first,
             history=msgspec.to_builtins(history),
-            actions=actions,
-            jobs=mocks.picked,
-            virtual_time=engine.clock.now().isoformat(),
-            seconds=round(time.perf_counter() - began, 3),
+            actions=list(self.actions),
+            jobs={k: list(v) for k, v in self._mocks.picked.items()},
+            virtual_time=self.engine.clock.now().isoformat(),
+            seconds=round(self.busy, 3),
         )
 
+    async def view(self, *, timers: int = 50) -> tuple[SimulationResult, list[PendingTimer]]:
+        """:meth:`result` and the first ``timers`` pending timers, soonest first."""
+        histories = await _histories(self.engine)
+        where: dict[tuple[str, int], str] = {}
+        for iid, records in histories.items():
+            for record in records:
+                for e in record.events:
+                    if e.type == "timer-scheduled" and e.ei is not None and e.element_id:
+                        where[(iid, e.ei)] = e.element_id
+        pending = sorted(self.engine.timers.pending.values(), key=lambda s: (s.due, s.id))[:timers]
+        found = [
+            PendingTimer(
+                id=s.id,
+                instance=s.instance,
+                element_id=where.get((s.instance, s.ei)),
+                due=s.due,
+                at=_due(s).total_seconds(),
+            )
+            for s in pending
+        ]
+        return await self._result(histories), found
 
-async def _histories(engine: ProcessTestEngine, count: int) -> dict[str, list[r.HistoryRecord]]:
+    def scenario_as_run(self) -> dict[str, Any]:
+        """The scenario that repeats this run: its events are what fired, with their times; it
+        stops where the run stands (``until``), or at the scenario's end if it ran to it."""
+        until = max(self.scenario.until, self.elapsed) if self.finished else self.elapsed
+        ran = replace(self.scenario, events=list(self.fired), until=until, process=self.process_id)
+        return scenario_document(ran)
+
+
+async def simulate(source: str, scenario: Scenario, *, name: str | None = None) -> SimulationResult:
+    """Run ``scenario`` on the model ``source`` to its end in a fresh test engine (see the
+    module doc)."""
+    began = time.perf_counter()
+    async with Run(source, scenario, name=name) as run:
+        await run.finish()
+        result = await run.result()
+    result.seconds = round(time.perf_counter() - began, 3)
+    return result
+
+
+async def _histories(engine: ProcessTestEngine) -> dict[str, list[r.HistoryRecord]]:
     """Every history record of the simulation, by instance (one ordered consumer for all)."""
     sub = await engine.js.subscribe(layout.tenant_history_subjects(TENANT), ordered_consumer=True)
     found: dict[str, list[r.HistoryRecord]] = {}
@@ -500,64 +553,25 @@ async def _histories(engine: ProcessTestEngine, count: int) -> dict[str, list[r.
     return found
 
 
-async def _complete_user_tasks(
-    engine: ProcessTestEngine, scenario: Scenario, ids: list[str], mocks: _Mocks, actions: list[Action]
-) -> bool:
-    done = False
-    for iid in ids:
-        for task in await engine.user_tasks(iid):
-            options = scenario.user_tasks.get(task.element_id) or scenario.user_tasks.get("*") or [Mock("complete")]
-            mock = mocks.pick(options, iid, task.id.removeprefix(iid))
-            await engine.complete_user_task(task.id, mock.variables)
-            if iid == mocks.first:
-                actions.append(Action(kind="user-task", element_id=task.element_id, variables=mock.variables))
-            done = True
-    return done
-
-
-async def _drive(engine: ProcessTestEngine, scenario: Scenario, ids: list[str], mocks: _Mocks) -> list[Action]:
-    actions: list[Action] = []
-    events = list(scenario.events)
-    for _ in range(MAX_ROUNDS):
-        await engine.wait_until_idle()
-        if await _complete_user_tasks(engine, scenario, ids, mocks, actions):
-            continue
-        elapsed = engine.clock.now() - START
-        if events:
-            event = events.pop(0)
-            if event.at > elapsed:
-                await engine.advance_time(event.at - elapsed)
-                actions.append(Action(kind="advance", seconds=(event.at - elapsed).total_seconds()))
-            if event.kind == "message":
-                await engine.publish_message(
-                    event.name, correlation_key=event.correlation_key, variables=event.variables
-                )
-                actions.append(
-                    Action(kind="message", name=event.name, correlation_key=event.correlation_key, variables=event.variables)
-                )
-            elif event.kind == "signal":
-                await engine.broadcast_signal(event.name, variables=event.variables)
-                actions.append(Action(kind="signal", name=event.name, variables=event.variables))
-            continue
-        due = min((s.due for s in engine.timers.pending.values()), default=None)
-        if due is None:
-            break
-        step = datetime.fromisoformat(due.replace("Z", "+00:00")) - engine.clock.now()
-        if elapsed + step > scenario.until:
-            break
-        await engine.advance_time(max(step, timedelta(0)))
-        actions.append(Action(kind="advance", seconds=max(step, timedelta(0)).total_seconds()))
-    return actions
+class TooLongError(ScenarioError):
+    """A simulation (or one move of it) ran past its time budget."""
 
 
 _running = asyncio.Semaphore(2)
 
 
-async def simulate_bounded(source: str, scenario: Scenario, *, timeout: float = 60.0) -> SimulationResult:
-    """:func:`simulate` for a server: at most two at a time, each within ``timeout`` seconds."""
+@contextlib.asynccontextmanager
+async def bounded(timeout: float = 60.0) -> AsyncIterator[None]:
+    """At most two simulations work at a time in a server, each move within ``timeout`` seconds."""
     async with _running:
         try:
             async with asyncio.timeout(timeout):
-                return await simulate(source, scenario)
+                yield
         except TimeoutError:
-            raise ScenarioError(f"the simulation did not finish within {timeout:.0f} s (fewer instances?)") from None
+            raise TooLongError(f"the simulation did not finish within {timeout:.0f} s (fewer instances?)") from None
+
+
+async def simulate_bounded(source: str, scenario: Scenario, *, timeout: float = 60.0) -> SimulationResult:
+    """:func:`simulate` for a server: at most two at a time, each within ``timeout`` seconds."""
+    async with bounded(timeout):
+        return await simulate(source, scenario)
