@@ -34,6 +34,11 @@ export async function post(path, body) {
   return decode(response);
 }
 
+export async function remove(path) {
+  const response = await fetch(path, { method: 'DELETE', headers: { Accept: 'application/json' }, credentials: 'same-origin' });
+  return response.status === 204 ? null : decode(response);
+}
+
 async function decode(response) {
   if (response.status === 401) {
     window.location.assign('/login');

@@ -1,8 +1,8 @@
 // Camunda forms embedded in the BPMN (zeebe:userTaskForm, referenced by the user task's
-// zeebe:formDefinition formKey "camunda-forms:bpmn:<id>"), rendered with form-js.
+// zeebe:formDefinition formKey "camunda-forms:bpmn:<id>"), rendered with form-js (loaded on
+// first use: form-view.js).
 
-import { Form } from '@bpmn-io/form-js-viewer';
-import '@bpmn-io/form-js-viewer/dist/assets/form-js.css';
+import { load } from './lazy.js';
 
 const ZEEBE = 'http://camunda.org/schema/zeebe/1.0';
 const PREFIX = 'camunda-forms:bpmn:';
@@ -20,14 +20,5 @@ export function embeddedForm(xml, formKey) {
 
 // Renders `schema` with `data` into `container`; submit() -> {data, invalid: [field labels]}.
 export async function renderForm(container, schema, data) {
-  const form = new Form({ container });
-  await form.importSchema(schema, data);
-  const labels = new Map((schema.components || []).map((c) => [c.id, c.label || c.key || c.id]));
-  return {
-    submit: () => {
-      const { data: values, errors } = form.submit();
-      return { data: values, invalid: Object.keys(errors).map((id) => labels.get(id) || id) };
-    },
-    destroy: () => form.destroy()
-  };
+  return (await load('form-view')).renderForm(container, schema, data);
 }

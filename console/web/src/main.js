@@ -7,7 +7,7 @@ import { h } from './dom.js';
 import { incidentsPage } from './incidents.js';
 import { instancePage } from './instance.js';
 import { instancesPage } from './instances.js';
-import { modelerPage } from './modeler.js';
+import { lazyPage } from './lazy.js';
 import { processPage, processesPage } from './processes.js';
 import { tasksPage } from './tasks.js';
 
@@ -43,7 +43,7 @@ async function app() {
     else if (parts[0] === 'processes') leave = processesPage(main, user);
     else if (parts[0] === 'incidents') leave = incidentsPage(main, user);
     else if (parts[0] === 'tasks') leave = tasksPage(main, user, params);
-    else if (parts[0] === 'modeler') leave = modelerPage(main, user, params);
+    else if (parts[0] === 'modeler') leave = lazyPage(main, 'modeler', 'modelerPage', user, params);
     else if (parts[0] === 'instances') leave = instancesPage(main, params);
     else main.replaceChildren(h('p', { class: 'error' }, 'No page at ' + hash));
   };

@@ -1,9 +1,12 @@
 // Simulation in the modeler: a scenario (mocks per job type, user task completions, events on a
 // virtual clock) run by the engine on its own embedded server; the token then steps through the
 // history on the diagram with the variables of each step, or the counts of many instances.
+// "Step by step" keeps the simulation open (/api/simulations): messages, signals and the clock
+// are moved on by hand between steps (live.js), and the run saves as a scenario file.
 
 import { post } from './api.js';
 import { download as save, h, message } from './dom.js';
+import { liveControls } from './live.js';
 import { flowsTaken, fold, variablesTable } from './replay.js';
 
 // A scenario for a model outline (from the validator): every job type completes, every user
@@ -20,6 +23,7 @@ export function scenarioFor(outline, previous) {
 export function simulationPanel(node, { xml, marks, modeler }) {
   const editor = h('textarea', { id: 'sim-scenario', rows: 12, spellcheck: 'false' });
   const out = h('div', { id: 'sim-result' });
+  const live = h('div', { id: 'sim-live', class: 'sim-live' });
   const bar = h('div', { class: 'replay', id: 'sim-bar' });
   const vars = h('div', { class: 'replay-variables', id: 'sim-variables' });
   const hint = h('p', { class: 'note', id: 'sim-outline' });
@@ -36,17 +40,20 @@ export function simulationPanel(node, { xml, marks, modeler }) {
     h('label', {}, 'Scenario (JSON)', editor),
     h('div', { class: 'actions' },
       h('button', { id: 'sim-run', onclick: () => run() }, 'Simulate'),
+      h('button', { id: 'sim-step', onclick: () => stepByStep() }, 'Step by step'),
       h('button', { id: 'sim-save', onclick: () => saveScenario() }, 'Save scenario'),
       h('button', { id: 'sim-export-test', onclick: () => exportTest() }, 'Export as pytest test')),
-    out, bar, vars);
+    live, out, bar, vars);
+  let outline = null;
+  const session = liveControls(live, { outline: () => outline, shown: (view) => render(view.result, true), failed: (text) => message(out, text) });
 
   function scenario() {
     return JSON.parse(editor.value || '{}');
   }
 
   node.addEventListener('validated', (event) => {
-    const outline = event.detail.outline;
-    if (!outline) return;
+    if (!event.detail.outline) return;
+    outline = event.detail.outline;
     hint.textContent = 'Job types: ' + (outline.task_types.join(', ') || '—') + ' · user tasks: ' + (outline.user_tasks.join(', ') || '—') +
       ' · messages: ' + (outline.messages.join(', ') || '—') + ' · signals: ' + (outline.signals.join(', ') || '—') + ' · timers: ' + (outline.timers.join(', ') || '—');
     let current = null;
@@ -55,21 +62,38 @@ export function simulationPanel(node, { xml, marks, modeler }) {
     editor.value = JSON.stringify(scenarioFor(outline, current), null, 2);
   });
 
-  async function run() {
-    let body;
+  async function body() {
     try {
-      body = { source: await xml(), scenario: scenario() };
+      return { source: await xml(), scenario: scenario() };
     } catch (error) {
       message(out, 'The scenario is not JSON: ' + error.message);
-      return;
+      return null;
     }
+  }
+
+  async function run() {
+    const sent = await body();
+    if (!sent) return;
+    session.stop();
     message(out, 'Simulating…', 'note');
     try {
-      result = await post('/api/simulate', body);
+      render(await post('/api/simulate', sent), false);
     } catch (error) {
       message(out, error.message);
-      return;
     }
+  }
+
+  // A simulation kept open: it stops at its first wait; live.js moves it on.
+  async function stepByStep() {
+    const sent = await body();
+    if (!sent) return;
+    message(out, 'Starting…', 'note');
+    await session.start(sent);
+  }
+
+  // The result on the page; `latest`: show its last step (a step-by-step simulation moved on).
+  function render(shown, latest) {
+    result = shown;
     const first = result.first;
     out.replaceChildren(...[
       h('p', { id: 'sim-summary' }, result.process_id + ': ' + result.instances + ' instance(s), ' +
@@ -78,7 +102,7 @@ export function simulationPanel(node, { xml, marks, modeler }) {
       first.incidents.length ? h('p', { class: 'error', id: 'sim-incidents' }, first.incidents.map((i) => i.element_id + ': ' + i.message).join('; ')) : null,
       result.instances > 1 ? h('button', { id: 'sim-frequencies', onclick: () => frequencies() }, 'Show instances per element') : null
     ].filter(Boolean));
-    at = 0;
+    at = latest ? result.history.length - 1 : 0;
     controls();
     show();
   }
@@ -132,5 +156,5 @@ export function simulationPanel(node, { xml, marks, modeler }) {
     }
   }
 
-  return { destroy: () => {} };
+  return { destroy: () => session.stop() };
 }
