@@ -43,7 +43,7 @@ from natsflow_console.errors import BadRequest
 from natsflow_console.keys import USER_KEY
 from natsflow_console.routes import Handler, json_body, json_reply
 from natsflow_console.scenario import ScenarioError, parse_duration, parse_occurrence, parse_scenario
-from natsflow_console.simulation import PendingTimer, Run, SimulationResult, TooLongError, bounded
+from natsflow_console.simulation import PendingTimer, Run, SimulationResult, bounded
 
 __all__ = ["IDLE", "LIFETIME", "MAX_SESSIONS", "ROUTES", "SESSIONS_KEY", "Sessions", "install"]
 
@@ -148,19 +148,16 @@ class Sessions:
         return session
 
     async def move(self, session: Session, move: Move) -> SessionView:
-        """Apply ``move`` to the session's run and read the new view; a move that fails for any
-        reason but bad input ends the session."""
+        """Apply ``move`` to the session's run and read the new view. A move that failed midway
+        (or ran out of time) ended the run, and ends the session; bad input ends nothing."""
         async with session.lock:
             try:
                 async with bounded(MOVE_TIMEOUT):
                     reached = await move(session.run)
                     view = await session.view(reached)
-            except (ScenarioError, ConflictError) as exc:
-                if isinstance(exc, TooLongError):
+            except BaseException as exc:
+                if session.run.closed or not isinstance(exc, (ScenarioError, ConflictError)):
                     await self.close(session)
-                raise
-            except BaseException:
-                await self.close(session)
                 raise
             session.used = self.clock()
             return view

@@ -79,7 +79,6 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "SimulationResult",
-    "TooLongError",
     "bounded",
     "model_outline",
     "parse_scenario",
@@ -310,6 +309,10 @@ class Run:
         self.busy += time.perf_counter() - began
         return self
 
+    @property
+    def closed(self) -> bool:
+        return not self._open
+
     async def close(self) -> None:
         if self._open:
             self._open = False
@@ -361,28 +364,38 @@ class Run:
         """Run to the end as :func:`simulate` does: the scenario's remaining events, then the
         timers on their schedule until the scenario's ``until``. Nothing can be fired after."""
         self._movable()
-        began = time.perf_counter()
-        while self.scheduled:
-            await self._fire(self.scheduled.pop(0))
-        for _ in range(MAX_ROUNDS):
-            due = self._next_timer()
-            if due is None or due > self.scenario.until:
-                break
-            await self._go(max(due, self.elapsed))
-            await self._settle()
-        self.finished = True
-        self.busy += time.perf_counter() - began
+        async with self._working():
+            while self.scheduled:
+                await self._fire(self.scheduled.pop(0))
+            for _ in range(MAX_ROUNDS):
+                due = self._next_timer()
+                if due is None or due > self.scenario.until:
+                    break
+                await self._go(max(due, self.elapsed))
+                await self._settle()
+            self.finished = True
 
     async def _by_hand(self, event: ScenarioEvent) -> int:
         self._movable()
         if len(self.fired) + len(self.scheduled) >= MAX_EVENTS:
             raise _fail("events", f"at most {MAX_EVENTS} events in one simulation (a scenario file holds no more)")
+        async with self._working():
+            await self._scheduled_until(event.at)
+            redundant = event.kind == "time" and self.fired and self.fired[-1].at == event.at
+            return 0 if redundant else await self._fire(event)  # a scheduled event took the clock there
+
+    @contextlib.asynccontextmanager
+    async def _working(self) -> AsyncIterator[None]:
+        """The engine work of a move. One that fails or is cancelled midway leaves the run in a
+        state no scenario repeats, so it ends the run (:attr:`closed`)."""
         began = time.perf_counter()
-        await self._scheduled_until(event.at)
-        redundant = event.kind == "time" and self.fired and self.fired[-1].at == event.at
-        reached = 0 if redundant else await self._fire(event)  # a scheduled event took the clock there
-        self.busy += time.perf_counter() - began
-        return reached
+        try:
+            yield
+        except BaseException:
+            await self.close()
+            raise
+        finally:
+            self.busy += time.perf_counter() - began
 
     def _movable(self) -> None:
         if not self._open:
@@ -553,10 +566,6 @@ async def _histories(engine: ProcessTestEngine) -> dict[str, list[r.HistoryRecor
     return found
 
 
-class TooLongError(ScenarioError):
-    """A simulation (or one move of it) ran past its time budget."""
-
-
 _running = asyncio.Semaphore(2)
 
 
@@ -568,7 +577,7 @@ async def bounded(timeout: float = 60.0) -> AsyncIterator[None]:
             async with asyncio.timeout(timeout):
                 yield
         except TimeoutError:
-            raise TooLongError(f"the simulation did not finish within {timeout:.0f} s (fewer instances?)") from None
+            raise ScenarioError(f"the simulation did not finish within {timeout:.0f} s (fewer instances?)") from None
 
 
 async def simulate_bounded(source: str, scenario: Scenario, *, timeout: float = 60.0) -> SimulationResult:

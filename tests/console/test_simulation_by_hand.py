@@ -131,3 +131,15 @@ async def test_moves_that_cannot_be_made_are_refused_with_the_reason() -> None:
         assert (await run.result()).first.path == ["start", "wait"]
     with pytest.raises(ConflictError, match="has ended"):
         await run.fire(PAID)
+
+
+async def test_a_move_cancelled_midway_ends_the_run() -> None:
+    async with Run(PAYMENT, parse_scenario(BASE)) as run:
+        moving = asyncio.create_task(run.fire(PAID))
+        await asyncio.sleep(0)  # the move runs up to its first wait on NATS
+        moving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await moving
+        assert run.closed  # its state is no scenario's: nothing more can be fired
+        with pytest.raises(ConflictError, match="has ended"):
+            await run.fire(PAID)

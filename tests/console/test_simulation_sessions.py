@@ -127,3 +127,20 @@ async def test_the_registry_bounds_simulations_and_ends_unused_ones() -> None:
             await c.run.advance(timedelta(hours=1))
     finally:
         await sessions.stop()
+
+
+async def test_a_move_out_of_time_ends_the_simulation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from natsflow_console import sessions as module
+    from natsflow_console.scenario import ScenarioEvent
+    from natsflow_console.simulation import ScenarioError
+
+    sessions = Sessions()
+    try:
+        session = await sessions.open(("t", "a"), Run(PAYMENT, parse_scenario(SCENARIO)))
+        monkeypatch.setattr(module, "MOVE_TIMEOUT", 1e-6)  # it runs out at the move's first wait
+        paid = ScenarioEvent(timedelta(0), "message", name="paid", correlation_key="o-1")
+        with pytest.raises(ScenarioError, match="did not finish within"):
+            await sessions.move(session, lambda run: run.fire(paid))
+        assert session.run.closed and len(sessions) == 0
+    finally:
+        await sessions.stop()
