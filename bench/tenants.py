@@ -4,6 +4,7 @@
 
     .venv/bin/python -m bench.tenants                       # 1, 10 and 50 tenant accounts
     .venv/bin/python -m bench.tenants --tenants 1 5 --instances 500
+    .venv/bin/python -m bench.tenants --store-dir /mnt/journaled   # the server's files elsewhere
 
 For each tenant count a fresh nats-server in operator mode (full resolver, file storage,
 loopback) gets that many tenant accounts, pushed with ``$SYS.REQ.CLAIMS.UPDATE``, and a
@@ -11,15 +12,33 @@ credentials directory gets one ``<tenant>.creds`` per account. One process (this
 "replica") serves the directory as ``natsflow engine --tenant-credentials-dir`` does
 (:class:`~natsflow_engine.accounts.directory.TenantServing` with the command's services: an
 engine, an API server and a trigger server per tenant, each on that tenant's connection), plus,
-per tenant, a worker for the reference process on the same connection. Then
-``--instances`` instances of the reference process (launch → service task → gateway → end) are
-launched, spread evenly over the tenants, and the completions are counted from each account's
-history.
+per tenant, a worker for the reference process on the same connection. The replica runs on
+uvloop when it is installed, as the command does (``--loop asyncio`` for asyncio's own loop).
 
-Reported: connections on the server, resident memory of the server and of the replica before
-and after the tenants came up (and per tenant) and of the replica after the run, the time to
-bring the tenants up, and completed instances per second across all tenants. Each tenant count
-runs in a fresh process.
+Each busy tenant first runs one instance to its end (the warm-up: its definition read and
+parsed, its consumers and caches in use), untimed, so the timed part is the steady state and
+every tenant count does the same work per timed instance. Then ``--instances`` instances of the
+reference process (launch → service task → gateway → end) are launched, spread evenly over the
+busy tenants, each tenant's client launching one after the other (each launch awaited); the
+completions are counted from each account's history. The default, 5,000, gives each of 50 busy
+tenants 100 instances: with a few dozen per tenant, the run's last seconds, when only the
+slowest tenants still have work, weigh on the figure (2,000 instances gave 0.51 of one tenant
+where 10,000 gave 0.70, on the same machine).
+
+Reported per tenant count: connections on the server, resident memory of the server and of the
+replica before and after the tenants came up (and per tenant) and of the replica after the run,
+the time to bring the tenants up, CPU of both processes during the timed part, launches per
+second (until the last launch was acknowledged) and completed instances per second, and the
+load average of the machine before and after the row (the machine is shared: compare rows of
+one run, back to back). Each tenant count runs in a fresh process.
+
+Where the server keeps its files matters: nats-server rewrites each busy durable consumer's
+state file about ten times a second (a new file renamed over the old one), so 50 busy tenants
+(an engine and a worker consumer each) create and delete about a thousand files a second. On an
+ext4 file system without a journal (the machines this project is developed on) every file
+creation then scans the recently deleted inodes of its group and the server spends a large
+share of a core on it; ``--store-dir`` puts the server's files on another file system
+(``docs/benchmarks.md``, section on tenants).
 """
 
 from __future__ import annotations
@@ -33,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +99,15 @@ class Result:
     launch_seconds: float
     """Until the last launch was acknowledged by JetStream."""
     seconds: float
+    """Until the last instance completed."""
+    launches_per_second: float
     instances_per_second: float
+    """Completed instances per second."""
+    loop: str
+    load_before: float
+    """The machine's one-minute load average before the tenants came up."""
+    load_after: float
+    """... and after the run."""
 
 
 class Tenant:
@@ -130,11 +158,15 @@ def _rss_mb(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
-async def measure(count: int, instances: int, active: int | None = None) -> Result:
+async def measure(
+    count: int, instances: int, active: int | None = None, store_dir: Path | None = None, loop: str = "asyncio"
+) -> Result:
     """``active``: how many of the tenants get the instances (all by default; 1 measures what idle
-    tenants cost a busy one)."""
+    tenants cost a busy one). ``store_dir``: where the temporary files (the server's among them)
+    go, default the system's temporary directory."""
+    load_before = os.getloadavg()[0]
     trust = OperatorTrust.create("bench")
-    tmp = Path(tempfile.mkdtemp(prefix="natsflow-tenants-"))
+    tmp = Path(tempfile.mkdtemp(prefix="natsflow-tenants-", dir=store_dir))
     http = free_port()
     config = operator_config(
         trust.jwt,
@@ -170,9 +202,14 @@ async def measure(count: int, instances: int, active: int | None = None) -> Resu
         server_after, replica_after = _rss_mb(server.pid), _rss_mb(os.getpid())
 
         busy = list(zip(tenants.values(), clients, strict=True))[: active or count]
+        for tenant, nc in busy:  # the warm-up: one instance each, untimed
+            tenant.expected = 1
+            await _launch(tenant, nc, 0)
+        await asyncio.wait_for(asyncio.gather(*(t.done.wait() for t, _ in busy)), 300)
         share = instances // len(busy)
         for tenant, _ in busy:
-            tenant.expected = share
+            tenant.completed, tenant.expected = 0, share
+            tenant.done.clear()
         server_proc, replica_proc = psutil.Process(server.pid), psutil.Process(os.getpid())
         server_cpu, replica_cpu = sum(server_proc.cpu_times()[:2]), sum(replica_proc.cpu_times()[:2])
         t1 = time.perf_counter()
@@ -201,7 +238,11 @@ async def measure(count: int, instances: int, active: int | None = None) -> Resu
             instances=total,
             launch_seconds=round(launched, 2),
             seconds=round(seconds, 2),
+            launches_per_second=round(total / launched, 1),
             instances_per_second=round(total / seconds, 1),
+            loop=loop,
+            load_before=round(load_before, 2),
+            load_after=round(os.getloadavg()[0], 2),
         )
     finally:
         await serving.stop()
@@ -230,21 +271,44 @@ async def _launch(tenant: Tenant, nc: Client, n: int) -> None:
     )
 
 
+def _run(coro: Coroutine[Any, Any, Result], loop: str) -> Result:
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+def _default_loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--tenants", type=int, nargs="+", default=[1, 10, 50])
-    parser.add_argument("--instances", type=int, default=2000, help="instances per run, over all tenants")
+    parser.add_argument(
+        "--instances", type=int, default=5000, help="timed instances per run, over all busy tenants"
+    )
     parser.add_argument("--active", type=int, help="tenants that get instances (default: all)")
+    parser.add_argument("--store-dir", type=Path, help="where the server's files go (default: the temp dir)")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default=_default_loop())
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a single run, in this process
     args = parser.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(asdict(asyncio.run(measure(args.one, args.instances, args.active)))), flush=True)
+        result = _run(measure(args.one, args.instances, args.active, args.store_dir, args.loop), args.loop)
+        print(json.dumps(asdict(result)), flush=True)
         return
     results = []
     for count in args.tenants:  # each count in a fresh process, so memory figures start equal
         out = subprocess.run(
-            [sys.executable, "-m", "bench.tenants", "--one", str(count), "--instances", str(args.instances)]
-            + (["--active", str(args.active)] if args.active else []),
+            [sys.executable, "-m", "bench.tenants", "--one", str(count), "--instances", str(args.instances),
+             "--loop", args.loop]
+            + (["--active", str(args.active)] if args.active else [])
+            + (["--store-dir", str(args.store_dir)] if args.store_dir else []),
             check=True,
             capture_output=True,
             text=True,
@@ -253,12 +317,15 @@ def main(argv: list[str] | None = None) -> None:
         result = Result(**json.loads(out.strip().splitlines()[-1]))
         results.append(result)
         print(json.dumps(asdict(result)), flush=True)
-    base = results[0].instances_per_second
+    base, base_launches = results[0].instances_per_second, results[0].launches_per_second
     for res in results:
         print(
             f"{res.tenants:>3} tenants ({res.active} busy): {res.server_connections:>3} connections, setup {res.setup_seconds:6.2f}s, "
             f"server +{res.server_mb_per_tenant:.2f} MB/tenant, replica +{res.replica_mb_per_tenant:.2f} MB/tenant, "
-            f"{res.instances_per_second:7.1f} instances/s ({res.instances_per_second / base:.2f} of the first)"
+            f"CPU server {res.server_cpu_seconds:.2f}s replica {res.replica_cpu_seconds:.2f}s, "
+            f"{res.launches_per_second:7.1f} launches/s ({res.launches_per_second / base_launches:.2f} of the first), "
+            f"{res.instances_per_second:7.1f} completed/s ({res.instances_per_second / base:.2f}), "
+            f"load {res.load_before:.1f}->{res.load_after:.1f} ({res.loop})"
         )
 
 
