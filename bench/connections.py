@@ -12,6 +12,11 @@ publish after the other (200-byte payload, ``--publishes`` in all), task ``k`` o
 accounts holds 50 connections and each account its own streams, so its messages are spread
 this way. Reported per row: publishes per second, and the CPU (user + system) of this process
 and of the server per publish; each row in a fresh process, on uvloop when it is installed.
+
+``--state-files DIR ...`` measures instead what nats-server does to keep each busy durable
+consumer's state: write a small file and rename it over the old one, about ten times a second
+per consumer (its ``consumerFileStore.flushLoop``), here for ``--consumers`` directories in each
+``DIR`` for four seconds, with the writes per second reached and the CPU per write.
 """
 
 from __future__ import annotations
@@ -71,14 +76,42 @@ async def measure(connections: int, streams: int, concurrency: int, publishes: i
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def state_files(directory: Path, consumers: int, seconds: float = 4.0) -> str:
+    base = Path(tempfile.mkdtemp(prefix="natsflow-state-files-", dir=directory))
+    try:
+        dirs = [base / f"c{i}" for i in range(consumers)]
+        for d in dirs:
+            d.mkdir()
+        t0, cpu, writes = time.monotonic(), time.process_time(), 0
+        while time.monotonic() - t0 < seconds:
+            for d in dirs:
+                (d / "o.dat.tmp").write_bytes(b"x" * 64)
+                (d / "o.dat.tmp").rename(d / "o.dat")
+                writes += 1
+            time.sleep(max(0.0, 0.1 - (time.monotonic() - t0) % 0.1))  # ten rounds a second at most
+        used = time.process_time() - cpu
+        return (
+            f"{directory}: {consumers} consumers, {writes / seconds:.0f} state writes/s, "
+            f"{1e6 * used / writes:.0f} us CPU per write (load {os.getloadavg()[0]:.1f})"
+        )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 50])
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 50])
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--publishes", type=int, default=20000)
+    parser.add_argument("--state-files", type=Path, nargs="+", metavar="DIR")
+    parser.add_argument("--consumers", type=int, default=100)
     parser.add_argument("--one", type=int, nargs=2, help=argparse.SUPPRESS)  # connections, streams
     args = parser.parse_args(argv)
+    if args.state_files:
+        for directory in args.state_files:
+            print(state_files(directory, args.consumers), flush=True)
+        return
     if args.one is not None:
         coro = measure(args.one[0], args.one[1], args.concurrency, args.publishes)
         try:

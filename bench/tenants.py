@@ -21,9 +21,8 @@ every tenant count does the same work per timed instance. Then ``--instances`` i
 reference process (launch → service task → gateway → end) are launched, spread evenly over the
 busy tenants, each tenant's client launching one after the other (each launch awaited); the
 completions are counted from each account's history. The default, 5,000, gives each of 50 busy
-tenants 100 instances: with a few dozen per tenant, the run's last seconds, when only the
-slowest tenants still have work, weigh on the figure (2,000 instances gave 0.51 of one tenant
-where 10,000 gave 0.70, on the same machine).
+tenants 100 instances, so that the end of the run, when only the slowest tenants still have
+work, is a small part of the timed seconds (with 2,000, 40 per tenant, it is not).
 
 Reported per tenant count: connections on the server, resident memory of the server and of the
 replica before and after the tenants came up (and per tenant) and of the replica after the run,
