@@ -33,11 +33,11 @@ one run, back to back). Each tenant count runs in a fresh process.
 
 Where the server keeps its files matters: nats-server rewrites each busy durable consumer's
 state file about ten times a second (a new file renamed over the old one), so 50 busy tenants
-(an engine and a worker consumer each) create and delete about a thousand files a second. On an
-ext4 file system without a journal (the machines this project is developed on) every file
-creation then scans the recently deleted inodes of its group and the server spends a large
-share of a core on it; ``--store-dir`` puts the server's files on another file system
-(``docs/benchmarks.md``, section on tenants).
+(an engine and a worker consumer each) create and delete up to a thousand files a second. On
+an ext4 file system without a journal (the machines this project is developed on) a file
+creation then checks the free inodes it finds against those deleted in the last seconds, and
+the server spends a large share of its CPU on it; ``--store-dir`` puts the server's files on
+another file system (``docs/benchmarks.md``, "Many tenant accounts on one replica").
 """
 
 from __future__ import annotations
