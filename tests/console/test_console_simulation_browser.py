@@ -1,6 +1,7 @@
 """Step-by-step simulation in a real browser (a viewer may simulate): the model waits at a
-message catch, the message is fired by hand, the token reaches the end, and the run saved as a
-scenario replays to the same path in ``natsflow simulate``. Also: the instance and process
+message catch, the message is fired by hand, the token reaches the end, the run exported as a
+pytest module passes, and the run saved as a scenario replays to the same path in
+``natsflow simulate``. Also: the instance and process
 pages load without the modeler's code, which comes when the modeler opens."""
 
 from __future__ import annotations
@@ -67,6 +68,20 @@ def test_a_message_fired_by_hand_takes_the_token_to_the_end(
         {"at": "PT20M"},
         {"at": "PT20M", "message": {"name": "paid", "correlationKey": "o-1", "variables": {"amount": 7}}},
     ]
+    page.click("#sim-live-export")  # the run as a pytest module with the hand-fired message
+    exported = page.wait_for_selector("#sim-test").inner_text()
+    assert "publish_message('paid', correlation_key='o-1', variables={'amount': 7})" in exported
+    assert "timedelta(seconds=1200.0)" in exported
+    module = tmp_path / "test_exported_payment.py"
+    module.write_text(exported)
+    passed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", str(module)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert passed.returncode == 0 and "1 passed" in passed.stdout, passed.stdout + passed.stderr
     replayed = subprocess.run(
         [str(NATSFLOW), "simulate", str(PAYMENT), "--scenario", str(saved), "-o", "json"],
         capture_output=True,

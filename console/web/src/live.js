@@ -7,9 +7,11 @@ import { post, remove } from './api.js';
 import { download as save, h, message, parseObject } from './dom.js';
 
 // `node`: where the controls go; `outline()`: the model's messages and signals (offered by
-// name); `shown(view)`: show a new state; `failed(text)`: show an error.
-export function liveControls(node, { outline, shown, failed }) {
+// name); `shown(view)`: show a new state; `failed(text)`: show an error; `exportTest(run)`:
+// export {source, scenario} as a pytest module.
+export function liveControls(node, { outline, shown, failed, exportTest }) {
   let view = null;
+  let source = null;
   let advanceBy = 'PT1H';
   const note = h('div', { id: 'sim-live-note' });
 
@@ -17,6 +19,7 @@ export function liveControls(node, { outline, shown, failed }) {
     stop();
     try {
       view = await post('/api/simulations', body);
+      source = body.source;
     } catch (error) {
       failed(error.message);
       return;
@@ -94,6 +97,7 @@ export function liveControls(node, { outline, shown, failed }) {
       h('div', { class: 'actions' },
         h('button', { id: 'sim-live-save', onclick: () => save(JSON.stringify(view.scenario, null, 2) + '\n', 'scenario.json', 'application/json') },
           'Save this run as a scenario'),
+        h('button', { id: 'sim-live-export', onclick: () => exportTest({ source, scenario: view.scenario }) }, 'Export this run as a pytest test'),
         h('button', { id: 'sim-stop', onclick: () => stop() }, 'Stop')),
       note].filter(Boolean));
     shown(view);

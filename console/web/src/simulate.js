@@ -45,7 +45,12 @@ export function simulationPanel(node, { xml, marks, modeler }) {
       h('button', { id: 'sim-export-test', onclick: () => exportTest() }, 'Export as pytest test')),
     live, out, bar, vars);
   let outline = null;
-  const session = liveControls(live, { outline: () => outline, shown: (view) => render(view.result, true), failed: (text) => message(out, text) });
+  const session = liveControls(live, {
+    outline: () => outline,
+    shown: (view) => render(view.result, true),
+    failed: (text) => message(out, text),
+    exportTest: (run) => exportTest(run)
+  });
 
   function scenario() {
     return JSON.parse(editor.value || '{}');
@@ -140,11 +145,14 @@ export function simulationPanel(node, { xml, marks, modeler }) {
     }
   }
 
-  async function exportTest() {
+  // The editor's scenario on the current diagram, or `run` ({source, scenario}: a
+  // step-by-step run as it went, on the diagram it started from) as a pytest module.
+  async function exportTest(run) {
     try {
+      const body = run || { source: await xml(), scenario: scenario() };
       const response = await fetch('/api/export/pytest', {
         method: 'POST', headers: { 'Content-Type': 'application/json' }, credentials: 'same-origin',
-        body: JSON.stringify({ source: await xml(), scenario: scenario() })
+        body: JSON.stringify(body)
       });
       const text = await response.text();
       if (!response.ok) throw new Error(JSON.parse(text).error.message);
