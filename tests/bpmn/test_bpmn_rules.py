@@ -671,7 +671,12 @@ def test_two_event_definitions() -> None:
     <bpmn:signalEventDefinition signalRef="s" />
   </bpmn:startEvent>
 """
-    expect(doc(OK_START + start, '<bpmn:signal id="s" name="x" />'), "c2", "has 2 event definitions")
+    [process] = parse_bpmn(doc(OK_START + start, '<bpmn:signal id="s" name="x" />')).processes.values()
+    started = process.nodes["c2"]
+    assert isinstance(started, Event) and isinstance(started.trigger, MultipleTrigger)
+    assert not started.trigger.parallel and len(started.trigger.triggers) == 2
+    parallel_start = start.replace('<bpmn:startEvent id="c2">', '<bpmn:startEvent id="c2" parallelMultiple="true">')
+    expect(doc(OK_START + parallel_start, '<bpmn:signal id="s" name="x" />'), "c2", "is parallel multiple")
     error_catch = catch.replace('<bpmn:signalEventDefinition signalRef="s" />', "<bpmn:errorEventDefinition />")
     expect(doc(OK_START + error_catch), "c", "one of them error")
 

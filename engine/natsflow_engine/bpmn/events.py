@@ -221,16 +221,23 @@ def parse_trigger(ctx: ExprCompiler, g: Globals, el: Element, role: Role) -> Par
     return ParsedTrigger(trigger, kind, ok)
 
 
+_WAITED = (TimerTrigger, MessageTrigger, SignalTrigger, ConditionalTrigger)
 _MULTIPLE_ROLES: dict[Role, tuple[type, ...]] = {
-    "catch": (TimerTrigger, MessageTrigger, SignalTrigger, ConditionalTrigger),
+    "catch": _WAITED,
+    "boundary": _WAITED,
+    "start_esp": _WAITED,
+    "start": _WAITED,
     "throw": (SignalTrigger, MessageTrigger),
     "end": (SignalTrigger, MessageTrigger),
 }
 
 
 def _multiple(ctx: ExprCompiler, g: Globals, el: Element, role: Role, definitions: list[Element]) -> ParsedTrigger:
-    """An event with several event definitions: intermediate catches (timer, message, signal,
-    conditional) and throws or end events (signal, message)."""
+    """An event with several event definitions: intermediate catches, boundary events, process
+    and event sub-process start events (timer, message, signal, conditional), throws and end
+    events (signal, message). A process start event is not parallel multiple (nothing could hold
+    the events that came before the last one: there is no instance yet) and has one timer at
+    most (its schedule is keyed by the start event)."""
     what = describe(el)
     allowed = _MULTIPLE_ROLES.get(role)
     if allowed is None:
@@ -254,6 +261,14 @@ def _multiple(ctx: ExprCompiler, g: Globals, el: Element, role: Role, definition
             return ParsedTrigger(None, "multiple", False)
         triggers.append(trigger)
     parallel = parse_bool(ctx.issues, el, "parallelMultiple", False, what)
+    if role == "start" and parallel:
+        ctx.issues.add(el, f"{what} is parallel multiple: a process start event that needs every one of its "
+                           "events would have to keep the first ones before any instance exists; natsflow "
+                           "refuses it (a parallel multiple event sub-process start, boundary or catch works)")
+        return ParsedTrigger(None, "multiple", False)
+    if role == "start" and sum(isinstance(t, TimerTrigger) for t in triggers) > 1:
+        ctx.issues.add(el, f"{what} has several timer definitions; a process start event may have one")
+        return ParsedTrigger(None, "multiple", False)
     return ParsedTrigger(MultipleTrigger(triggers=tuple(triggers), parallel=parallel), "multiple", True)
 
 

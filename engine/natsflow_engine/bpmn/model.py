@@ -47,6 +47,7 @@ __all__ = [
     "TaskDefinition",
     "TerminateTrigger",
     "TimerTrigger",
+    "triggers_of",
     "UserTaskDefinition",
 ]
 
@@ -216,6 +217,13 @@ class MultipleTrigger:
 
     triggers: tuple[TimerTrigger | MessageTrigger | SignalTrigger | ConditionalTrigger, ...]
     parallel: bool = False
+
+
+def triggers_of(trigger: EventTrigger | None) -> tuple[EventTrigger, ...]:
+    """The event definitions of an event: each of a multiple one's, else its one (none: ())."""
+    if isinstance(trigger, MultipleTrigger):
+        return trigger.triggers
+    return () if trigger is None else (trigger,)
 
 
 EventTrigger = (

@@ -39,6 +39,7 @@ from natsflow_engine.bpmn.model import (
     SubProcess,
     TerminateTrigger,
     TimerTrigger,
+    triggers_of,
 )
 from natsflow_engine.errors import NatsflowError
 from natsflow_engine.runtime import records as r
@@ -48,6 +49,9 @@ from natsflow_engine.runtime.scopes import ROOT, context_of, propagate
 from natsflow_engine.runtime.timers import Cycle, due_at, next_in_cycle, to_rfc3339
 
 __all__ = ["Events"]
+
+# the event definitions an event waits for with a listener (several of them: a multiple event)
+_WAITED = (TimerTrigger, MessageTrigger, SignalTrigger, ConditionalTrigger, MultipleTrigger)
 
 
 
@@ -141,8 +145,8 @@ class Events(Part):
             return
         ei.wait = None
 
-    def new_listener(self, node: FlowNode, parent: int, role: w.ListenerOf) -> r.ElementInstance:
-        ei = r.ElementInstance(key=self.c.new_key(), el=node.id, parent=parent, role=w.Listener(of=role))
+    def new_listener(self, node: FlowNode, parent: int, role: w.ListenerOf, i: int = 0) -> r.ElementInstance:
+        ei = r.ElementInstance(key=self.c.new_key(), el=node.id, parent=parent, role=w.Listener(of=role, i=i))
         self.c.add_ei(ei)
         return ei
 
@@ -150,10 +154,13 @@ class Events(Part):
         for bid in getattr(node, "boundaries", ()):
             boundary = self.p.nodes[bid]
             assert isinstance(boundary, Event)
-            if isinstance(boundary.trigger, TimerTrigger | MessageTrigger | SignalTrigger | ConditionalTrigger):
-                listener = self.new_listener(boundary, owner.key, "boundary")
-                if not self.arm(listener, boundary.trigger, owner.key) and (
-                    listener.incident or boundary.cancel_activity
+            if not isinstance(boundary.trigger, _WAITED):
+                continue
+            parallel = isinstance(boundary.trigger, MultipleTrigger) and boundary.trigger.parallel
+            for i, trigger in enumerate(triggers_of(boundary.trigger)):
+                listener = self.new_listener(boundary, owner.key, "boundary", i)
+                if not self.arm(listener, trigger, owner.key) and (
+                    listener.incident or (boundary.cancel_activity and not parallel)
                 ):
                     return False  # an incident, or an interrupting condition true at once
         return True
@@ -165,8 +172,9 @@ class Events(Part):
             for start_id in esp.start_events:
                 start = self.p.nodes[start_id]
                 assert isinstance(start, Event)
-                if isinstance(start.trigger, TimerTrigger | MessageTrigger | SignalTrigger | ConditionalTrigger):
-                    self.arm(self.new_listener(start, scope.key, "esp"), start.trigger, scope.key)
+                if isinstance(start.trigger, _WAITED):
+                    for i, trigger in enumerate(triggers_of(start.trigger)):
+                        self.arm(self.new_listener(start, scope.key, "esp", i), trigger, scope.key)
 
     # --- firing ---------------------------------------------------------------------------------
 
@@ -201,7 +209,10 @@ class Events(Part):
                 self.c.tokens.pass_through(node, scope)
             return
         keep = not node.cancel_activity if role == "boundary" else not node.interrupting
-        if keep:
+        if isinstance(node.trigger, MultipleTrigger) and node.trigger.parallel:
+            if not self.c.multiples.parallel_fired(ei, node, node.trigger, keep):
+                return
+        elif keep:
             self.rearm(ei, node, fired)
         else:
             self.release(ei)

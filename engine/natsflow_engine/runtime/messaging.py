@@ -34,7 +34,14 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
-from natsflow_engine.bpmn.model import ConditionalTrigger, Event, MessageTrigger, Process, SignalTrigger
+from natsflow_engine.bpmn.model import (
+    ConditionalTrigger,
+    Event,
+    MessageTrigger,
+    Process,
+    SignalTrigger,
+    triggers_of,
+)
 from natsflow_engine.errors import InvalidInputError, NatsflowError
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import DefinitionCache, LatestRecord
@@ -171,8 +178,9 @@ class StartIndex:
                 start = process.nodes[sid]
                 if not isinstance(start, Event) or start.parent != process.id:
                     continue
-                trigger = start.trigger
-                if isinstance(trigger, MessageTrigger | SignalTrigger) and isinstance(trigger, kind):
+                for trigger in triggers_of(start.trigger):
+                    if not isinstance(trigger, MessageTrigger | SignalTrigger) or not isinstance(trigger, kind):
+                        continue
                     try:
                         started_by = x.value(trigger.name, {})
                     except NatsflowError as exc:
@@ -180,6 +188,7 @@ class StartIndex:
                         continue
                     if started_by == name:
                         found.append((process, start))
+                        break  # one instance per start event, whichever of its definitions matched
         return found
 
 
@@ -201,10 +210,13 @@ class StartIndex:
                 continue
             for sid in process.all_start_events:
                 start = process.nodes[sid]
-                if not isinstance(start, Event) or not isinstance(start.trigger, ConditionalTrigger):
+                if not isinstance(start, Event):
+                    continue
+                condition = next((t for t in triggers_of(start.trigger) if isinstance(t, ConditionalTrigger)), None)
+                if condition is None:
                     continue
                 try:
-                    holds, error = x.condition(start.trigger.condition, variables), None
+                    holds, error = x.condition(condition.condition, variables), None
                 except NatsflowError as exc:
                     holds, error = False, str(exc)
                 found.append(ConditionalOutcome(pid, version, sid, holds, error))
@@ -233,10 +245,15 @@ class Messaging:
 
     async def subscribe(self, sub: r.Subscribe, now: datetime) -> None:
         entry_id = (sub.instance, sub.ei)
+
+        def add(subs: list[tuple[str, int]]) -> list[tuple[str, int]]:
+            # effects are delivered at least once: a repeated Subscribe must not count twice
+            return subs if entry_id in subs else [*subs, entry_id]
+
         if sub.kind == "signal":
-            await self._change(layout.signal_subscriptions_key(sub.tenant, sub.name), lambda subs: [*subs, entry_id])
+            await self._change(layout.signal_subscriptions_key(sub.tenant, sub.name), add)
             return
-        await self._change(layout.message_subscriptions_key(sub.tenant, sub.name, sub.key), lambda subs: [*subs, entry_id])
+        await self._change(layout.message_subscriptions_key(sub.tenant, sub.name, sub.key), add)
         try:
             entry = await self.kv.get(layout.message_buffer_key(sub.tenant, sub.name, sub.key))
         except KeyNotFoundError:

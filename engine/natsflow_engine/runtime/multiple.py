@@ -4,7 +4,10 @@ A catch event with several definitions waits as an element instance with the rol
 :class:`~natsflow_engine.runtime.waits.MultipleCatch`; each definition is armed on a listener of
 its own (``Listener(of="multi", i=<index>)``), a child of the catch. It completes when any one
 of them happens, or, with ``parallelMultiple="true"``, when each of them happened once (in any
-order); then its other listeners are released. A throw or end event with several definitions
+order); then its other listeners are released. A boundary event or an event sub-process start
+with several definitions has a listener per definition (``Listener(of="boundary"|"esp", i=...)``);
+any one fires it, or, parallel multiple, the last of them to happen (each listener is marked
+``done`` meanwhile; a non-interrupting one then waits for all of them again). A throw or end event with several definitions
 throws each of them in document order (signals and messages on message flows).
 """
 
@@ -51,6 +54,27 @@ class Multiples(Part):
             if len(catch.role.fired) < len(node.trigger.triggers):
                 return
         c.activities.complete_with(catch, variables)
+
+    def parallel_fired(self, ei: r.ElementInstance, node: Event, trigger: MultipleTrigger, keep: bool) -> bool:
+        """Definition ``i`` of a parallel multiple boundary or event sub-process start happened:
+        True once each of its definitions did (a non-interrupting one then waits for all of them
+        again)."""
+        role = ei.role
+        assert isinstance(role, w.Listener)
+        self.c.events.release(ei)
+        ei.role = w.Listener(of=role.of, i=role.i, done=True)
+        siblings = [
+            e for e in self.c.children(ei.parent)
+            if e.el == node.id and isinstance(e.role, w.Listener) and e.role.of == role.of
+        ]  # fmt: skip
+        if not all(isinstance(e.role, w.Listener) and e.role.done for e in siblings):
+            return False
+        if keep:
+            for sibling in siblings:
+                assert isinstance(sibling.role, w.Listener)
+                sibling.role = w.Listener(of=role.of, i=sibling.role.i)
+                self.c.events.arm(sibling, trigger.triggers[sibling.role.i], ei.parent)
+        return True
 
     def throw(self, node: Event, trigger: MultipleTrigger, scope: int) -> bool:
         """Throw every signal, then send the messages of the event's message flows (once);

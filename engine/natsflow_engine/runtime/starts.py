@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from natsflow_engine import layout
-from natsflow_engine.bpmn.model import Event, Process, TimerTrigger
+from natsflow_engine.bpmn.model import Event, Process, TimerTrigger, triggers_of
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.expressions import Expressions
 from natsflow_engine.runtime.timers import Cycle, due_at, next_in_cycle, to_rfc3339
@@ -20,7 +20,12 @@ __all__ = ["first_timer_starts", "is_timer_start", "next_timer_start"]
 
 def is_timer_start(process: Process, start_id: str | None) -> bool:
     node = process.nodes.get(start_id or "")
-    return isinstance(node, Event) and node.parent == process.id and isinstance(node.trigger, TimerTrigger)
+    return isinstance(node, Event) and node.parent == process.id and _timer_of(node) is not None
+
+
+def _timer_of(node: Event) -> TimerTrigger | None:
+    """The timer definition of a start event (one of several on a multiple start event)."""
+    return next((t for t in triggers_of(node.trigger) if isinstance(t, TimerTrigger)), None)
 
 
 def _spec(tenant: str, process: Process, version: int, start: str, due: datetime, cycle: Cycle | None) -> r.TimerSpec:
@@ -43,8 +48,10 @@ def first_timer_starts(tenant: str, process: Process, version: int, now: datetim
     for sid in process.all_start_events:
         if is_timer_start(process, sid):
             node = process.nodes[sid]
-            assert isinstance(node, Event) and isinstance(node.trigger, TimerTrigger)
-            due, cycle = due_at(node.trigger.kind, Expressions(now).value(node.trigger.value, {}), now)
+            assert isinstance(node, Event)
+            timer = _timer_of(node)
+            assert timer is not None
+            due, cycle = due_at(timer.kind, Expressions(now).value(timer.value, {}), now)
             specs.append(_spec(tenant, process, version, sid, due, cycle))
     return specs
 

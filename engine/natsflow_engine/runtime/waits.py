@@ -115,6 +115,7 @@ class Listener(_Role, tag="listener"):
 
     of: ListenerOf
     i: int = 0
+    done: bool = False  # definition ``i`` of a parallel multiple boundary or start happened
 
 
 class LoopBody(_Role, tag="loop-body"):
