@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeAlias
@@ -49,6 +49,7 @@ __all__ = [
     "IndexPage",
     "IndexQuery",
     "IndexSettings",
+    "IndexWrite",
     "InstanceIndex",
     "Retention",
     "bucket_of",
@@ -187,6 +188,15 @@ def _attrs(state: r.InstanceState, names: tuple[str, ...]) -> dict[str, Scalar]:
 
 
 @dataclass(frozen=True)
+class IndexWrite:
+    """One message to the index bucket: an entry or a purge marker."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Indexed:
     """An instance's index entry: its key and encoded value."""
 
@@ -260,31 +270,43 @@ class InstanceIndex:
             return None
         return self.settings.retention_for(state.tenant, state.process_id).live
 
-    def write(self, state: r.InstanceState, new: Indexed, previous: Indexed | None) -> list[Awaitable[object]]:
-        """The publishes that move the entry from ``previous`` to ``new`` (none when equal)."""
+    def write(self, state: r.InstanceState, new: Indexed, previous: Indexed | None) -> list[IndexWrite]:
+        """The messages that move the entry from ``previous`` to ``new`` (none when equal)."""
         if previous == new:
             return []
         archive = self.settings.retention_for(state.tenant, state.process_id).archive
         ttl = archive + GRACE if new.ended and self.ttl and archive is not None else None
-        ops: list[Awaitable[object]] = []
+        ops: list[IndexWrite] = []
         if previous is not None and previous.key != new.key:  # first, so the entry is the last message
-            ops.append(self.purge(previous.key))
-        ops.append(self.js.publish(f"$KV.{layout.BUCKET_INDEX}.{new.key}", new.data, msg_ttl=ttl))
+            ops.append(self.purge_message(previous.key))
+        ops.append(IndexWrite(f"$KV.{layout.BUCKET_INDEX}.{new.key}", new.data, _ttl_header(ttl)))
         return ops
 
-    def repair(self, state: r.InstanceState, new: Indexed) -> list[Awaitable[object]]:
+    def repair(self, state: r.InstanceState, new: Indexed) -> list[IndexWrite]:
         """Write the entry of a record whose previous entry is unknown (its step's writes may
         have been lost): purges of the keys an instance moves between, and the entry."""
-        ops = [self.purge(_key(state, b)) for b in _LIVE if _key(state, b) != new.key]
+        ops = [self.purge_message(_key(state, b)) for b in _LIVE if _key(state, b) != new.key]
         return ops + self.write(state, new, None)
 
-    def purge(self, key: str) -> Awaitable[object]:
-        """Remove the entry under ``key`` (a purge marker that expires after a second)."""
-        return self.js.publish(
-            f"$KV.{layout.BUCKET_INDEX}.{key}",
-            headers={"KV-Operation": "PURGE", "Nats-Rollup": "sub"},
-            msg_ttl=_MARKER_TTL if self.ttl else None,
-        )
+    def purge_message(self, key: str) -> IndexWrite:
+        """The purge of the entry under ``key`` (a marker that expires after a second)."""
+        headers = {"KV-Operation": "PURGE", "Nats-Rollup": "sub"}
+        if self.ttl:
+            headers.update(_ttl_header(_MARKER_TTL))
+        return IndexWrite(f"$KV.{layout.BUCKET_INDEX}.{key}", b"", headers)
+
+    async def send(self, writes: list[IndexWrite]) -> None:
+        """Publish ``writes`` (pipelined, in order) and wait for their acknowledgements."""
+        await asyncio.gather(*(self.js.publish(w.subject, w.data, headers=dict(w.headers)) for w in writes))
+
+    async def purge(self, key: str) -> None:
+        """Remove the entry under ``key``."""
+        await self.send([self.purge_message(key)])
+
+
+def _ttl_header(ttl: float | None) -> dict[str, str]:
+    """The per-message TTL header (whole seconds, as nats-py's ``msg_ttl`` sends it)."""
+    return {} if ttl is None else {"Nats-TTL": str(int(ttl))}
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -432,12 +454,12 @@ async def rebuild(js: JetStreamContext, records: KeyValue, index: InstanceIndex,
         chunk = keys[start : start + batch]
         for _ in range(3):
             got = await asyncio.gather(*(_entry(records, k) for k in chunk))
-            ops: list[Awaitable[object]] = []
+            ops: list[IndexWrite] = []
             for value, _revision in got:
                 state = _decode(value)
                 if state is not None:
                     ops.extend(index.repair(state, index.entry(state)))
-            await asyncio.gather(*ops)
+            await index.send(ops)
             after = await asyncio.gather(*(_entry(records, k) for k in chunk))
             moved = [k for k, (_, a), (_, b) in zip(chunk, got, after, strict=True) if a != b]
             done += len(chunk) - len(moved)

@@ -12,7 +12,9 @@
                                         or KV), commit (record with its outbox, under the
                                         revision; an ended instance's record with its live
                                         retention as TTL), publish (the index entry, then one
-                                        publisher per effect type)
+                                        publisher per effect type); the record, index and
+                                        JetStream effect messages go through the engine's lean
+                                        :class:`~natsflow_engine.publisher.JetStreamPublisher`
     JetStreamTimers                     timer effects as JetStream message schedules
 
 Every name of a stream, bucket, subject or consumer comes from :mod:`natsflow_engine.layout`.
@@ -35,7 +37,8 @@ from nats.js.kv import KeyValue
 
 from natsflow_engine import layout, tracing
 from natsflow_engine.errors import ConcurrentUpdateError, RecordTooLargeError
-from natsflow_engine.index import Indexed, InstanceIndex
+from natsflow_engine.index import Indexed, IndexWrite, InstanceIndex
+from natsflow_engine.publisher import JetStreamPublisher
 from natsflow_engine.runtime import records as r
 
 if TYPE_CHECKING:  # messaging writes through this module
@@ -225,8 +228,36 @@ class JetStreamTimers:
 # --- effects ------------------------------------------------------------------------------------
 
 
+async def _published(js: JetStreamContext, subject: str, data: bytes, headers: dict[str, str]) -> int:
+    return (await js.publish(subject, data, headers=headers)).seq
+
+
+def abandon(pending: list[Awaitable[object]]) -> None:
+    """Give up on ``pending`` without waiting: coroutines never started are closed, and the
+    outcome of futures is retrieved when it comes (no "never retrieved" warnings)."""
+    for item in pending:
+        if asyncio.iscoroutine(item):
+            item.close()
+        elif isinstance(item, asyncio.Future):
+            item.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+async def wait_all(pending: list[Awaitable[object]]) -> None:
+    """Wait for every one of ``pending`` (each has its outcome retrieved), then raise the first
+    failure, if any."""
+    if not pending:
+        return
+    for outcome in await asyncio.gather(*pending, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 class EffectPublisher:
-    """Publishes effects, each by the one publisher of its type, pipelined."""
+    """Publishes effects, each by the one publisher of its type, pipelined.
+
+    With a started :class:`~natsflow_engine.publisher.JetStreamPublisher` the JetStream
+    publishes (jobs, history, commands, and the store's record and index writes) go through
+    it; without one through nats-py's ``js.publish``, with the same messages."""
 
     def __init__(
         self,
@@ -235,28 +266,46 @@ class EffectPublisher:
         timers: TimerService,
         messaging: Messaging,
         clock: Callable[[], datetime],
+        *,
+        publisher: JetStreamPublisher | None = None,
     ) -> None:
         self.js = js
         self.usertasks = usertasks
         self.timers = timers
         self.messaging = messaging
         self.clock = clock
+        self.publisher = publisher
+
+    async def send(self, subject: str, data: bytes, headers: dict[str, str]) -> Awaitable[int]:
+        """Hand one JetStream message to the connection; await the result for its stream
+        sequence (the acknowledgement)."""
+        if self.publisher is not None and self.publisher.started:
+            return await self.publisher.send(subject, data, headers)
+        return _published(self.js, subject, data, headers)
 
     async def publish(self, effects: list[Effect]) -> None:
-        if effects:
-            await asyncio.gather(*(self._one(effect) for effect in effects))
+        """Send the effects in list order, pipelined, and wait for all of them."""
+        pending: list[Awaitable[object]] = []
+        try:
+            for effect in effects:
+                pending.append(await self._one(effect))
+        except BaseException:
+            abandon(pending)
+            raise
+        await wait_all(pending)
 
-    def _one(self, effect: Effect) -> Awaitable[object]:
+    async def _one(self, effect: Effect) -> Awaitable[object]:
+        """The effect sent (JetStream messages) or ready to run (the others), in list order."""
         match effect:
             case r.Job():
-                return self.js.publish(
+                return await self.send(
                     layout.job_subject(effect.tenant, effect.type), r.encode(effect),
-                    headers=tracing.inject({"Nats-Msg-Id": effect.key}),
+                    tracing.inject({"Nats-Msg-Id": effect.key}),
                 )
             case r.HistoryRecord():
-                return self.js.publish(
+                return await self.send(
                     layout.history_subject(effect.tenant, effect.instance), r.encode(effect),
-                    headers={"Nats-Msg-Id": f"{effect.instance}.h{effect.step}"},
+                    {"Nats-Msg-Id": f"{effect.instance}.h{effect.step}"},
                 )
             case r.UserTask():
                 return self.usertasks.put(layout.usertask_key(effect.tenant, effect.id), r.encode(effect))
@@ -284,7 +333,10 @@ class EffectPublisher:
                 | r.Cancel() | r.ResolveIncident() | r.SetVariables() | r.TimerFired()
                 | r.MessageCorrelated() | r.SignalReceived() | r.ChildFinished()
             ):
-                return publish_command(self.js, effect)
+                return await self.send(
+                    layout.command_subject(effect.tenant, effect.instance), r.encode(effect),
+                    tracing.inject({"Nats-Msg-Id": effect.id}),
+                )
             case _:
                 assert_never(effect)
 
@@ -383,31 +435,33 @@ class InstanceStore:
             return None, None
         return r.decode_state(entry.value), entry.revision
 
-    async def _publish(self, outbox: list[Effect], index_writes: list[Awaitable[object]]) -> None:
-        """The index writes, then (in send order, pipelined) the effects."""
-        if index_writes:
-            await asyncio.gather(*index_writes, self.effects.publish(outbox))
-        else:
+    async def _publish(self, outbox: list[Effect], index_writes: list[IndexWrite]) -> None:
+        """The index writes, then (in send order, pipelined) the effects; waits for all."""
+        sent: list[Awaitable[object]] = []
+        try:
+            for write in index_writes:
+                sent.append(await self.effects.send(write.subject, write.data, write.headers))
             await self.effects.publish(outbox)
+        except BaseException:
+            abandon(sent)
+            raise
+        await wait_all(sent)
 
     async def _write(self, key: str, data: bytes, revision: int | None, ttl: float | None) -> int:
-        """KV create-if-absent (``revision`` None) or update under ``revision``, with a TTL."""
-        if revision is None:
-            return await self.kv.create(key, data, msg_ttl=ttl)
-        if ttl is None:
-            return await self.kv.update(key, data, last=revision)
-        try:  # nats-py's update takes no TTL: the same publish, with one
-            ack = await self.effects.js.publish(
-                f"$KV.{layout.BUCKET_INSTANCES}.{key}",
-                data,
-                headers={"Nats-Expected-Last-Subject-Sequence": str(revision)},
-                msg_ttl=ttl,
-            )
+        """KV create-if-absent (``revision`` None) or update under ``revision``, with a TTL: one
+        publish to the key's subject with ``Nats-Expected-Last-Subject-Sequence`` (0: absent)."""
+        headers = {"Nats-Expected-Last-Subject-Sequence": str(revision or 0)}
+        if ttl is not None:
+            headers["Nats-TTL"] = str(int(ttl))
+        try:
+            return await (await self.effects.send(f"$KV.{layout.BUCKET_INSTANCES}.{key}", data, headers))
         except APIError as exc:
-            if exc.err_code in (10071, 10164):  # wrong last sequence
+            if exc.err_code not in (10071, 10164):  # wrong last sequence
+                raise
+            if revision is not None:
                 raise KeyWrongLastSequenceError(exc.description) from exc
-            raise
-        return ack.seq
+        # the key exists: maybe only as a delete or purge marker, which nats-py's create takes over
+        return await self.kv.create(key, data, msg_ttl=ttl)
 
     async def commit(
         self, key: str, revision: int | None, cmd_id: str, state: r.InstanceState, outbox: list[Effect], at: str
@@ -428,7 +482,7 @@ class InstanceStore:
         except KeyWrongLastSequenceError:
             self._cache.pop(key, None)
             return False
-        index_writes: list[Awaitable[object]] = []
+        index_writes: list[IndexWrite] = []
         if self.index is not None:
             entry = self.index.entry(state)
             index_writes = self.index.write(state, entry, self._indexed.pop(key, None))
@@ -442,6 +496,11 @@ class InstanceStore:
             tracing.element_spans(
                 [(e.type, e.element_id) for h in outbox if isinstance(h, r.HistoryRecord) for e in h.events if e.element_id]
             )
-        await self._publish(outbox, index_writes)
+        try:
+            await self._publish(outbox, index_writes)
+        except BaseException:  # the next step reads the record, republishes and repairs the entry
+            self._cache.pop(key, None)
+            self._indexed.pop(key, None)
+            raise
         self._flushed.remember(cmd_id, True)
         return True

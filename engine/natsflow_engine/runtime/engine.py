@@ -39,6 +39,7 @@ from natsflow_engine.errors import ConnectionFailedError, ForbiddenError, Natsfl
 from natsflow_engine.index import IndexSettings, InstanceIndex, rebuild
 from natsflow_engine.natsutil import PullLoop
 from natsflow_engine.observability import StepObserver, log_element
+from natsflow_engine.publisher import JetStreamPublisher
 from natsflow_engine.retention import Sweeper
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import DefinitionCache, resolve_version
@@ -167,7 +168,10 @@ class Engine:
         self.messaging = Messaging(
             self.js, buckets[layout.BUCKET_MESSAGES], self.start_index, self.kv, clock=self.clock
         )
-        effects = EffectPublisher(self.js, buckets[layout.BUCKET_USERTASKS], self.timers, self.messaging, self.clock)
+        self.publisher = await JetStreamPublisher(self.nc).start()
+        effects = EffectPublisher(
+            self.js, buckets[layout.BUCKET_USERTASKS], self.timers, self.messaging, self.clock, publisher=self.publisher
+        )
         index = await InstanceIndex.open(self.js, self.settings.index, max_payload=self.layout.max_payload)
         self.store = InstanceStore(
             self.kv, effects, cache_size=self.settings.cache_size, max_payload=self.layout.max_payload, index=index
@@ -281,6 +285,7 @@ class Engine:
             self._loop = None
         await self.start_index.stop()
         await self.sweeper.stop()
+        await self.publisher.stop()
         backfill, self._backfill = self._backfill, None
         if backfill is not None:
             backfill.cancel()
