@@ -40,7 +40,15 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def run(instances: int, workload_name: str, top: int, save: str = "", *, profiled: bool = True) -> str:
+async def run(
+    instances: int,
+    workload_name: str,
+    top: int,
+    save: str = "",
+    *,
+    profiled: bool = True,
+    indexed: bool = True,
+) -> str:
     common.install_counters()
     workload = WORKLOADS[workload_name]
     server, _ = monitored_server()
@@ -50,6 +58,8 @@ async def run(instances: int, workload_name: str, top: int, save: str = "", *, p
         await prepare(server.url, 1)
         engine_nc, worker_nc = await nats.connect(server.url), await nats.connect(server.url)
         engine = await Engine(engine_nc).start()
+        if not indexed:  # what the index costs: the store writes no entries
+            engine.store.index = None
         worker = Worker(nc=worker_nc)
         register(worker, workload)
         await worker.start()
@@ -99,10 +109,24 @@ def main() -> None:
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--save", default="", help="also write the raw profile here (pstats format)")
     p.add_argument("--no-cprofile", action="store_true", help="only the counts and CPU, without cProfile")
+    p.add_argument(
+        "--no-index", action="store_true", help="the engine writes no index entries (to see their cost)"
+    )
     args = p.parse_args()
     import uvloop
 
-    print(uvloop.run(run(args.instances, args.workload, args.top, args.save, profiled=not args.no_cprofile)))
+    print(
+        uvloop.run(
+            run(
+                args.instances,
+                args.workload,
+                args.top,
+                args.save,
+                profiled=not args.no_cprofile,
+                indexed=not args.no_index,
+            )
+        )
+    )
 
 
 if __name__ == "__main__":

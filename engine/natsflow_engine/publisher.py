@@ -105,7 +105,9 @@ class JetStreamPublisher:
     def started(self) -> bool:
         return self._sub is not None
 
-    async def send(self, subject: str, data: bytes, headers: dict[str, str] | None = None) -> asyncio.Future[int]:
+    async def send(
+        self, subject: str, data: bytes, headers: dict[str, str] | None = None
+    ) -> asyncio.Future[int]:
         """Publish; the returned future gets the stream sequence (or the error) when the server
         answers. Awaiting this call only hands the message to the connection."""
         reply = f"{self._prefix}.{next(self._ids)}"
