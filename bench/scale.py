@@ -13,6 +13,8 @@ of instances (:func:`bench.scenarios.run_scenario`, no paced run). Reported per 
   workload);
 * cores used: CPU seconds of every process of the run (engines, worker, load, nats-servers)
   over the burst's seconds, next to the machine's core count, and PI/s per core used;
+* round trips and the engines' revision conflicts (a command applied on a stale record, then
+  reloaded) per instance;
 * cores other processes on the machine used meanwhile, and the 1-minute load average.
 
 Workloads: ``reference``, ``order`` (examples/order-fulfilment) and ``parallel10`` (ten parallel
@@ -73,6 +75,10 @@ def figures(result: dict[str, Any], engines: int, topology: str) -> dict[str, An
         "server_cpu_per_1000": sum(v for k, v in cpu.items() if k.startswith("nats")),
         "other_cpu_per_1000": sum(v for k, v in cpu.items() if not k.startswith(("engine", "nats"))),
         "round_trips": result["round_trips"],
+        "conflicts_per_pi": sum(
+            v.get("conflicts", 0) for k, v in result["stats"].items() if k.startswith("engine")
+        )
+        / done,
         "foreign_cores": result.get("foreign_cores", 0.0),
         "load_avg": os.getloadavg()[0],
     }
@@ -98,8 +104,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| topology | workload | engines | PI/s | scaling efficiency | cores used (of "
         f"{cores}) | PI/s per core | CPU s / 1000 PI (engines; worker+load; nats-server) "
-        "| round trips / PI | other processes, cores | load avg (1 min) |",
-        "|" + "---|" * 11,
+        "| round trips / PI | revision conflicts / PI | other processes, cores | load avg (1 min) |",
+        "|" + "---|" * 12,
     ]
     for r in rows:
         partial = "" if r["completed"] == r["launched"] else f" (of {r['launched']}: INCOMPLETE)"
@@ -107,7 +113,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {r['topology']} | {r['workload']} | {r['engines']} | {r['rate']:.0f}{partial} "
             f"| {r['efficiency']:.2f} | {r['cores_used']:.2f} | {r['rate_per_core']:.0f} "
             f"| {r['engine_cpu_per_1000']:.2f}; {r['other_cpu_per_1000']:.2f}; {r['server_cpu_per_1000']:.2f} "
-            f"| {r['round_trips']:.2f} | {r['foreign_cores']:.2f} | {r['load_avg']:.1f} |"
+            f"| {r['round_trips']:.2f} | {r['conflicts_per_pi']:.2f} | {r['foreign_cores']:.2f} | {r['load_avg']:.1f} |"
         )
     return "\n".join(lines)
 
