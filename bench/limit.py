@@ -12,6 +12,19 @@ publish (JetStream de-duplication is part of exactly-once)::
 No interpreter, no decoding beyond a type byte, no outbox: what is left is the JetStream round
 trips a durable engine cannot avoid. ``python -m bench.limit --url URL --instances N`` prints one
 JSON line.
+
+``--variant`` measures layouts the engine could have, with an instance index as natsflow keeps
+one (an entry per instance, moved from ``active`` to ``completed`` at the end); the default,
+``bare``, is the limit itself and never changes:
+
+* ``index``: the index in a bucket of its own, as natsflow writes it today: the entry put with
+  the launch step's effects, and at the end a purge of the active entry and the completed entry,
+  each acknowledged (10 round trips);
+* ``atomic``: the index keys in the instance bucket's stream (``allow_atomic``), each step's
+  record write and index writes one atomic batch (nats-server >= 2.12): only the batch's last
+  message asks for an acknowledgement, and the record's compare-and-set
+  (``Nats-Expected-Last-Subject-Sequence``) decides for the whole batch (7 round trips and 3
+  one-way messages).
 """
 
 from __future__ import annotations
@@ -102,7 +115,48 @@ class RawPull:
         await self.sub.unsubscribe()
 
 
-async def run(url: str, count: int, replicas: int = 1) -> dict[str, object]:
+VARIANTS = ("bare", "index", "atomic")
+ENTRY = b"e" * 300  # an index entry of an active instance
+
+
+class Batch:
+    """Atomic batches on one connection: every message but the last one-way; at most
+    ``inflight`` at once (nats-server's default ``max_inflight_per_stream`` is 50; with 600
+    batches in flight none of the commits was answered within 10 s here)."""
+
+    def __init__(self, nc: Client, inflight: int = 48) -> None:
+        self.nc = nc
+        self.n = 0
+        self.room = asyncio.Semaphore(inflight)
+
+    async def commit(self, messages: list[tuple[str, bytes, dict[str, str]]]) -> int:
+        """Publish ``messages`` as one batch; the stream sequence of the last one."""
+        async with self.room:
+            return await self._commit(messages)
+
+    async def _commit(self, messages: list[tuple[str, bytes, dict[str, str]]]) -> int:
+        self.n += 1
+        batch = f"b{self.n}"
+        last = len(messages)
+        for seq, (subject, data, headers) in enumerate(messages, 1):
+            headers = {**headers, "Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(seq)}
+            if seq < last:
+                await self.nc.publish(subject, data, headers=headers)
+                continue
+            headers["Nats-Batch-Commit"] = "1"
+            reply = await self.nc.request(subject, data, timeout=10, headers=headers)
+            ack = json.loads(reply.data)
+            if "error" in ack:
+                raise RuntimeError(ack["error"])
+            return int(ack["seq"])
+        raise ValueError("an empty batch")
+
+
+def _purge(subject: str) -> tuple[str, bytes, dict[str, str]]:
+    return subject, b"", {"KV-Operation": "PURGE", "Nats-Rollup": "sub", "Nats-TTL": "1"}
+
+
+async def run(url: str, count: int, replicas: int = 1, variant: str = "bare") -> dict[str, object]:
     common.install_counters()
     servers = url.split(",")
     engine_nc, worker_nc, launch_nc = [await nats.connect(servers) for _ in range(3)]
@@ -116,6 +170,13 @@ async def run(url: str, count: int, replicas: int = 1) -> dict[str, object]:
             StreamConfig(name=name, subjects=subjects, retention=retention, num_replicas=replicas)
         )
     kv = await js.create_key_value(KeyValueConfig(bucket="l_inst", history=1, replicas=replicas))
+    if variant == "index":
+        await js.create_key_value(KeyValueConfig(bucket="l_index", history=1, replicas=replicas))
+    if variant == "atomic":
+        config = (await js.stream_info("KV_l_inst")).config
+        config.allow_atomic = True
+        await js.update_stream(config)
+    batches = Batch(engine_nc)
     for stream in ("L_CMD", "L_JOBS"):
         await js.add_consumer(
             stream, ConsumerConfig(durable_name="c", ack_policy=AckPolicy.EXPLICIT, max_ack_pending=20_000)
@@ -131,15 +192,36 @@ async def run(url: str, count: int, replicas: int = 1) -> dict[str, object]:
     async def engine(msg: Msg) -> None:
         nonlocal completed
         iid = msg.subject[6:]
-        if msg.data[:1] == b"L":
-            revs[iid] = await kv.create(iid, RECORD)
+        launch = msg.data[:1] == b"L"
+        active, ended = f"ix.active.{iid}", f"ix.completed.{iid}"
+        if variant == "atomic":  # the record (last: its sequence is the ack's) and its index entry
+            record = (f"$KV.l_inst.{iid}", RECORD, {"Nats-Expected-Last-Subject-Sequence": str(revs.pop(iid, 0))})
+            entries = [(f"$KV.l_inst.{active}", ENTRY, {})] if launch else [
+                _purge(f"$KV.l_inst.{active}"), (f"$KV.l_inst.{ended}", ENTRY, {})
+            ]
+            seq = await batches.commit([*entries, record])
+            if launch:
+                revs[iid] = seq
+        index: list[Awaitable[object]] = []
+        if variant == "index":
+            if launch:
+                index = [js.publish(f"$KV.l_index.{active}", ENTRY)]
+            else:
+                purge = _purge(f"$KV.l_index.{active}")
+                index = [js.publish(purge[0], purge[1], headers=purge[2]), js.publish(f"$KV.l_index.{ended}", ENTRY)]
+        if launch:
+            if variant != "atomic":
+                revs[iid] = await kv.create(iid, RECORD)
             await asyncio.gather(
                 js.publish(f"l.job.{iid}", JOB, headers={"Nats-Msg-Id": f"{iid}.j"}),
                 js.publish(f"l.hist.{iid}", HISTORY, headers={"Nats-Msg-Id": f"{iid}.h1"}),
+                *index,
             )
         else:
-            await kv.update(iid, RECORD, last=revs.pop(iid))
-            await js.publish(f"l.hist.{iid}", HISTORY, headers={"Nats-Msg-Id": f"{iid}.h2"})
+            if variant != "atomic":
+                await kv.update(iid, RECORD, last=revs.pop(iid))
+            history = js.publish(f"l.hist.{iid}", HISTORY, headers={"Nats-Msg-Id": f"{iid}.h2"})
+            await (asyncio.gather(history, *index) if index else history)
             s2c.add(time.perf_counter() - started.pop(iid))
             completed += 1
             if completed == count:
@@ -191,10 +273,11 @@ def main() -> None:
     p.add_argument("--url", required=True)
     p.add_argument("--instances", type=int, default=10_000)
     p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--variant", choices=VARIANTS, default="bare", help="see the module docstring")
     args = p.parse_args()
     import uvloop
 
-    result = uvloop.run(run(args.url, args.instances, args.replicas))
+    result = uvloop.run(run(args.url, args.instances, args.replicas, args.variant))
     print(json.dumps(result), flush=True)
 
 
