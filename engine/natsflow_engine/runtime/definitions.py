@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,45 +29,94 @@ from natsflow_engine.store import compare_and_set
 __all__ = [
     "DefinitionCache",
     "DefinitionRecord",
+    "Deployed",
     "DeployedProcess",
     "LatestRecord",
+    "ProcessRetention",
+    "Versioned",
     "deploy_definitions",
+    "deploy_versioned",
     "delete_definitions",
     "get_latest",
     "list_definitions",
     "parse_and_check",
     "resolve_version",
+    "set_retention",
 ]
 
 log = logging.getLogger(__name__)
 
 
-class DefinitionRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Versioned(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What every deployed document's record carries (processes and forms): its version, the
+    hash of its content, the file or object it came from and when. Decoders ignore the fields of
+    the kinds, so :func:`deploy_versioned` reads any of them as this."""
+
     v: int = 1
-    process_id: str
     version: int
     source_hash: str
+    name: str | None = None
+    deployed_at: str = ""
+
+
+class DefinitionRecord(Versioned, kw_only=True, omit_defaults=True):
+    process_id: str
     source: str
-    name: str | None = None
-    deployed_at: str = ""
 
 
-class LatestRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
-    v: int = 1
+class ProcessRetention(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """How long ended instances of a process are kept, set by its Workflow resource (seconds;
+    None: the engine's configured retention for that part)."""
+
+    live: float | None = None
+    archive: float | None = None
+
+
+class LatestRecord(Versioned, kw_only=True, omit_defaults=True):
     process_id: str
-    version: int
-    source_hash: str
-    name: str | None = None
-    deployed_at: str = ""
+    retention: ProcessRetention | None = None
+    """Kept across new versions; the engine applies it to every ended instance of the process."""
 
 
 @dataclass(frozen=True)
-class DeployedProcess:
-    process_id: str
+class Deployed:
+    """What :func:`deploy_versioned` did."""
+
     version: int
-    source_hash: str
     revision: int
-    created: bool  # False: identical content was already the latest version
+    created: bool  # False: the record already held this content
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployedProcess(Deployed):
+    process_id: str
+    source_hash: str
+
+
+_head_decoder = msgspec.json.Decoder(Versioned)
+
+
+async def deploy_versioned(
+    kv: KeyValue, key: str, source_hash: str, store: Callable[[int, bytes | None], Awaitable[bytes]]
+) -> Deployed:
+    """Move the versioned record at ``key`` to the next version unless it holds ``source_hash``.
+
+    ``store(version, current)`` writes whatever belongs to the new version and returns the
+    record for ``key`` (``current`` is the record it replaces). The record moves by
+    compare-and-set, so concurrent deploys get distinct version numbers; ``store`` may run again
+    after a conflict, with the next number."""
+    version: list[int] = []
+
+    async def next_version(current: bytes | None) -> bytes | None:
+        head = _head_decoder.decode(current) if current is not None else None
+        if head is not None and head.source_hash == source_hash:
+            version[:] = [head.version]
+            return None
+        version[:] = [head.version + 1 if head else 1]
+        return await store(version[0], current)
+
+    written = await compare_and_set(kv, key, next_version)
+    return Deployed(version[0], written.revision or 0, written.changed)
 
 
 _latest_decoder = msgspec.json.Decoder(LatestRecord)
@@ -140,30 +189,47 @@ async def deploy_definitions(
 async def _deploy_one(
     kv: KeyValue, tenant: str, process_id: str, source_hash: str, text: str, name: str | None, at: str
 ) -> DeployedProcess:
-    """Store a new version unless the latest has the same content; the latest pointer moves
-    by compare-and-set, so concurrent deploys of one process get distinct version numbers."""
-    pointer: list[LatestRecord] = []
+    """Store a new version unless the latest has the same content (the version key first, then
+    the ``latest`` pointer, which keeps the process's retention)."""
 
-    async def next_version(current: bytes | None) -> bytes | None:
-        latest = _latest_decoder.decode(current) if current is not None else None
-        if latest is not None and latest.source_hash == source_hash:
-            pointer[:] = [latest]
-            return None
-        version = (latest.version + 1) if latest else 1
+    async def store(version: int, current: bytes | None) -> bytes:
         record = DefinitionRecord(
             process_id=process_id, version=version, source_hash=source_hash, source=text, name=name, deployed_at=at
         )
         # a concurrent deploy that took this version number fails this create: look again
         await kv.create(layout.workflow_key(tenant, process_id, version), msgspec.json.encode(record))
-        pointer[:] = [
-            LatestRecord(process_id=process_id, version=version, source_hash=source_hash, name=name, deployed_at=at)
-        ]
-        return msgspec.json.encode(pointer[0])
+        kept = _latest_decoder.decode(current).retention if current is not None else None
+        return msgspec.json.encode(
+            LatestRecord(
+                process_id=process_id,
+                version=version,
+                source_hash=source_hash,
+                name=name,
+                deployed_at=at,
+                retention=kept,
+            )
+        )
 
-    written = await compare_and_set(kv, layout.workflow_latest_key(tenant, process_id), next_version)
-    if written.changed:
-        log.info("deployed %s version %d for tenant %s", process_id, pointer[0].version, tenant)
-    return DeployedProcess(process_id, pointer[0].version, source_hash, written.revision or 0, created=written.changed)
+    done = await deploy_versioned(kv, layout.workflow_latest_key(tenant, process_id), source_hash, store)
+    if done.created:
+        log.info("deployed %s version %d for tenant %s", process_id, done.version, tenant)
+    return DeployedProcess(done.version, done.revision, done.created, process_id=process_id, source_hash=source_hash)
+
+
+async def set_retention(kv: KeyValue, tenant: str, process_id: str, retention: ProcessRetention | None) -> bool:
+    """Give a deployed process its retention (None: the engine's); True when it changed.
+    Raises :class:`NotFoundError` when the process is not deployed."""
+
+    async def change(current: bytes | None) -> bytes | None:
+        if current is None:
+            raise NotFoundError(f"process {process_id!r} is not deployed in tenant {tenant!r}")
+        latest = _latest_decoder.decode(current)
+        if latest.retention == retention:
+            return None
+        return msgspec.json.encode(msgspec.structs.replace(latest, retention=retention))
+
+    written = await compare_and_set(kv, layout.workflow_latest_key(tenant, process_id), change)
+    return written.changed
 
 
 async def get_latest(kv: KeyValue, tenant: str, process_id: str) -> LatestRecord:

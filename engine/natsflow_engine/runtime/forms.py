@@ -21,7 +21,7 @@ from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
 from natsflow_engine.errors import InvalidInputError, InvalidNameError, NotFoundError
-from natsflow_engine.store import compare_and_set
+from natsflow_engine.runtime.definitions import Deployed, Versioned, deploy_versioned
 
 __all__ = ["MAX_FORM", "DeployedForm", "FormRecord", "deploy_form", "get_form", "is_form", "parse_form"]
 
@@ -29,22 +29,15 @@ MAX_FORM = 256 * 1024
 """Largest form document, bytes."""
 
 
-class FormRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
-    v: int = 1
+class FormRecord(Versioned, kw_only=True, omit_defaults=True):
     form_id: str
-    version: int
-    source_hash: str
     source: str
     """The form's JSON, as deployed."""
-    name: str | None = None
-    deployed_at: str = ""
 
 
-@dataclass(frozen=True)
-class DeployedForm:
+@dataclass(frozen=True, kw_only=True)
+class DeployedForm(Deployed):
     form_id: str
-    version: int
-    created: bool  # False: the same content was already deployed
 
 
 _decoder = msgspec.json.Decoder(FormRecord)
@@ -87,22 +80,15 @@ async def deploy_form(
     form_id, _ = parse_form(source, name)
     digest = hashlib.sha256(source.encode()).hexdigest()
     at = (now or datetime.now(UTC)).isoformat()
-    result: list[DeployedForm] = []
 
-    async def next_version(current: bytes | None) -> bytes | None:
-        latest = _decoder.decode(current) if current else None
-        if latest is not None and latest.source_hash == digest:
-            result[:] = [DeployedForm(form_id, latest.version, created=False)]
-            return None
-        version = latest.version + 1 if latest else 1
-        result[:] = [DeployedForm(form_id, version, created=True)]
+    async def store(version: int, current: bytes | None) -> bytes:
         record = FormRecord(
             form_id=form_id, version=version, source_hash=digest, source=source, name=name, deployed_at=at
         )
         return msgspec.json.encode(record)
 
-    await compare_and_set(kv, layout.form_key(tenant, form_id), next_version)
-    return result[0]
+    done = await deploy_versioned(kv, layout.form_key(tenant, form_id), digest, store)
+    return DeployedForm(done.version, done.revision, done.created, form_id=form_id)
 
 
 async def get_form(kv: KeyValue, tenant: str, form_id: str) -> FormRecord:
