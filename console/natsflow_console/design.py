@@ -14,7 +14,7 @@ from aiohttp import web
 from nats.js.errors import BucketNotFoundError
 from natsflow_engine import layout
 from natsflow_engine.bpmn.model import Definitions
-from natsflow_engine.catalog import decode_taskdef
+from natsflow_engine.catalog import TaskDefRecord, decode_taskdef
 from natsflow_engine.errors import BpmnValidationError
 from natsflow_engine.natsutil import list_keys
 from natsflow_engine.runtime.definitions import parse_and_check
@@ -22,6 +22,7 @@ from natsflow_engine.runtime.definitions import parse_and_check
 from natsflow_console.errors import BadRequest
 from natsflow_console.export import k8s_name, pytest_module, workflow_yaml
 from natsflow_console.keys import USER_KEY, nc_of
+from natsflow_console.parameters import parameter_warnings
 from natsflow_console.routes import Handler
 from natsflow_console.routes import json_body as _body
 from natsflow_console.routes import json_reply as _json
@@ -47,8 +48,9 @@ async def _parse(source: str, name: str | None) -> Definitions:
 
 
 async def validate(request: web.Request) -> web.StreamResponse:
-    """natsflow's validator on a document being drawn: ``{valid, issues, processes, outline}``
-    (200 either way: an invalid model is an answer, not an error)."""
+    """natsflow's validator on a document being drawn: ``{valid, issues, warnings, processes,
+    outline}`` (200 either way: an invalid model is an answer, not an error); ``warnings`` are the
+    input mappings that do not fit their TaskDefinition's parameters (:mod:`.parameters`)."""
     source, name = _source(await _body(request))
     try:
         defs = await _parse(source, name)
@@ -59,7 +61,10 @@ async def validate(request: web.Request) -> web.StreamResponse:
     issues = []
     if not any(p.executable for p in defs.processes.values()):
         issues.append({"element_id": None, "line": None, "message": 'no process has isExecutable="true"'})
-    return _json({"valid": not issues, "issues": issues, "processes": processes, "outline": model_outline(defs)})
+    warnings = parameter_warnings(defs, await _taskdefs(request))
+    return _json(
+        {"valid": not issues, "issues": issues, "warnings": warnings, "processes": processes, "outline": model_outline(defs)}
+    )
 
 
 async def simulate(request: web.Request) -> web.StreamResponse:
@@ -103,24 +108,38 @@ async def export_pytest(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def task_types(request: web.Request) -> web.StreamResponse:
-    """The tenant's TaskDefinitions (job types the modeler offers): ``{task_types: [{task_type, name}]}``."""
+async def _taskdefs(request: web.Request) -> list[TaskDefRecord]:
+    """The signed-in tenant's TaskDefinitions (at most :data:`MAX_TASK_TYPES`)."""
     tenant = request[USER_KEY].tenant
     try:
         kv = await nc_of(request).jetstream().key_value(layout.BUCKET_TASKDEFS)
     except BucketNotFoundError:
-        return _json({"task_types": []})
+        return []
     keys = (await list_keys(kv, f"{tenant}.*"))[:MAX_TASK_TYPES]
     found = []
     for entry in await asyncio.gather(*(kv.get(key) for key in keys), return_exceptions=True):
         if isinstance(entry, BaseException) or not entry.value:
             continue  # removed meanwhile
         try:
-            record = decode_taskdef(entry.value)
+            found.append(decode_taskdef(entry.value))
         except msgspec.DecodeError:
             continue
-        found.append({"task_type": record.task_type, "name": record.name})
-    return _json({"task_types": sorted(found, key=lambda t: t["task_type"])})
+    return sorted(found, key=lambda t: t.task_type)
+
+
+async def task_types(request: web.Request) -> web.StreamResponse:
+    """The tenant's TaskDefinitions (job types the modeler offers):
+    ``{task_types: [{task_type, name, parameters, results}]}``."""
+    found = [
+        {
+            "task_type": t.task_type,
+            "name": t.name,
+            "parameters": msgspec.to_builtins(t.parameters),
+            "results": msgspec.to_builtins(t.results),
+        }
+        for t in await _taskdefs(request)
+    ]
+    return _json({"task_types": found})
 
 
 ROUTES: list[tuple[str, str, Handler]] = [

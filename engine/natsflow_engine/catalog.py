@@ -20,6 +20,7 @@ from natsflow_engine import layout
 
 __all__ = [
     "CAPTURE_STREAM_PREFIX",
+    "ParameterRecord",
     "TaskDefRecord",
     "TriggerRecord",
     "capture_stream",
@@ -32,6 +33,16 @@ __all__ = [
 CAPTURE_STREAM_PREFIX = layout.CAPTURE_STREAM_PREFIX
 trigger_consumer = layout.trigger_consumer
 capture_stream = layout.capture_stream
+
+
+class ParameterRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A variable a task type takes or gives back (``TaskDefinition`` ``parameters``/``results``)."""
+
+    name: str
+    type: str = "any"
+    """``string``, ``number``, ``boolean``, ``object``, ``array`` or ``any``."""
+    required: bool = False
+    description: str | None = None
 
 
 class TaskDefRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -57,6 +68,10 @@ class TaskDefRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Python module of the worker (``package.module:app``), informational for the worker."""
     generation: int | None = None
     """``metadata.generation`` of the declaring object when it was applied."""
+    parameters: list[ParameterRecord] = msgspec.field(default_factory=list)
+    """Variables the jobs take (the modeler checks input mappings against them)."""
+    results: list[ParameterRecord] = msgspec.field(default_factory=list)
+    """Variables the jobs complete with."""
 
 
 class TriggerRecord(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -144,13 +144,25 @@ class IndexSettings:
     searchable: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Root variables kept in the index per process id (``*``: every process); a listing may
     filter on them. Only scalars are kept (strings up to 255 characters)."""
+    deployed: Mapping[tuple[str, str], tuple[float | None, float | None]] = field(default_factory=dict)
+    """(live, archive) per (tenant, process id) from the process's Workflow resource (its
+    ``latest`` pointer; the engine keeps this current): a part set there wins over the above."""
 
     def retention_for(self, tenant: str, process_id: str) -> Retention:
+        configured = self.retention
         for name in (f"{tenant}/{process_id}", f"{tenant}/*"):
             found = self.retention_overrides.get(name)
             if found is not None:
-                return found
-        return self.retention
+                configured = found
+                break
+        own = self.deployed.get((tenant, process_id))
+        if own is None:
+            return configured
+        live, archive = own
+        return Retention(
+            live=configured.live if live is None else live,
+            archive=configured.archive if archive is None else archive,
+        )
 
     def searchable_of(self, process_id: str) -> tuple[str, ...]:
         return self.searchable.get(process_id, ()) + self.searchable.get("*", ())

@@ -51,9 +51,9 @@ def format_outcome(outcome: Outcome) -> str:
     if outcome.action in ("invalid", "failed"):
         return f"{line}: {outcome.message}"
     if "processes" in outcome.status:
-        line += (
-            " (" + ", ".join(f"{p['processId']} v{p['version']}" for p in outcome.status["processes"]) + ")"
-        )
+        parts = [f"{p['processId']} v{p['version']}" for p in outcome.status["processes"]]
+        parts += [f"form {f['formId']} v{f['version']}" for f in outcome.status.get("forms", [])]
+        line += " (" + ", ".join(parts) + ")"
     elif "consumer" in outcome.status:
         line += f" (consumer {outcome.status['consumer']})"
     return line

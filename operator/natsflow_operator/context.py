@@ -24,8 +24,9 @@ from natsflow_engine.observability import Metrics
 from natsflow_operator.conditions import Cond, merge_conditions
 from natsflow_operator.connections import NatsHandle, NatsPermissionError, NatsPool, NatsTarget
 from natsflow_operator.kube import KubeClient, KubeError, paths
-from natsflow_operator.models import NatsRef, WorkflowSpec
+from natsflow_operator.models import ConfigMapKeyRef, NatsRef, WorkflowSpec
 from natsflow_operator.tenancy import Accounts, TenancyConfig
+from natsflow_operator.workflow_parts import FormSource
 from natsflow_operator.workload import NatsEnv
 
 __all__ = [
@@ -177,7 +178,19 @@ class OperatorContext:
         if spec.bpmn is not None:
             return spec.bpmn
         assert spec.bpmn_from is not None
-        ref = spec.bpmn_from.config_map_key_ref
+        return await self.config_map_value(namespace, spec.bpmn_from.config_map_key_ref)
+
+    async def form_sources(self, namespace: str, spec: WorkflowSpec) -> list[FormSource]:
+        """The Workflow's forms, inline ones first; a missing ConfigMap or key raises
+        :class:`MissingReference`."""
+        found = [FormSource(f"forms[{i}]", text) for i, text in enumerate(spec.forms)]
+        for source in spec.forms_from:
+            ref = source.config_map_key_ref
+            text = await self.config_map_value(namespace, ref)
+            found.append(FormSource(f"ConfigMap {namespace}/{ref.name} key {ref.key}", text))
+        return found
+
+    async def config_map_value(self, namespace: str, ref: ConfigMapKeyRef) -> str:
         found = await self.kube.get(paths.configmap(namespace, ref.name))
         if found is None:
             raise MissingReference("ConfigMapNotFound", f"ConfigMap {namespace}/{ref.name} does not exist")

@@ -134,8 +134,16 @@ def crd(info: KindInfo) -> dict[str, Any]:
     }
 
 
+class _Dumper(yaml.SafeDumper):
+    """No anchors: a schema node two fields share (a model used twice) is written out twice."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _dump(doc: dict[str, Any], source: str) -> str:
-    return HEADER.format(source=source) + yaml.safe_dump(doc, sort_keys=False, width=110, allow_unicode=True)
+    text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=110, allow_unicode=True)
+    return HEADER.format(source=source) + text
 
 
 def _rule(node: dict[str, Any]) -> str:

@@ -29,11 +29,13 @@ from natsflow_operator.conditions import Cond, Outcome
 from natsflow_operator.connections import NatsHandle
 from natsflow_operator.models import (
     API_VERSION,
+    ConfigMapKeyRef,
     TaskDefinitionSpec,
     TriggerSpec,
     WorkflowSpec,
     describe_errors,
 )
+from natsflow_operator.workflow_parts import FormSource, process_retention
 
 __all__ = ["Manifest", "apply_manifests", "delete_manifests", "load_manifests"]
 
@@ -103,17 +105,32 @@ def _sorted(manifests: Sequence[Manifest], reverse: bool = False) -> list[Manife
     return ours
 
 
-def _bpmn(
-    m: Manifest, spec: WorkflowSpec, tenant: str, configmaps: dict[tuple[str, str], dict[str, Any]]
+def _config_map_value(
+    ref: ConfigMapKeyRef, tenant: str, configmaps: dict[tuple[str, str], dict[str, Any]]
 ) -> str:
-    if spec.bpmn is not None:
-        return spec.bpmn
-    assert spec.bpmn_from is not None
-    ref = spec.bpmn_from.config_map_key_ref
     data = configmaps.get((tenant, ref.name))
     if data is None or ref.key not in data:
         raise LookupError(f"ConfigMap {tenant}/{ref.name} key {ref.key!r} is not in the given files")
     return str(data[ref.key])
+
+
+def _sources(
+    spec: WorkflowSpec, tenant: str, configmaps: dict[tuple[str, str], dict[str, Any]]
+) -> tuple[str, list[FormSource]]:
+    """The BPMN and the forms of a Workflow, from the spec or the given ConfigMaps."""
+    forms = [FormSource(f"forms[{i}]", text) for i, text in enumerate(spec.forms)]
+    for source in spec.forms_from:
+        ref = source.config_map_key_ref
+        text = _config_map_value(ref, tenant, configmaps)
+        forms.append(FormSource(f"ConfigMap {tenant}/{ref.name} key {ref.key}", text))
+    return _bpmn(spec, tenant, configmaps), forms
+
+
+def _bpmn(spec: WorkflowSpec, tenant: str, configmaps: dict[tuple[str, str], dict[str, Any]]) -> str:
+    if spec.bpmn is not None:
+        return spec.bpmn
+    assert spec.bpmn_from is not None
+    return _config_map_value(spec.bpmn_from.config_map_key_ref, tenant, configmaps)
 
 
 async def _apply_one(
@@ -128,16 +145,23 @@ async def _apply_one(
     generation = (m.body.get("metadata") or {}).get("generation")
     if isinstance(spec, WorkflowSpec):
         try:
-            source = _bpmn(m, spec, tenant, configmaps)
+            source, forms = _sources(spec, tenant, configmaps)
         except LookupError as exc:
             return Outcome(
-                m.kind, tenant, m.name, "invalid", [Cond("Validated", False, "BpmnSourceNotFound", str(exc))]
+                m.kind, tenant, m.name, "invalid", [Cond("Validated", False, "SourceNotFound", str(exc))]
             )
         # what this Workflow deployed before is what the latest pointers name it for: a process
         # that left its document (a processId renamed) is undeployed, its versions stay
         previous = await reconcile.processes_of(h, tenant, m.name)
         return await reconcile.apply_workflow(
-            h, tenant, m.name, source, previous=previous, prune=spec.deletion_policy == "Delete"
+            h,
+            tenant,
+            m.name,
+            source,
+            previous=previous,
+            prune=spec.deletion_policy == "Delete",
+            forms=forms,
+            retention=process_retention(spec.retention),
         )
     if isinstance(spec, TaskDefinitionSpec):
         return await reconcile.apply_taskdefinition(h, tenant, m.name, spec, generation=generation)
@@ -190,7 +214,7 @@ async def _delete_one(
         return Outcome(m.kind, tenant, m.name, "retained")
     if isinstance(spec, WorkflowSpec):
         try:
-            defs = parse_and_check(_bpmn(m, spec, tenant, configmaps), name=m.name)
+            defs = parse_and_check(_bpmn(spec, tenant, configmaps), name=m.name)
         except (LookupError, BpmnValidationError) as exc:
             return Outcome(
                 m.kind, tenant, m.name, "invalid", [Cond("Validated", False, "InvalidBpmn", str(exc))]

@@ -31,10 +31,12 @@ __all__ = [
     "Autoscaling",
     "CamelModel",
     "NatsRef",
+    "Parameter",
     "TaskDefinitionSpec",
     "TenantLimits",
     "TenantSpec",
     "TriggerSpec",
+    "WorkflowRetention",
     "WorkflowSpec",
     "describe_errors",
     "parse_duration",
@@ -99,12 +101,64 @@ class ConfigMapKeyRef(CamelModel):
     name: DnsName
     """Name of the ConfigMap in the same namespace."""
     key: str = Field(pattern=CONFIG_KEY, max_length=253)
-    """Key holding the BPMN XML."""
+    """Key holding the document."""
 
 
-class BpmnSource(CamelModel):
+class ConfigMapSource(CamelModel):
     config_map_key_ref: ConfigMapKeyRef
-    """The ConfigMap key that holds the BPMN document."""
+    """The ConfigMap key that holds the document."""
+
+
+MAX_FORMS = 16
+"""Forms of one Workflow, inline and from ConfigMaps each."""
+MAX_INLINE_FORM = 65_536
+"""Largest inline form, characters (a form from a ConfigMap may have the engine's 256 KiB)."""
+MAX_RETENTION = "87600h"
+"""Longest retention (ten years)."""
+
+
+def _retention_rule(part: str) -> JsonDict:
+    rule = f"duration(self) >= duration('1s') && duration(self) <= duration('{MAX_RETENTION}')"
+    return {"x-kubernetes-validations": [{"rule": rule, "message": f"{part} must be between 1s and {MAX_RETENTION}"}]}
+
+
+class WorkflowRetention(CamelModel):
+    """How long ended instances of the Workflow's processes are kept; a part not set keeps the
+    engine's configured retention (its Helm values)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.live) || !has(self.archive) || duration(self.archive) >= duration(self.live)",
+                    "message": "archive must not be shorter than live",
+                }
+            ]
+        }
+    )
+    live: Duration | None = Field(None, json_schema_extra=_retention_rule("live"))
+    """Time an ended instance's record stays in the live bucket (at least 1s)."""
+    archive: Duration | None = Field(None, json_schema_extra=_retention_rule("archive"))
+    """Time its final record and history stay in the archive after it ended (``natsflow show``
+    and the API find it there; at least 1s)."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> WorkflowRetention:
+        limit = parse_duration(MAX_RETENTION)
+        for part in ("live", "archive"):
+            text = getattr(self, part)
+            if text is not None and not 1.0 <= parse_duration(text) <= limit:
+                raise ValueError(f"{part} must be between 1s and {MAX_RETENTION}")
+        if self.live and self.archive and parse_duration(self.archive) < parse_duration(self.live):
+            raise ValueError("archive must not be shorter than live")
+        return self
+
+    def seconds(self) -> tuple[float | None, float | None]:
+        """(live, archive) in seconds; None where not set."""
+        return (
+            parse_duration(self.live) if self.live else None,
+            parse_duration(self.archive) if self.archive else None,
+        )
 
 
 DeletionPolicy = Literal["Delete", "Retain"]
@@ -132,14 +186,52 @@ class WorkflowSpec(_Common):
     )
     bpmn: str | None = Field(None, min_length=1, max_length=102_400)
     """The BPMN XML, inline (at most 100 KiB)."""
-    bpmn_from: BpmnSource | None = None
+    bpmn_from: ConfigMapSource | None = None
     """Where to read the BPMN XML from instead of ``bpmn``."""
+    forms: list[Annotated[str, Field(min_length=2, max_length=MAX_INLINE_FORM)]] = Field(
+        default_factory=list, max_length=MAX_FORMS
+    )
+    """Camunda forms (``.form`` JSON documents, each at most 64 KiB) that the user tasks link
+    by ``formId``; deployed with the processes."""
+    forms_from: list[ConfigMapSource] = Field(default_factory=list, max_length=MAX_FORMS)
+    """ConfigMap keys that hold more forms (each at most 256 KiB)."""
+    retention: WorkflowRetention | None = None
+    """How long ended instances of these processes are kept."""
 
     @model_validator(mode="after")
     def _one_source(self) -> WorkflowSpec:
         if (self.bpmn is None) == (self.bpmn_from is None):
             raise ValueError("set exactly one of bpmn and bpmnFrom")
         return self
+
+
+PARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ParameterType = Literal["string", "number", "boolean", "object", "array", "any"]
+UNIQUE_NAMES: JsonDict = {
+    "x-kubernetes-validations": [
+        {"rule": "self.all(p, self.exists_one(q, q.name == p.name))", "message": "names must be unique"}
+    ]
+}
+
+
+class Parameter(CamelModel):
+    """A variable a task type takes (``parameters``: an input mapping's target) or gives back
+    (``results``)."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=PARAMETER_NAME)
+    """Variable name."""
+    type: ParameterType = "any"
+    """JSON type of the value: ``string``, ``number``, ``boolean``, ``object``, ``array`` or ``any``."""
+    required: bool = False
+    """A service task of this type must map it (parameters only)."""
+    description: str | None = Field(None, max_length=1024)
+
+
+def _unique(params: list[Parameter], field: str) -> list[Parameter]:
+    names = [p.name for p in params]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{field}: names must be unique")
+    return params
 
 
 class Autoscaling(CamelModel):
@@ -247,6 +339,11 @@ class TaskDefinitionSpec(_Common):
     """Delays between attempts after a failure, on the engine's clock; the last one repeats.
     Empty: 1 s, doubling, at most 60 s."""
     autoscaling: Autoscaling | None = None
+    parameters: list[Parameter] = Field(default_factory=list, max_length=100, json_schema_extra=UNIQUE_NAMES)
+    """Variables the jobs take; the modeler warns about a service task of this type whose input
+    mappings leave out a required one, name an unknown one, or give a literal of another type."""
+    results: list[Parameter] = Field(default_factory=list, max_length=100, json_schema_extra=UNIQUE_NAMES)
+    """Variables the jobs complete with (documentation for the modeler)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -260,6 +357,8 @@ class TaskDefinitionSpec(_Common):
     def _backoff_fits(self) -> TaskDefinitionSpec:
         if not self.task_type:
             raise ValueError("taskType is required when the object's name is not known")
+        _unique(self.parameters, "parameters")
+        _unique(self.results, "results")
         if len(self.backoff) > self.retries:  # JetStream requires max_deliver > len(backoff)
             raise ValueError("backoff may list at most `retries` delays")
         if self.pod_template is not None and (problems := pod_template_problems(self.pod_template)):

@@ -24,11 +24,12 @@ import msgspec
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from natsflow_engine import catalog, layout
-from natsflow_engine.errors import BpmnValidationError, ConflictError
+from natsflow_engine.errors import BpmnValidationError, ConflictError, InvalidInputError
 from natsflow_engine.natsutil import list_keys
 from natsflow_engine.runtime.definitions import (
     DefinitionRecord,
     LatestRecord,
+    ProcessRetention,
     deploy_definitions,
     list_definitions,
     parse_and_check,
@@ -40,6 +41,7 @@ from natsflow_engine.triggers.consumers import drop_legacy_trigger_consumer, ens
 from natsflow_operator.conditions import Cond, Outcome
 from natsflow_operator.connections import NatsHandle
 from natsflow_operator.models import TaskDefinitionSpec, TriggerSpec, parse_duration
+from natsflow_operator.workflow_parts import FormSource, apply_retention, check_forms, deploy_forms
 
 __all__ = [
     "apply_taskdefinition",
@@ -87,8 +89,11 @@ async def apply_workflow(
     previous: Sequence[str] = (),
     prune: bool = True,
     claims: Claims | None = None,
+    forms: Sequence[FormSource] = (),
+    retention: ProcessRetention | None = None,
 ) -> Outcome:
-    """Validate the BPMN and deploy its executable processes; nothing is written when invalid.
+    """Validate the BPMN and the forms, deploy the executable processes, the forms and the
+    processes' retention; nothing is written when one is invalid.
 
     ``previous`` are the process ids this Workflow deployed before; with ``prune`` the ones no
     longer in the document are undeployed (:func:`undeploy`, unless ``claims`` says another
@@ -103,22 +108,30 @@ async def apply_workflow(
         return _invalid("Workflow", tenant, name, "InvalidBpmn", message)
     if not any(p.executable for p in defs.processes.values()):
         return _invalid("Workflow", tenant, name, "InvalidBpmn", 'no process has isExecutable="true"')
+    try:
+        checked = check_forms(forms)
+    except InvalidInputError as exc:
+        return _invalid("Workflow", tenant, name, "InvalidForm", str(exc))
     kv = h.kv(layout.BUCKET_WORKFLOWS)
     for process in defs.processes.values():
         if process.executable:
             await _restore_latest(h, tenant, process.id)
     deployed = await deploy_definitions(kv, tenant, source, name=name)
     ids = [d.process_id for d in deployed]
+    form_status, forms_created = await deploy_forms(kv, tenant, name, checked)
+    retained = await apply_retention(kv, tenant, ids, retention)
     moved = [d.process_id for d in deployed if not d.created and await _own_latest(h, tenant, d.process_id, name)]
     removed = [pid for pid in previous if pid not in ids]
     if prune and removed:
         keep = await claims() if claims is not None else frozenset()
         if keep is not None:
             await undeploy(h, tenant, name, removed, keep=keep)
-    created = any(d.created for d in deployed)
+    created = any(d.created for d in deployed) or forms_created or retained
     action = ("updated" if previous else "created") if created or removed or moved else "unchanged"
     first = deployed[0]
-    versions = ", ".join(f"{d.process_id} v{d.version}" for d in deployed)
+    versions = ", ".join(
+        [f"{d.process_id} v{d.version}" for d in deployed] + [f"form {f['formId']} v{f['version']}" for f in form_status]
+    )
     return Outcome(
         "Workflow",
         tenant,
@@ -136,6 +149,7 @@ async def apply_workflow(
                 {"processId": d.process_id, "version": d.version, "revision": d.revision} for d in deployed
             ],
             "revision": first.revision,
+            "forms": form_status,
         },
     )
 
@@ -319,6 +333,8 @@ async def apply_taskdefinition(
         backoff=list(settings.backoff),
         module=spec.module,
         generation=generation,
+        parameters=[catalog.ParameterRecord(**p.model_dump()) for p in spec.parameters],
+        results=[catalog.ParameterRecord(**p.model_dump()) for p in spec.results],
     )
     written, revision = await _put_if_changed(
         h, layout.BUCKET_TASKDEFS, layout.taskdef_key(tenant, spec.task_type), catalog.encode_record(record)

@@ -57,6 +57,11 @@ class DeployedProcessStatus(CamelModel):
     revision: int | None = None
 
 
+class DeployedFormStatus(CamelModel):
+    form_id: str
+    version: int
+
+
 class WorkflowStatus(StatusBase):
     version: int | None = None
     """Version of the (first) deployed process."""
@@ -65,6 +70,8 @@ class WorkflowStatus(StatusBase):
     processes: list[DeployedProcessStatus] = Field(default_factory=list)
     revision: int | None = None
     """KV revision of the latest pointer of the first process."""
+    forms: list[DeployedFormStatus] = Field(default_factory=list)
+    """The forms deployed with the processes (``spec.forms`` and ``spec.formsFrom``)."""
 
 
 class NatsStatus(StatusBase):

@@ -30,6 +30,7 @@ from natsflow_operator.handlers import register_delete, register_reconcile
 from natsflow_operator.kube import paths
 from natsflow_operator.models import GROUP, VERSION, WorkflowSpec, describe_errors
 from natsflow_operator.reconcile import apply_workflow, delete_workflow
+from natsflow_operator.workflow_parts import process_retention
 
 __all__ = ["register"]
 
@@ -60,6 +61,7 @@ async def reconcile(
         return
     try:
         source = await ctx.bpmn_source(namespace, spec)
+        forms = await ctx.form_sources(namespace, spec)
         handle, _ = await ctx.nats_for(namespace, spec.nats_ref)
         outcome = await apply_workflow(
             handle,
@@ -69,6 +71,8 @@ async def reconcile(
             previous=list(status.get("processIds") or []),
             prune=spec.deletion_policy == "Delete",
             claims=lambda: claimed_elsewhere(ctx, namespace, name),
+            forms=forms,
+            retention=process_retention(spec.retention),
         )
     except MissingReference as exc:
         kind = "Validated" if exc.reason.startswith("ConfigMap") else "Synced"
@@ -82,7 +86,8 @@ async def reconcile(
     changed = report(*outcome.conditions, **outcome.status)
     if outcome.action == "invalid" and changed:
         logger.warning("Workflow not deployed: %s", outcome.message)
-        kopf.warn(body, reason="InvalidBpmn", message=outcome.message[:1000])
+        reason = next((c.reason for c in outcome.conditions if c.status is not True), "InvalidBpmn")
+        kopf.warn(body, reason=reason, message=outcome.message[:1000])
     elif outcome.action not in ("unchanged", "invalid"):
         message = ", ".join(f"{p['processId']} v{p['version']}" for p in outcome.status["processes"])
         if drift:

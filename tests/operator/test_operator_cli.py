@@ -66,7 +66,11 @@ def test_apply_examples_then_delete(nats_url: str, unique: str) -> None:
     )
     assert any(line.startswith(f"{unique}/trigger.natsflow.io/order-created created") for line in lines)
     assert f"{unique}/configmap/refund-bpmn skipped" in lines
-    assert len(lines) == 9  # one line per object: 2 workflows, 3 taskdefs, 1 trigger, configmap, 2 secrets
+    assert (
+        f"{unique}/workflow.natsflow.io/approval-process created "
+        "(approval-process v1, form review-claim v1, form approve-refund v1)"
+    ) in lines  # its form from the ConfigMap in the given files
+    assert len(lines) == 11  # one line per object: 3 workflows, 3 taskdefs, 1 trigger, 2 configmaps, 2 secrets
     assert _state(nats_url, unique) == {
         "order-process": 1,
         "refund-process": 1,

@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import celpy
 import jsonschema
 import pytest
 import yaml
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples" / "k8s").glob("*.yaml"))
+CEL = celpy.Environment()
 
 
 def test_generated_files_are_committed_and_current() -> None:
@@ -38,12 +40,35 @@ def _validator(kind: str) -> jsonschema.Draft7Validator:
     return jsonschema.Draft7Validator(_strict(schema), format_checker=jsonschema.FormatChecker())
 
 
+def cel_problems(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
+    """The CRD's ``x-kubernetes-validations`` rules run on a value with cel-python, as the API
+    server runs them (transition rules, which need the old object, are left out)."""
+    problems = []
+    for check in schema.get("x-kubernetes-validations", []):
+        if "oldSelf" in check["rule"]:
+            continue
+        program = CEL.program(CEL.compile(check["rule"]))
+        result = program.evaluate({"self": celpy.json_to_cel(value)})
+        if not isinstance(result, celpy.celtypes.BoolType) or not result:
+            problems.append(f"{path or 'root'}: {check['message']}")
+    if isinstance(value, dict):
+        for name, child in (schema.get("properties") or {}).items():
+            if name in value:
+                problems += cel_problems(child, value[name], f"{path}.{name}".lstrip("."))
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            problems += cel_problems(schema["items"], item, f"{path}[{i}]")
+    return problems
+
+
 def check(doc: dict[str, Any]) -> list[str]:
-    """Problems of one natsflow manifest: schema errors, then the model's (CEL-equivalent) rules."""
+    """Problems of one natsflow manifest: schema errors, CEL rules, then the model's rules."""
     errors = [
         f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
         for e in _validator(doc["kind"]).iter_errors(doc)
     ]
+    if not errors:  # the API server runs the rules on objects that pass the schema
+        errors += cel_problems(crdgen.openapi_schema(KINDS[doc["kind"]]), doc)
     spec_model: type[BaseModel] = KINDS[doc["kind"]].spec
     try:
         spec_model.model_validate(doc.get("spec") or {})
@@ -124,6 +149,17 @@ BROKEN = [
     ),
     ("order-workflow.yaml", "spec.bpmn", "x" * 102_401, "is too long"),
     ("order-workflow.yaml", "spec.bpmnFrom", {"configMapKeyRef": {"name": "m", "key": "k"}}, "exactly one"),
+    ("order-workflow.yaml", "spec.forms", ["{}"] * 17, "is too long"),
+    ("order-workflow.yaml", "spec.forms", ["x" * 65_537], "is too long"),
+    ("order-workflow.yaml", "spec.formsFrom", [{"configMapKeyRef": {"name": "Forms", "key": "a"}}], "does not match"),
+    ("order-workflow.yaml", "spec.retention.live", "1 day", "does not match"),
+    ("order-workflow.yaml", "spec.retention.live", "500ms", "live must be between 1s and 87600h"),
+    ("order-workflow.yaml", "spec.retention.archive", "87601h", "archive must be between 1s and 87600h"),
+    ("order-workflow.yaml", "spec.retention", {"live": "2h", "archive": "1h"}, "archive must not be shorter than live"),
+    ("charge-card-taskdefinition.yaml", "spec.parameters", [{"name": "a b"}], "does not match"),
+    ("charge-card-taskdefinition.yaml", "spec.parameters", [{"name": "a" * 129}], "is too long"),
+    ("charge-card-taskdefinition.yaml", "spec.parameters", [{"name": "a", "type": "text"}], "is not one of"),
+    ("charge-card-taskdefinition.yaml", "spec.results", [{"name": "a"}, {"name": "a"}], "names must be unique"),
 ]
 
 
@@ -142,3 +178,31 @@ def test_cel_rules_mirror_the_model_rules() -> None:
         "autoscaling"
     ]
     assert scaling["x-kubernetes-validations"][0]["rule"] == "self.minReplicas <= self.maxReplicas"
+
+
+CEL_CASES = [
+    ("order-workflow.yaml", "spec.retention", {"live": "0.5s"}, "spec.retention.live: live must be between 1s"),
+    ("order-workflow.yaml", "spec.retention", {"live": "1h", "archive": "59m"}, "spec.retention: archive must not"),
+    ("order-workflow.yaml", "spec.bpmnFrom", {"configMapKeyRef": {"name": "m", "key": "k"}}, "spec: set exactly one"),
+    ("charge-card-taskdefinition.yaml", "spec.parameters", [{"name": "a"}, {"name": "a"}], "spec.parameters: names"),
+    ("charge-card-taskdefinition.yaml", "spec.autoscaling.minReplicas", 9, "spec.autoscaling: minReplicas"),
+]
+
+
+@pytest.mark.parametrize(("example", "field", "value", "message"), CEL_CASES, ids=[c[3] for c in CEL_CASES])
+def test_cel_rules_refuse_what_the_models_refuse(example: str, field: str, value: Any, message: str) -> None:
+    """The API server's side (CEL, run by cel-python) and ``natsflow apply``'s side (the model)."""
+    doc = _example(example)
+    kind = KINDS[doc["kind"]]
+    assert cel_problems(crdgen.openapi_schema(kind), doc) == []
+    broken = _set(doc, field, value)
+    assert any(p.startswith(message) for p in cel_problems(crdgen.openapi_schema(kind), broken))
+    with pytest.raises(ValidationError):
+        kind.spec.model_validate(broken["spec"], context={"name": broken["metadata"]["name"]})
+
+
+def test_cel_accepts_valid_retention_and_parameters() -> None:
+    doc = _set(_example("order-workflow.yaml"), "spec.retention", {"live": "1h30m", "archive": "720h"})
+    assert check(doc) == []
+    params = [{"name": "amount", "type": "number", "required": True}, {"name": "currency"}]
+    assert check(_set(_example("charge-card-taskdefinition.yaml"), "spec.parameters", params)) == []

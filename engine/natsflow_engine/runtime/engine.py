@@ -23,7 +23,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
 
@@ -172,7 +172,8 @@ class Engine:
         effects = EffectPublisher(
             self.js, buckets[layout.BUCKET_USERTASKS], self.timers, self.messaging, self.clock, publisher=self.publisher
         )
-        index = await InstanceIndex.open(self.js, self.settings.index, max_payload=self.layout.max_payload)
+        index_settings = replace(self.settings.index, deployed=self.start_index.retention)  # Workflow retention
+        index = await InstanceIndex.open(self.js, index_settings, max_payload=self.layout.max_payload)
         self.store = InstanceStore(
             self.kv, effects, cache_size=self.settings.cache_size, max_payload=self.layout.max_payload, index=index
         )

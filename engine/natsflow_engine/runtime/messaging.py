@@ -122,6 +122,8 @@ class StartIndex:
         self.definitions = definitions
         self.on_version = on_version
         self.latest: dict[tuple[str, str], int] = {}
+        self.retention: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+        """(live, archive) of the processes whose latest pointer carries a retention."""
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
@@ -153,6 +155,10 @@ class StartIndex:
                         except Exception:
                             log.exception("scheduling the start events of %s v%d failed", rec.process_id, rec.version)
                     self.latest[(tenant, rec.process_id)] = rec.version  # after: "seen" means "scheduled"
+                    if rec.retention is None:
+                        self.retention.pop((tenant, rec.process_id), None)
+                    else:
+                        self.retention[(tenant, rec.process_id)] = (rec.retention.live, rec.retention.archive)
         finally:
             stop: Callable[[], Awaitable[None]] = watcher.stop  # nats-py leaves it unannotated
             with contextlib.suppress(Exception):
