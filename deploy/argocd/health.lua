@@ -18,6 +18,7 @@
 local TERMINAL_REASONS = {
   InvalidSpec = true,         -- Validated: the spec does not match the CRD model
   InvalidBpmn = true,         -- Validated: the Workflow's BPMN does not parse/validate or has no executable process
+  InvalidForm = true,         -- Validated: a form of the Workflow is not a Camunda form, or two share an id
   InvalidTenant = true,       -- Validated: the namespace is not a valid natsflow tenant
   DeploymentConflict = true,  -- WorkloadReady: a Deployment of that name exists and is not owned by the TaskDefinition
   ServiceAccountNotAllowed = true, -- Validated: spec.serviceAccountName lacks the label natsflow.io/worker=true

@@ -35,6 +35,7 @@ STALLED_REASONS = frozenset(
     {
         "InvalidSpec",
         "InvalidBpmn",
+        "InvalidForm",
         "InvalidTenant",
         "DeploymentConflict",
         "ServiceAccountNotAllowed",

@@ -5,9 +5,8 @@ at the element, leaving the model valid."""
 from __future__ import annotations
 
 from console_kit import Stack, operator_token
-from test_console_http import call
-
 from natsflow_engine import catalog, layout
+from test_console_http import call
 
 MODEL = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"

@@ -22,6 +22,7 @@ KINDS = ("Workflow", "TaskDefinition", "Trigger")
 TERMINAL = (
     "InvalidSpec",
     "InvalidBpmn",
+    "InvalidForm",
     "InvalidTenant",
     "DeploymentConflict",
     "ServiceAccountNotAllowed",

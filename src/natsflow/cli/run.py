@@ -16,13 +16,14 @@ import click
 from natsflow_engine import layout
 from natsflow_engine.liveness import ConnectionWatch, Liveness
 from natsflow_engine.observability import Metrics, MetricsObserver
-from natsflow_engine.runtime.engine import Engine, EngineSettings
+from natsflow_engine.runtime.engine import Engine
 from natsflow_engine.server import EmbeddedNatsServer
 from natsflow_engine.worker import Worker
 
 from natsflow.cli.common import CliContext, fail, run
 from natsflow.cli.health import ENGINE_HEALTH_PORT, health_port_option, serve_health
 from natsflow.cli.lifecycle import raise_if_dead, serve, shut_down, until_stopped
+from natsflow.cli.retention import engine_settings, retention_options
 from natsflow.cli.tenants import engine_services, serve_tenant_accounts, tenant_credentials_option
 from natsflow.errors import NatsflowError
 
@@ -60,11 +61,19 @@ def _stopping(services: list[Any]) -> list[Awaitable[None]]:
     help="Replication factor used when creating streams and buckets.",
 )
 @click.pass_obj
-def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int, tenant_credentials_dir: Path | None) -> None:
+def engine_cmd(
+    obj: CliContext,
+    health_port: int,
+    stream_replicas: int,
+    tenant_credentials_dir: Path | None,
+    retention_live: str,
+    retention_archive: str,
+) -> None:
     """Run an engine replica (start as many as you like)."""
+    settings = engine_settings(retention_live, retention_archive)
     if tenant_credentials_dir is not None:  # one connection per tenant account
         metrics = Metrics()
-        services = engine_services(metrics, stream_replicas)
+        services = engine_services(metrics, stream_replicas, settings)
         serve(serve_tenant_accounts(obj, tenant_credentials_dir, services, health_port, metrics))
         return
 
@@ -74,7 +83,7 @@ def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int, tenant_c
         watch = ConnectionWatch("engine")
         nc = await obj.connect(max_reconnect_attempts=-1, watch=watch)
         metrics = Metrics()
-        engine = Engine(nc, EngineSettings(), layout_settings=LayoutSettings(replicas=stream_replicas))
+        engine = Engine(nc, settings, layout_settings=LayoutSettings(replicas=stream_replicas))
         engine.observer = MetricsObserver(metrics)
 
         async def connected() -> bool:
@@ -114,6 +123,7 @@ def engine_cmd(obj: CliContext, health_port: int, stream_replicas: int, tenant_c
 
 engine_cmd.params.append(health_port_option(ENGINE_HEALTH_PORT))
 engine_cmd.params.append(tenant_credentials_option())
+engine_cmd.params.extend(retention_options())
 
 
 def load_worker(spec: str) -> Worker:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from nats.aio.client import Client
@@ -22,6 +23,9 @@ from natsflow.cli.common import CliContext
 from natsflow.cli.health import serve_health
 from natsflow.cli.lifecycle import until_stopped
 from natsflow.errors import NatsflowError
+
+if TYPE_CHECKING:
+    from natsflow_engine.runtime.engine import EngineSettings
 
 __all__ = ["engine_services", "serve_tenant_accounts", "tenant_credentials_option", "trigger_services"]
 
@@ -40,7 +44,7 @@ def tenant_credentials_option() -> click.Option:
     )
 
 
-def engine_services(metrics: Metrics, replicas: int) -> ServiceFactory:
+def engine_services(metrics: Metrics, replicas: int, settings: EngineSettings | None = None) -> ServiceFactory:
     """An engine, an API server and a trigger server per tenant."""
     from natsflow_engine.api.server import ApiServer, ApiSettings
     from natsflow_engine.observability import MetricsObserver
@@ -49,7 +53,7 @@ def engine_services(metrics: Metrics, replicas: int) -> ServiceFactory:
     from natsflow_engine.triggers.server import TriggerServer
 
     def make(tenant: str, nc: Client) -> Sequence[Service]:
-        engine = Engine(nc, EngineSettings(), layout_settings=LayoutSettings(replicas=replicas), tenant=tenant)
+        engine = Engine(nc, settings or EngineSettings(), layout_settings=LayoutSettings(replicas=replicas), tenant=tenant)
         engine.observer = MetricsObserver(metrics)
         return [
             engine,
