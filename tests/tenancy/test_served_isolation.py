@@ -113,7 +113,7 @@ async def _run_to_approval(served: Served, url: str, tenant: str) -> str:
     worker, nc = await served.worker(url, tenant)
     try:
         api = served.api(tenant)
-        started = await api.start("charge", {"amount": 7})
+        started = await api.start("charge", {"amount": 7}, wait=True)  # instance-get finds it at once
         await _until(api, started.instance, element="approve")
         return started.instance
     finally:
