@@ -62,7 +62,8 @@ async def test_backlog_scales_up_then_back_to_min_after_cooldown(
     async def status_shows_backlog() -> dict[str, Any] | None:
         obj = await api.get("TaskDefinition", tenant, "resize")
         status = (obj or {}).get("status") or {}
-        return obj if status.get("pending") == 200 and status.get("replicas") == 4 else None
+        active = running.condition(obj, "ScalingActive").get("status") == "True"  # may come in a later patch
+        return obj if status.get("pending") == 200 and status.get("replicas") == 4 and active else None
 
     obj = await running.eventually(status_shows_backlog)
     assert obj["status"]["desiredReplicas"] == 4
