@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -235,6 +236,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]
     with server:
         await prepare(server.url, 1)
         load = await fill(server.url, args.instances, args.chunk, args.engines, log_dir)
+        shutil.rmtree(log_dir, ignore_errors=True)  # kept for diagnosis when the fill failed
         figures = await measure(server.url, load["instances"], args.repeat)
     return load, figures
 
