@@ -120,17 +120,24 @@ async def test_parallel_multiple_event_sub_process_start_needs_each_event(kit: P
 
 
 async def test_multiple_process_start_event_starts_on_any_of_its_events(kit: ProcessTestEngine, checkpoint):
-    start = event("startEvent", "s", message_def("Msg") + signal_def("Sig") + timer("Date", "2026-06-01T00:00:00Z"))
+    conditional = (
+        '<bpmn:conditionalEventDefinition><bpmn:condition xsi:type="bpmn:tFormalExpression">=go'
+        "</bpmn:condition></bpmn:conditionalEventDefinition>"
+    )
+    definitions = message_def("Msg") + signal_def("Sig") + timer("Date", "2026-06-01T00:00:00Z") + conditional
+    start = event("startEvent", "s", definitions)
     body = start + user_task("work") + '<bpmn:endEvent id="e" />' + chain("s", "work", "e")
     plain = message_global("Msg", "cancel-order", key="=x") + signal_global("Sig", "shutdown")
     await kit.deploy(model("p", body, globals_=plain))
     assert await kit.publish_message("cancel-order", variables={"via": "message"}) == 1
     assert await kit.broadcast_signal("shutdown", variables={"via": "signal"}) == 1
+    assert len(await kit.evaluate_conditions({"go": True, "via": "condition"})) == 1
+    assert await kit.evaluate_conditions({"go": False}) == []
     await kit.advance_time(timedelta(days=365))
     await checkpoint()
     snaps = [await kit.instance(i) for i in await kit.instances("p")]
-    assert len(snaps) == 3 and all(s.active_elements == ["work"] for s in snaps)
-    assert sorted(str(s.variables.get("via")) for s in snaps) == ["None", "message", "signal"]
+    assert len(snaps) == 4 and all(s.active_elements == ["work"] for s in snaps)
+    assert sorted(str(s.variables.get("via")) for s in snaps) == ["None", "condition", "message", "signal"]
 
 
 @pytest.mark.parametrize(
