@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from natsflow_engine import catalog, layout
 from natsflow_engine.natsutil import list_keys
-from natsflow_engine.runtime.definitions import get_latest
+from natsflow_engine.runtime.definitions import ProcessRetention, get_latest
 from natsflow_operator.cli import apply_cmd, delete_cmd
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "k8s"
@@ -53,6 +53,20 @@ def _state(url: str, tenant: str) -> dict[str, object]:
     return asyncio.run(read())
 
 
+def _retention(url: str, tenant: str, process_id: str) -> ProcessRetention | None:
+    """The retention in a process's latest pointer (what every engine applies)."""
+
+    async def read() -> ProcessRetention | None:
+        nc = await nats.connect(url)
+        try:
+            kv = await nc.jetstream().key_value(layout.BUCKET_WORKFLOWS)
+            return (await get_latest(kv, tenant, process_id)).retention
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
 def test_apply_examples_then_delete(nats_url: str, unique: str) -> None:
     runner = CliRunner()
     args = ["-f", str(EXAMPLES), "--nats-url", nats_url, "--tenant", unique]
@@ -71,6 +85,7 @@ def test_apply_examples_then_delete(nats_url: str, unique: str) -> None:
         "(approval-process v1, form review-claim v1, form approve-refund v1)"
     ) in lines  # its form from the ConfigMap in the given files
     assert len(lines) == 11  # one line per object: 3 workflows, 3 taskdefs, 1 trigger, 2 configmaps, 2 secrets
+    assert _retention(nats_url, unique, "approval-process") == ProcessRetention(live=86400.0, archive=2592000.0)
     assert _state(nats_url, unique) == {
         "order-process": 1,
         "refund-process": 1,
