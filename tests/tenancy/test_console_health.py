@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,15 +32,17 @@ USERS = parse_users(
 )
 
 
-async def _until(probe: Callable[[], Any], check: Callable[[Any], bool], what: str) -> Any:
+async def _until(
+    probe: Callable[[], Any], check: Callable[[Any], bool], what: str, timeout: float = DEADLINE
+) -> Any:
     """Poll ``await probe()`` until ``check`` holds (a correctness deadline)."""
-    deadline = asyncio.get_running_loop().time() + DEADLINE
+    deadline = asyncio.get_running_loop().time() + timeout
     while True:
         value = await probe()
         if check(value):
             return value
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what}: not within {DEADLINE}s; last {value!r}")
+            raise AssertionError(f"{what}: not within {timeout}s; last {value!r}")
         await asyncio.sleep(0.05)
 
 
@@ -121,3 +127,47 @@ async def test_console_health_reports_each_tenant_and_survives_one_revoked(
     finally:
         await console.stop()
         await serving.stop()
+
+
+async def test_natsflow_console_serves_tenant_health_and_metrics(
+    operator_server: OperatorServer, tmp_path: Path
+) -> None:
+    """``natsflow console --tenant-credentials-dir`` as a process: the same health body, and
+    the tenant connection gauge on its /metrics."""
+    a = await operator_server.tenant("a")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "a.creds").write_text(a.user("console").creds)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    users = json.dumps({"users": [{"name": "alice", "tenant": "a", "token": "alice-token-0123456789"}]})
+    env = {**os.environ, "NATS_URL": operator_server.url, "NATSFLOW_CONSOLE_USERS": users}
+    cli = [sys.executable, "-c", "from natsflow.cli import main; main()"]
+    args = ["console", "--port", str(port), "--tenant-credentials-dir", str(creds)]
+    with (tmp_path / "console.log").open("w") as log:
+        proc = await asyncio.create_subprocess_exec(*cli, *args, env=env, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def ready() -> tuple[int, Any]:
+                try:
+                    async with http.get(f"{url}/readyz") as response:
+                        return response.status, await response.json()
+                except aiohttp.ClientConnectionError:  # not listening yet
+                    return 0, None
+
+            # a child process on a loaded machine: a generous deadline
+            _, body = await _until(ready, lambda r: r[0] == 200 and r[1]["ready"] == ["a"], "ready", 60.0)
+            assert body["tenants"] == {"a": {"state": "ready"}}
+            async with http.get(f"{url}/metrics") as response:
+                assert 'natsflow_tenant_connection_up{tenant="a"} 1.0' in await response.text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.wait_for(proc.wait(), timeout=20)
+        except TimeoutError:
+            proc.kill()
+            code = await proc.wait()
+    assert code == 0, (tmp_path / "console.log").read_text()[-2000:]
