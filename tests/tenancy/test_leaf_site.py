@@ -38,6 +38,12 @@ leafnodes { remotes: [ { urls: ["nats-leaf://site:s@127.0.0.1:%d"], account: LOC
 """
 
 
+# The deadlines of one test (link 30 s, queued 30 s, paid 60 s) add up to the suite's
+# per-test timeout of 120 s: under heavy load that timeout ended a slow run at an arbitrary
+# point (once in teardown) instead of the deadline that failed, with its message.
+pytestmark = pytest.mark.timeout(300)
+
+
 @dataclass
 class Sites:
     hub: EmbeddedNatsServer
@@ -52,7 +58,10 @@ class Sites:
 @pytest.fixture
 async def sites() -> AsyncIterator[Sites]:
     link = free_port()
-    with EmbeddedNatsServer(config=HUB % link) as hub, EmbeddedNatsServer(config=LEAF % link, jetstream=False) as leaf:
+    with (
+        EmbeddedNatsServer(config=HUB % link) as hub,
+        EmbeddedNatsServer(config=LEAF % link, jetstream=False) as leaf,
+    ):
         platform = await nats.connect(f"nats://platform:p@{hub.url.removeprefix('nats://')}")
         js = platform.jetstream()
         await ensure_layout(js)
@@ -95,7 +104,9 @@ async def _site_worker(sites: Sites, paid: list[int]) -> tuple[Worker, Client]:
     return worker, nc
 
 
-async def test_a_worker_at_the_site_runs_the_tenants_jobs_and_a_trigger_takes_site_messages(sites: Sites) -> None:
+async def test_a_worker_at_the_site_runs_the_tenants_jobs_and_a_trigger_takes_site_messages(
+    sites: Sites,
+) -> None:
     paid: list[int] = []
     worker, site = await _site_worker(sites, paid)
     shop = TenantView("shop", sites.platform)
@@ -138,7 +149,9 @@ async def test_jobs_wait_at_the_hub_while_the_leaf_link_is_down(sites: Sites) ->
     try:
         sites.leaf.stop()  # the site is cut off (its server, and with it the link, is gone)
         iid = r.new_id()
-        await shop.send(r.Launch(id=f"l.{iid}", tenant="shop", instance=iid, process_id="charge", variables={"amount": 3}))
+        await shop.send(
+            r.Launch(id=f"l.{iid}", tenant="shop", instance=iid, process_id="charge", variables={"amount": 3})
+        )
         await shop.wait_for(iid, TenantView.waits_at("pay"))
         jobs = sites.platform.jetstream()
 
@@ -149,7 +162,15 @@ async def test_jobs_wait_at_the_hub_while_the_leaf_link_is_down(sites: Sites) ->
         await _eventually(queued, "the job queued at the hub")
         assert paid == []
         sites.leaf.start()  # same port: the worker reconnects, the link comes back
-        state = await shop.wait_for(iid, TenantView.waits_at("approve"), timeout=60)
+        try:
+            state = await shop.wait_for(iid, TenantView.waits_at("approve"), timeout=60)
+        except AssertionError as exc:  # say where the job is, for a failure under load
+            info = await jobs.consumer_info(layout.STREAM_JOBS, layout.job_consumer("shop", "pay"))
+            raise AssertionError(
+                f"{exc}; job consumer: {info.num_pending} pending, {info.num_ack_pending} unacknowledged, "
+                f"{info.num_waiting} pull requests waiting, delivered {info.delivered}; site connected: "
+                f"{site.is_connected}, jobs in the site worker: {worker.inflight}"
+            ) from exc
         assert state.root_vars()["paid_at"] == "site" and paid == [3]
     finally:
         await worker.stop(timeout=2.0)
