@@ -50,23 +50,31 @@ class Sweeper:
         self.batch = batch
         self.swept = 0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> Sweeper:
         self._task = asyncio.create_task(self._run(), name="retention-sweep")
         return self
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Cancel the sweep and wait up to ``timeout`` for it. A cancel can be lost on the way
+        (Python 3.11's ``wait_for`` drops one that meets a reply; nats-py turns one that meets a
+        closed connection into ``ConnectionClosedError``), so the loop also checks a flag and
+        ends at its next turn."""
         task, self._task = self._task, None
         if task is not None:
+            self._stopping = True
             task.cancel()
-            await asyncio.wait([task])
+            _, pending = await asyncio.wait([task], timeout=timeout)
+            if pending:
+                log.warning("retention sweep still finishing a request after %.0f s; it ends after it", timeout)
 
     async def _run(self) -> None:
         interval = self.index.settings.sweep_interval
-        while True:
+        while not self._stopping:
             await asyncio.sleep(interval)  # first after one interval: short-lived engines never sweep
             try:
-                while await self.sweep_once() >= self.batch:
+                while not self._stopping and await self.sweep_once() >= self.batch:
                     pass
             except asyncio.CancelledError:
                 raise

@@ -4,6 +4,7 @@ and ended instances leave the live bucket after their retention but stay findabl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from natsflow_engine.api.server import ApiServer, ApiSettings
 from natsflow_engine.errors import InvalidInputError, NotFoundError
 from natsflow_engine.index import IndexQuery, IndexSettings, InstanceIndex, Retention, list_entries, rebuild
 from natsflow_engine.natsutil import list_kv_keys
+from natsflow_engine.retention import Sweeper
 from natsflow_engine.runtime.engine import Engine, EngineSettings
 
 T = TypeVar("T")
@@ -203,3 +205,28 @@ async def test_an_instance_and_its_history_are_gone_when_its_archive_retention_p
         await js.get_last_msg(layout.STREAM_HISTORY, layout.history_subject(api.tenant, ended))
     assert (await api.client.history(running)).records  # a running instance keeps its history
     assert (await js.stream_info(layout.STREAM_HISTORY)).config.max_age in (0, None)
+
+
+async def test_the_sweep_stops_when_a_cancel_is_lost_on_the_way(nc: Client) -> None:
+    """Python 3.11's wait_for can drop a cancel that meets a reply, and nats-py turns one that
+    meets a closed connection into ConnectionClosedError: the sweep still stops (an engine's
+    stop waited forever for it)."""
+    sweeper = Sweeper(nc.jetstream(), InstanceIndex(nc.jetstream(), IndexSettings(sweep_interval=0.01)), _now)
+    entered = asyncio.Event()
+
+    async def sweep_losing_its_cancel() -> int:
+        entered.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+        return sweeper.batch  # a full batch: sweep again at once
+
+    sweeper.sweep_once = sweep_losing_its_cancel  # type: ignore[method-assign]
+    task = sweeper.start()._task
+    assert task is not None
+    await asyncio.wait_for(entered.wait(), 20)
+    await asyncio.wait_for(sweeper.stop(), 20)
+    assert task.done()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
