@@ -228,7 +228,15 @@ class Harness:
         delivery (it then counts the redelivery as attempt 1 again). Its completion must
         still be applied once, which the history checks show."""
         states = await self.records()
-        missing = [i for i in self.ids if i not in states]
+        for _ in range(60):
+            # a listing is served by one peer of the bucket's stream, and a cluster node started
+            # again serves its own copy while it catches up (seen: 1,280 of 3,000 keys listed
+            # right after every history record had arrived); lost instances stay missing
+            missing = [i for i in self.ids if i not in states]
+            if not missing:
+                break
+            await asyncio.sleep(1.0)
+            states = await self.records()
         assert not missing, f"{len(missing)} instances never created, e.g. {missing[:3]}"
         stuck = [i for i in self.ids if states[i].state != "completed"]
         assert not stuck, f"{len(stuck)} instances not completed, e.g. {stuck[:3]}: {states[stuck[0]]}"
