@@ -247,3 +247,49 @@ def test_a_deployed_version_opens_in_the_modeler(stack: Stack, tenants: dict[str
     page.wait_for_selector("#validation[data-state='valid']")
     assert page.inner_text("#validation") == f"✓ Valid: {process}"
     assert modeler(page, "(m) => m.getDefinitions().rootElements.find((e) => e.$type === 'bpmn:Process').id") == process
+
+
+def test_input_mappings_that_do_not_fit_the_task_definition_are_warned_at_their_task(
+    stack: Stack, tenants: dict[str, str], open_page: Open, tmp_path: Any
+) -> None:
+    from test_console_parameters import MODEL, _declare
+
+    tenant = tenants["alice"]
+    stack.run(_declare(stack, tenant))
+    model = tmp_path / "params.bpmn"
+    model.write_text(laid_out(MODEL, ["start", "wrong", "right", "free", "end"], ["f1", "f2", "f3", "f4"]))
+    page = open_page(operator_token(tenant), "/modeler")
+    page.wait_for_selector("#validation[data-state]")
+    page.set_input_files("#modeler-file", str(model))
+    page.wait_for_selector("#validation[data-state='valid'] #validation-warnings li[data-element='wrong']")
+    warned = page.eval_on_selector_all(
+        "#validation-warnings li", "items => items.map((li) => [li.dataset.element, li.textContent])"
+    )
+    assert {element for element, _ in warned} == {"wrong"}, warned
+    texts = " ".join(text for _, text in warned)
+    assert "requires the parameter 'currency'" in texts and "'regoin' is not a parameter" in texts
+    badge = page.wait_for_selector("#modeler .nf-warning-badge[data-element='wrong']")
+    assert badge.inner_text() == str(len(warned))
+    assert page.locator("#modeler .nf-warning-badge[data-element='right']").count() == 0
+
+
+def laid_out(xml: str, nodes: list[str], flows: list[str]) -> str:
+    """``xml`` (one process, ``nodes`` in a row joined by ``flows``) with the diagram
+    interchange a modeler needs to draw it."""
+    process = xml.split('<bpmn:process id="', 1)[1].split('"', 1)[0]
+    shapes = "".join(
+        f'<bpmndi:BPMNShape id="{n}_di" bpmnElement="{n}"><dc:Bounds x="{100 + 150 * i}" y="100" width="100" height="80" />'
+        "</bpmndi:BPMNShape>"
+        for i, n in enumerate(nodes)
+    )
+    edges = "".join(
+        f'<bpmndi:BPMNEdge id="{f}_di" bpmnElement="{f}"><di:waypoint x="{200 + 150 * i}" y="140" />'
+        f'<di:waypoint x="{250 + 150 * i}" y="140" /></bpmndi:BPMNEdge>'
+        for i, f in enumerate(flows)
+    )
+    diagram = (
+        '<bpmndi:BPMNDiagram id="diagram" xmlns:bpmndi="http://www.omg.org/spec/BPMN/20100524/DI"'
+        ' xmlns:dc="http://www.omg.org/spec/DD/20100524/DC" xmlns:di="http://www.omg.org/spec/DD/20100524/DI">'
+        f'<bpmndi:BPMNPlane id="plane" bpmnElement="{process}">{shapes}{edges}</bpmndi:BPMNPlane></bpmndi:BPMNDiagram>'
+    )
+    return xml.replace("</bpmn:definitions>", diagram + "</bpmn:definitions>")

@@ -77,12 +77,20 @@ export class Diagram {
     }
   }
 
-  errors(issues) {
+  // The validator's errors (a red outline and badge) and warnings (a badge) at their elements.
+  errors(issues, warnings = []) {
     this.clear();
     for (const issue of issues) {
       if (!issue.element_id) continue;
       this.mark(issue.element_id, 'nf-error');
       this.badge(issue.element_id, 'nf-error-badge', '!', { top: -10, left: -10 }, issue.message);
+    }
+    const warned = {};
+    for (const warning of warnings) {
+      if (warning.element_id) (warned[warning.element_id] ||= []).push(warning.message);
+    }
+    for (const [id, messages] of Object.entries(warned)) {
+      this.badge(id, 'nf-warning-badge', messages.length, { top: -10, left: 14 }, messages.join('\n'));
     }
   }
 

@@ -97,13 +97,16 @@ export function modelerPage(main, user, params) {
     }
     if (mine !== generation) return;
     lastIssues = reply.issues;
-    marks.errors(reply.issues);
+    const warnings = reply.warnings || [];
+    marks.errors(reply.issues, warnings);
     panelErrors();
     check.dataset.state = reply.valid ? 'valid' : 'invalid';
+    const listed = (cls, id, issues) => h('ul', { class: cls, id }, issues.map((i) => h('li', { 'data-element': i.element_id || '' },
+      h('a', { href: '#', onclick: (event) => { event.preventDefault(); select(i.element_id); } }, i.element_id || 'document'), ': ', i.message)));
     check.replaceChildren(reply.valid
       ? h('p', { class: 'ok' }, '✓ Valid: ' + reply.processes.filter((p) => p.executable).map((p) => p.id).join(', '))
-      : h('ul', { class: 'issues', id: 'validation-issues' }, reply.issues.map((i) => h('li', { 'data-element': i.element_id || '' },
-        h('a', { href: '#', onclick: (event) => { event.preventDefault(); select(i.element_id); } }, i.element_id || 'document'), ': ', i.message))));
+      : listed('issues', 'validation-issues', reply.issues));
+    if (warnings.length) check.append(listed('warnings', 'validation-warnings', warnings));
     sim.dispatchEvent(new CustomEvent('validated', { detail: reply }));
   }
 
