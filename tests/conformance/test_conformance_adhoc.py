@@ -4,6 +4,7 @@ cancelling what still runs, Camunda 8's activeElementsCollection."""
 from __future__ import annotations
 
 import pytest
+from conftest_engine import record_jobs
 from modelkit import chain, model, service, user_task
 
 from natsflow.testing import ProcessTestEngine
@@ -28,12 +29,7 @@ async def test_adhoc_runs_each_activity_without_incoming_flow(kit: ProcessTestEn
     # a and b have no incoming flow; c follows b
     expected_active = ["a", "b"] if ordering == "Parallel" else ["a"]
     assert (await kit.instance(iid)).active_elements == ["adhoc", *expected_active]
-    ran: list[str] = []
-
-    @kit.task("w")
-    async def w(job):
-        ran.append(job.element_id)
-        return None
+    ran = record_jobs(kit, "w")
 
     await kit.wait_until_idle()
     snap = await kit.instance(iid)

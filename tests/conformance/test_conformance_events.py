@@ -4,6 +4,7 @@ sub-processes and catches in the step that throws them, whatever NATS stores fir
 from __future__ import annotations
 
 import pytest
+from conftest_engine import record_jobs
 from modelkit import boundary, chain, event, flow, model, service, signal_def, signal_global
 
 from natsflow.testing import ProcessTestEngine
@@ -82,12 +83,7 @@ async def test_own_signal_starts_an_interrupting_event_sub_process_before_the_th
     await kit.deploy(model("p", body, globals_=SIGNAL))
     iid = await kit.start_instance("p")
     await checkpoint()
-    ran: list[str] = []
-
-    @kit.task("w")
-    async def w(job):
-        ran.append(job.element_id)
-        return None
+    ran = record_jobs(kit, "w")
 
     await kit.wait_until_idle()
     snap = await kit.instance(iid)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from conftest_engine import record_jobs
 from modelkit import chain, event, flow, model, service, timer
 
 from natsflow.errors import BpmnValidationError
@@ -25,12 +26,7 @@ async def test_completion_quantity_sends_tokens_and_start_quantity_waits_for_the
     await kit.deploy(model("p", body))
     iid = await kit.start_instance("p")
     await checkpoint()
-    ran: list[str] = []
-
-    @kit.task("w")
-    async def w(job):
-        ran.append(job.element_id)
-        return None
+    ran = record_jobs(kit, "w")
 
     await kit.wait_until_idle()
     snap = await kit.instance(iid)
@@ -109,12 +105,7 @@ async def test_timer_cycle_on_an_intermediate_catch_sends_a_token_each_time(kit:
     )  # fmt: skip
     await kit.deploy(model("p", body))
     iid = await kit.start_instance("p")
-    ran: list[str] = []
-
-    @kit.task("w")
-    async def w(job):
-        ran.append(job.element_id)
-        return None
+    ran = record_jobs(kit, "w")
 
     await checkpoint()
     await kit.advance_time(timedelta(minutes=1))
@@ -146,12 +137,7 @@ async def test_multi_instance_behavior_throws_its_event_to_the_activity_boundari
     await kit.deploy(model("p", body, globals_=globals_))
     iid = await kit.start_instance("p")
     await checkpoint()
-    ran: list[str] = []
-
-    @kit.task("w")
-    async def w(job):
-        ran.append(job.element_id)
-        return None
+    ran = record_jobs(kit, "w")
 
     await kit.wait_until_idle()
     snap = await kit.instance(iid)
@@ -192,12 +178,7 @@ async def test_multi_instance_complex_behavior_cancels_the_rest_and_throws_its_e
     await kit.deploy(model("p", body, globals_=signal_global("Sig", "done") + signal_global("Other", "other")))
     iid = await kit.start_instance("p")
     await checkpoint()
-    ran: list[str] = []
-
-    @kit.task("w")
-    async def w(job):
-        ran.append(job.element_id)
-        return None
+    ran = record_jobs(kit, "w")
 
     await kit.wait_until_idle()
     snap = await kit.instance(iid)

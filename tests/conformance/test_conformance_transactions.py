@@ -3,6 +3,7 @@ transaction, and compensation event sub-processes."""
 
 from __future__ import annotations
 
+from conftest_engine import record_jobs
 from modelkit import boundary, chain, error_global, event, flow, model, service
 
 from natsflow import BpmnError
@@ -47,12 +48,7 @@ async def test_cancel_end_event_compensates_the_transaction_and_leaves_by_its_ca
     cancelled = await kit.start_instance("p", {"cancel": True})
     kept = await kit.start_instance("p", {"cancel": False})
     await checkpoint()
-    ran: list[str] = []
-
-    @kit.task("do")
-    async def do(job):
-        ran.append(job.element_id)
-        return None
+    ran = record_jobs(kit, "do")
 
     await kit.wait_until_idle()
     await checkpoint()
@@ -113,12 +109,7 @@ async def test_compensation_event_sub_process_compensates_what_completed_in_its_
     )  # fmt: skip
     await kit.deploy(model("p", body))
     iid = await kit.start_instance("p")
-    ran: list[str] = []
-
-    @kit.task("do")
-    async def do(job):
-        ran.append(job.element_id)
-        return None
+    ran = record_jobs(kit, "do")
 
     await kit.wait_until_idle()
     await checkpoint()  # the sub-process completed; the instance waits at 'check'

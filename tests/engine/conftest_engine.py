@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from natsflow.testing import ProcessTestEngine
+from natsflow.worker import Job
 
 
 @pytest.fixture
@@ -26,3 +27,15 @@ def checkpoint(request: pytest.FixtureRequest, kit: ProcessTestEngine) -> Callab
             await kit.restart_engine()
 
     return restart
+
+
+def record_jobs(kit: ProcessTestEngine, task_type: str) -> list[str]:
+    """Complete every job of ``task_type`` with no result; the list fills with their element
+    ids in the order they ran."""
+    ran: list[str] = []
+
+    @kit.task(task_type)
+    async def record(job: Job) -> None:
+        ran.append(job.element_id)
+
+    return ran
