@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from natsflow_engine.errors import ConflictError, NotFoundError
+from natsflow_engine.natsutil import cancel_and_wait
 
 from natsflow_console.errors import BadRequest
 from natsflow_console.keys import USER_KEY
@@ -199,9 +200,7 @@ class Sessions:
     async def stop(self) -> None:
         reaper, self._reaper = self._reaper, None
         if reaper is not None:
-            reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reaper
+            await cancel_and_wait(reaper)
         await self.close_all()
 
 

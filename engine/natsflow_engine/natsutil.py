@@ -19,12 +19,34 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import ServiceUnavailableError
 from nats.js.kv import KeyValue
 
-__all__ = ["PullLoop", "list_keys", "list_kv_keys"]
+__all__ = ["PullLoop", "cancel_and_wait", "list_keys", "list_kv_keys"]
 
 log = logging.getLogger(__name__)
 
 
 _DELETED = ("DEL", "PURGE")
+
+
+async def cancel_and_wait(task: asyncio.Task[object], *, timeout: float = 10.0) -> None:
+    """Cancel ``task`` and wait until it has ended, at most ``timeout`` seconds.
+
+    A task can swallow a cancel without meaning to: Python 3.11's ``asyncio.wait_for``
+    returns the inner result, and drops the cancel, when the awaited thing completes in the
+    same turn of the loop as the cancel arrives. So the task is cancelled again each second
+    it is still running, and its caller is never held longer than ``timeout`` (a warning says
+    which task was left behind). A cancel of the caller itself is passed on, not swallowed.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not task.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            log.warning("task %s did not end within %.1f s of being cancelled", task.get_name(), timeout)
+            return
+        task.cancel()
+        await asyncio.wait([task], timeout=min(remaining, 1.0))
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("task %s ended with %r", task.get_name(), task.exception())
 
 _LISTING_ATTEMPTS = 6
 """Tries of one listing while JetStream answers "unavailable" (a leader being elected)."""
@@ -143,6 +165,7 @@ class PullLoop:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sub: Subscription | None = None
         self._pump_task: asyncio.Task[None] | None = None
+        self._pumping = False
         self._inbox = ""
 
     @property
@@ -152,16 +175,17 @@ class PullLoop:
     async def start(self) -> PullLoop:
         self._inbox = self.nc.new_inbox()
         self._sub = await self.nc.subscribe(self._inbox, cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        self._pumping = True
         self._pump_task = asyncio.create_task(self._pump(), name=f"natsflow-{self.name}-pump")
         return self
 
     async def stop_pulling(self) -> None:
         """Ask for nothing more and stop taking messages; in-flight handlers keep running."""
-        if self._pump_task is not None:
-            self._pump_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump_task
-            self._pump_task = None
+        self._pumping = False
+        self._wake.set()  # the pump sees the flag and ends, whatever became of a cancel
+        pump, self._pump_task = self._pump_task, None
+        if pump is not None:
+            await cancel_and_wait(pump)
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -213,7 +237,7 @@ class PullLoop:
 
     async def _pump(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while self._pumping:
             now = loop.time()
             while self._requests and self._requests[0][0] < now:
                 self._requests.popleft()  # expired without a status reaching us

@@ -61,7 +61,7 @@ from nats.js.errors import NotFoundError
 
 from natsflow_engine import layout, tracing
 from natsflow_engine.errors import BpmnError, ConnectionFailedError, JobFailure
-from natsflow_engine.natsutil import PullLoop
+from natsflow_engine.natsutil import PullLoop, cancel_and_wait
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.setup import JobConsumerSettings, ensure_job_consumer, ensure_layout
 from natsflow_engine.store import publish_command
@@ -214,9 +214,7 @@ class Worker:
         self._started = False
         for spec in self._tasks.values():
             if spec.starting is not None:
-                spec.starting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await spec.starting
+                await cancel_and_wait(spec.starting)
                 spec.starting = None
         pullers = [spec.puller for spec in self._tasks.values() if spec.puller is not None]
         for puller in pullers:

@@ -35,6 +35,7 @@ from nats.aio.client import Client, RawCredentials
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from natsflow_engine.errors import ConnectionFailedError, NotFoundError
+from natsflow_engine.natsutil import cancel_and_wait
 
 __all__ = [
     "ConnectionSettings",
@@ -197,9 +198,7 @@ class TenantConnections:
         entry = self._tenants.pop(tenant, None)
         if entry is None or entry.task is None:
             return
-        entry.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await entry.task
+        await cancel_and_wait(entry.task)
 
     async def close(self) -> None:
         await asyncio.gather(*(self.remove(t) for t in list(self._tenants)))

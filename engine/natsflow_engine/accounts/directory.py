@@ -17,7 +17,6 @@ anything not ending in ``.creds``), and files over 64 KiB, are ignored.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from prometheus_client import CollectorRegistry
 from natsflow_engine import layout
 from natsflow_engine.accounts.connections import ConnectionSettings, TenantConnections, TenantCredentials
 from natsflow_engine.errors import InvalidNameError
+from natsflow_engine.natsutil import cancel_and_wait
 
 __all__ = ["CREDENTIALS_DIR_ENV", "Service", "TenantServing", "read_credentials"]
 
@@ -109,9 +109,7 @@ class TenantServing:
     async def stop(self) -> None:
         poll, self._poll = self._poll, None
         if poll is not None:
-            poll.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poll
+            await cancel_and_wait(poll)
         await self.connections.close()
 
     async def sync(self) -> None:

@@ -43,6 +43,7 @@ from natsflow_engine.bpmn.model import (
     triggers_of,
 )
 from natsflow_engine.errors import InvalidInputError, NatsflowError
+from natsflow_engine.natsutil import cancel_and_wait
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.definitions import DefinitionCache, LatestRecord
 from natsflow_engine.runtime.expressions import Expressions
@@ -135,9 +136,7 @@ class StartIndex:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def _watch(self) -> None:
         watcher = await self.workflows.watch("*.*.latest")

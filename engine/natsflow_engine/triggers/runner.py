@@ -34,7 +34,7 @@ from natsflow_engine.errors import (
     MessageRejectedError,
 )
 from natsflow_engine.errors import NotFoundError as NotDeployedError
-from natsflow_engine.natsutil import PullLoop
+from natsflow_engine.natsutil import PullLoop, cancel_and_wait
 from natsflow_engine.runtime import records as r
 from natsflow_engine.triggers.consumers import ensure_trigger_consumer
 from natsflow_engine.triggers.crashes import ADVISORY_QUEUE, dead_letter_unhandled, max_deliveries_subject
@@ -168,9 +168,7 @@ class TriggerRunner:
         """Stop pulling, let launches in flight finish (bounded), cancel the rest."""
         self._stopping.set()
         if self._main is not None:
-            self._main.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._main
+            await cancel_and_wait(self._main)
             self._main = None
         await self._unbind(timeout or self.settings.shutdown_timeout)
 

@@ -25,6 +25,7 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from natsflow_engine import catalog, layout
+from natsflow_engine.natsutil import cancel_and_wait
 from natsflow_engine.observability import Metrics
 from natsflow_engine.runtime.setup import LayoutSettings, ensure_layout
 from natsflow_engine.triggers.deadletter import ensure_dlq_stream
@@ -88,9 +89,7 @@ class TriggerServer:
     async def stop(self) -> None:
         task, self._watch_task = self._watch_task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         runners, self.runners = list(self.runners.values()), {}
         await asyncio.gather(*(runner.stop() for runner in runners), return_exceptions=True)
         await self.stats.stop()

@@ -21,6 +21,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from natsflow_engine import layout
+from natsflow_engine.natsutil import cancel_and_wait
 from natsflow_engine.observability import Metrics
 from natsflow_engine.store import compare_and_set, open_or_create_bucket
 
@@ -146,9 +147,7 @@ class StatsBook:
                 async with asyncio.timeout(5.0):
                     await asyncio.shield(task)
             if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5.0):
                 await self.flush()

@@ -16,6 +16,7 @@ from typing import Any
 
 from natsflow_engine.api.client import ApiClient
 from natsflow_engine.api.protocol import InstanceSummary
+from natsflow_engine.natsutil import cancel_and_wait
 from natsflow_engine.runtime.records import HistoryRecord
 
 from natsflow.cli import render
@@ -103,9 +104,7 @@ async def live_instances(
                 draw()
                 last_draw, dirty = loop.time(), False
     finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        await cancel_and_wait(reader)
     if dirty:
         draw()
 

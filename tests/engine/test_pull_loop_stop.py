@@ -1,0 +1,96 @@
+"""Stopping background tasks: a stop must end even when its cancel meets a wake-up.
+
+Python 3.11's ``asyncio.wait_for`` returns the inner result, and drops the cancel, when the
+awaited thing completes in the same turn of the loop as the cancel arrives. A loop that waits
+through ``wait_for`` then never sees the cancel, and a stop that awaits it waits forever (an
+engine's stop hung this way after a step finished at the moment of the stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, StreamConfig
+from natsflow_engine.natsutil import PullLoop, cancel_and_wait
+
+
+async def _nothing(msg: Msg) -> None:
+    await msg.ack()
+
+
+async def test_stop_pulling_ends_when_the_cancel_meets_a_wake_up(nc: Client, unique: str) -> None:
+    js = nc.jetstream()
+    stream = f"STOP_{unique}"
+    await js.add_stream(StreamConfig(name=stream, subjects=[f"stop.{unique}.>"]))
+    await js.add_consumer(stream, ConsumerConfig(durable_name="c"))
+    loop = await PullLoop(nc, stream, "c", _nothing, max_inflight=8, batch=8, expires=5.0).start()
+    for _ in range(200):  # the pump asked for all it has room for and now waits
+        if loop.outstanding == 8:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    loop._wake.set()  # a handler ends in the same turn as the stop arrives
+    stop = asyncio.create_task(loop.stop_pulling())
+    done, _ = await asyncio.wait([stop], timeout=20)
+    assert stop in done, "stop_pulling did not end"
+    await js.delete_stream(stream)
+
+
+async def test_cancel_and_wait_cancels_again_a_task_that_swallowed_the_cancel() -> None:
+    swallowed = asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            swallowed.set()  # carries on as if nothing happened, once
+        await asyncio.sleep(60)
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await cancel_and_wait(task, timeout=20)
+    assert swallowed.is_set() and task.cancelled()
+
+
+async def test_cancel_and_wait_gives_up_on_a_task_that_never_ends() -> None:
+    release = asyncio.Event()
+
+    async def immortal() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                continue
+
+    task = asyncio.create_task(immortal())
+    await asyncio.sleep(0)
+    await cancel_and_wait(task, timeout=0.3)  # returns instead of hanging its caller
+    assert not task.done()
+    release.set()
+    task.cancel()
+    await asyncio.wait([task], timeout=5)
+    assert task.done()
+
+
+async def test_cancel_and_wait_passes_its_callers_cancel_on() -> None:
+    release = asyncio.Event()
+
+    async def immortal() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                continue
+
+    inner = asyncio.create_task(immortal())
+    outer = asyncio.create_task(cancel_and_wait(inner, timeout=60))
+    await asyncio.sleep(0.05)
+    outer.cancel()
+    done, _ = await asyncio.wait([outer], timeout=10)
+    assert outer in done and outer.cancelled()
+    release.set()
+    inner.cancel()
+    await asyncio.wait([inner], timeout=5)
+    assert inner.done()
