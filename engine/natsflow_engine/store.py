@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar, assert_never
@@ -252,6 +252,13 @@ async def wait_all(pending: list[Awaitable[object]]) -> None:
             raise outcome
 
 
+_SHARED_RECORDS = (
+    r.UserTask, r.UserTaskDone, r.TimerSpec, r.TimerCancel, r.Subscribe, r.Unsubscribe, r.MessagePublish,
+    r.SignalBroadcast,
+)
+"""Effects that read and change records other effects of a step may change too."""
+
+
 class EffectPublisher:
     """Publishes effects, each by the one publisher of its type, pipelined.
 
@@ -284,15 +291,26 @@ class EffectPublisher:
         return _published(self.js, subject, data, headers)
 
     async def publish(self, effects: list[Effect]) -> None:
-        """Send the effects in list order, pipelined, and wait for all of them."""
+        """Send the effects and wait for all of them. JetStream messages are pipelined in list
+        order; the others (user tasks, timers, subscriptions, messages, signals) read and change
+        shared records, so they run one after another in list order, beside the pipeline (an
+        ``Unsubscribe`` and ``Subscribe`` of one element instance must land in that order)."""
         pending: list[Awaitable[object]] = []
+        ordered = [effect for effect in effects if isinstance(effect, _SHARED_RECORDS)]
         try:
             for effect in effects:
-                pending.append(await self._one(effect))
+                if not isinstance(effect, _SHARED_RECORDS):
+                    pending.append(await self._one(effect))
         except BaseException:
             abandon(pending)
             raise
+        if ordered:
+            pending.append(self._one_after_another(ordered))
         await wait_all(pending)
+
+    async def _one_after_another(self, effects: Sequence[Effect]) -> None:
+        for effect in effects:
+            await (await self._one(effect))
 
     async def _one(self, effect: Effect) -> Awaitable[object]:
         """The effect sent (JetStream messages) or ready to run (the others), in list order."""
