@@ -34,6 +34,7 @@ __all__ = [
     "Parameter",
     "TaskDefinitionSpec",
     "TenantLimits",
+    "TenantSite",
     "TenantSpec",
     "TriggerSpec",
     "WorkflowRetention",
@@ -119,7 +120,11 @@ MAX_RETENTION = "87600h"
 
 def _retention_rule(part: str) -> JsonDict:
     rule = f"duration(self) >= duration('1s') && duration(self) <= duration('{MAX_RETENTION}')"
-    return {"x-kubernetes-validations": [{"rule": rule, "message": f"{part} must be between 1s and {MAX_RETENTION}"}]}
+    return {
+        "x-kubernetes-validations": [
+            {"rule": rule, "message": f"{part} must be between 1s and {MAX_RETENTION}"}
+        ]
+    }
 
 
 class WorkflowRetention(CamelModel):
@@ -481,6 +486,53 @@ class TenantLimits(CamelModel):
 
 
 TenantDeletionPolicy = Literal["Retain", "Delete"]
+SITE_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+JS_DOMAIN = r"^[A-Za-z0-9_-]{1,64}$"
+SITE_SUBJECT = r"^[^\s.*>$_]([^\s.*>]*)(\.([^\s.*>]+|\*))*(\.>)?$"
+"""A subject a site may publish to: its first token is a literal that starts with neither
+``$`` (``$JS``, ``$KV``, ``$SYS``) nor ``_`` (inboxes)."""
+MAX_SITES = 32
+SITE_SUBJECT_RULE: JsonDict = {
+    "x-kubernetes-validations": [
+        {
+            "rule": "self.all(s, s != 'nf' && !s.startsWith('nf.'))",
+            "message": "subjects under nf. are natsflow's own",
+        }
+    ]
+}
+
+
+class TenantSite(CamelModel):
+    """A remote site (``docs/remote-sites.md``): a leaf node server at another site connects
+    to the platform's NATS servers as a user the operator mints in the tenant's account, written
+    as the Secret ``natsflow-site-<name>`` (keys ``hub.creds`` and ``inbox-prefix``) in the
+    tenant namespace."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=SITE_NAME)
+    """Site name (a DNS label); names the Secret and the site's inbox prefix."""
+    task_types: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=list, max_length=100
+    )
+    """Task types whose workers run at the site: the site may read the info of, pull from and
+    acknowledge on their job consumers (created at the hub by their TaskDefinitions)."""
+    publish: list[Annotated[str, Field(min_length=1, max_length=255, pattern=SITE_SUBJECT)]] = Field(
+        default_factory=list, max_length=100, json_schema_extra=SITE_SUBJECT_RULE
+    )
+    """Subjects applications at the site publish to (a Trigger's subject, as the Trigger names
+    it); the first token is a literal, and natsflow's own subjects (``nf.``, ``$...``, ``_...``)
+    are refused."""
+    js_domain: str = Field("hub", pattern=JS_DOMAIN)
+    """JetStream domain of the platform's servers (``nats.server.jetstream.domain``): the
+    site's JetStream requests are addressed to ``$JS.<domain>.API``."""
+
+    @model_validator(mode="after")
+    def _own_subjects(self) -> TenantSite:
+        for subject in self.publish:
+            if subject == "nf" or subject.startswith("nf."):
+                raise ValueError(f"publish: {subject!r}: subjects under nf. are natsflow's own")
+        if len(set(self.task_types)) != len(self.task_types):
+            raise ValueError("taskTypes: task types must be unique")
+        return self
 
 
 class TenantSpec(CamelModel):
@@ -491,3 +543,15 @@ class TenantSpec(CamelModel):
     """On deletion the account's users are always revoked. ``Retain`` keeps the account's keys
     and JetStream data (a Tenant of the same name gets them back); ``Delete`` deletes every
     stream of the account, removes its JWT from the resolver and forgets its keys."""
+    sites: list[TenantSite] = Field(
+        default_factory=list, max_length=MAX_SITES, json_schema_extra=UNIQUE_NAMES
+    )
+    """Remote sites whose leaf node servers connect to the platform's NATS servers; removing one
+    revokes its user and deletes its Secret."""
+
+    @model_validator(mode="after")
+    def _unique_sites(self) -> TenantSpec:
+        names = [site.name for site in self.sites]
+        if len(set(names)) != len(names):
+            raise ValueError("sites: names must be unique")
+        return self

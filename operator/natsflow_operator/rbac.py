@@ -60,10 +60,17 @@ RULES: list[dict[str, Any]] = [
         "verbs": ["patch"],
     },
     {
-        # The worker Deployment's owner reference sets blockOwnerDeletion, which the API server
-        # allows only to who may update the owner's finalizers (OwnerReferencesPermissionEnforcement).
+        # The worker Deployment's and the site Secrets' owner references set blockOwnerDeletion,
+        # which the API server allows only to who may update the owner's finalizers
+        # (OwnerReferencesPermissionEnforcement).
         "apiGroups": [GROUP],
         "resources": ["taskdefinitions/finalizers"],
+        "verbs": ["update"],
+    },
+    {
+        # The same for the site Secrets owned by a Tenant (cluster-scoped, so a rule of its own).
+        "apiGroups": [GROUP],
+        "resources": ["tenants/finalizers"],
         "verbs": ["update"],
     },
     {

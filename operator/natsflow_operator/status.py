@@ -15,6 +15,7 @@ from natsflow_operator.models import CamelModel
 __all__ = [
     "Condition",
     "StatusBase",
+    "SiteStatus",
     "TaskDefinitionStatus",
     "TenantStatus",
     "TriggerStatus",
@@ -102,6 +103,20 @@ class TriggerStatus(NatsStatus):
     revision: int | None = None
 
 
+class SiteStatus(CamelModel):
+    """The user of one remote site (``spec.sites``)."""
+
+    name: str
+    secret: str
+    """Secret in the tenant namespace with its ``hub.creds`` and ``inbox-prefix``."""
+    user: str
+    """Public key of the site's NATS user (``U...``)."""
+    inbox_prefix: str
+    """Inbox prefix the site's clients connect with (their replies arrive only under it)."""
+    credentials_expire_at: str = Field(json_schema_extra={"format": "date-time"})
+    """Expiry of the site's credentials (re-issued before it)."""
+
+
 class TenantStatus(StatusBase):
     account: str | None = None
     """Public key of the tenant's NATS account (``A...``)."""
@@ -109,3 +124,8 @@ class TenantStatus(StatusBase):
     """Issue time of the account JWT last pushed to the resolver."""
     credentials_expire_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
     """Expiry of the platform user's credentials (re-issued before it)."""
+    sites: list[SiteStatus] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """The users of the remote sites in ``spec.sites``."""

@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import nats
@@ -58,6 +59,7 @@ __all__ = [
     "account_limits",
     "creds_claims",
     "secret_data",
+    "stamp",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,11 @@ def account_limits(limits: TenantLimits) -> AccountLimits:
         connections=count(limits.connections),
         payload=size(limits.payload),
     )
+
+
+def stamp(seconds: float) -> str:
+    """A unix time as an RFC 3339 UTC timestamp (status fields)."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def secret_data(secret: dict[str, Any] | None) -> dict[str, str]:

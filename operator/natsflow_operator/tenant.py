@@ -2,17 +2,19 @@
 
 Reconcile (create, resume, spec update, and a timer every drift interval): the account's keys
 (created once, kept in a platform-namespace Secret), its JWT with the spec's limits signed by
-the operator signing key and pushed to the resolver when its claims changed, and the platform
-user's ``<tenant>.creds`` in the credentials Secret, re-issued before it expires. Deletion (the
+the operator signing key and pushed to the resolver when its claims changed, the platform
+user's ``<tenant>.creds`` in the credentials Secret, re-issued before it expires, and the users
+of the remote sites in ``spec.sites`` (:mod:`natsflow_operator.sites`). Deletion (the
 finalizer): with ``deletionPolicy: Delete`` every stream of the account is deleted first (the
-resolver would otherwise bring the data back with the account), then every user is revoked;
-``Delete`` also removes the account JWT from the resolver and its keys, ``Retain`` keeps both.
+resolver would otherwise bring the data back with the account), then every user is revoked and
+the sites' Secrets deleted; ``Delete`` also removes the account JWT from the resolver and its
+keys, ``Retain`` keeps both.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -25,15 +27,12 @@ from natsflow_operator.conditions import Cond
 from natsflow_operator.context import RETRYABLE, UNAVAILABLE, MissingReference, OperatorContext, write_status
 from natsflow_operator.handlers import register_reconcile
 from natsflow_operator.models import GROUP, VERSION, TenantSpec, describe_errors
-from natsflow_operator.tenancy import account_limits, creds_claims
+from natsflow_operator.sites import ensure_sites, remove_site_secrets, site_permissions
+from natsflow_operator.tenancy import account_limits, creds_claims, stamp
 
 __all__ = ["register"]
 
 RESOURCE = (GROUP, VERSION, "tenants")
-
-
-def _stamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def reconcile(
@@ -58,6 +57,8 @@ async def reconcile(
     try:
         spec = TenantSpec.model_validate(dict(body.spec))
         layout.validate_tenant(name)
+        for site in spec.sites:  # a grant no subject can hold (too long) is the spec's fault
+            site_permissions(name, site).claims()
     except ValidationError as exc:
         report(Cond("Validated", False, "InvalidSpec", describe_errors(exc)))
         return
@@ -76,6 +77,7 @@ async def reconcile(
         if fresh is not None:
             await accounts.put_platform_creds(name, fresh.creds)
             creds = fresh.creds
+        sites, sites_done = await ensure_sites(ctx, body, spec, account)
     except MissingReference as exc:
         report(Cond("Validated", True, "ValidSpec"), Cond("Synced", False, exc.reason, str(exc)))
         raise kopf.TemporaryError(str(exc), delay=ctx.config.retry_delay) from exc
@@ -88,12 +90,15 @@ async def reconcile(
         Cond("Validated", True, "ValidSpec"),
         Cond("Synced", True, "AccountPushed", account.public),
         account=account.public,
-        accountIssuedAt=_stamp(account.last_issued),
-        credentialsExpireAt=_stamp(expires) if expires else None,
+        accountIssuedAt=stamp(account.last_issued),
+        credentialsExpireAt=stamp(expires) if expires else None,
+        sites=sites,
     )
-    if pushed or fresh is not None:
-        what = ("account pushed" if pushed else "") + (", " if pushed and fresh else "")
-        what += "platform credentials issued" if fresh is not None else ""
+    done = ["account pushed"] if pushed else []
+    done += ["platform credentials issued"] if fresh is not None else []
+    done += sites_done
+    if done:
+        what = ", ".join(done)
         if drift:
             kopf.warn(body, reason="DriftCorrected", message=what)
         else:
@@ -127,6 +132,7 @@ async def remove(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> 
         else:
             accounts.drop_cache(name)
             logger.info("deletionPolicy Retain: account %s keeps its keys and data", account.public)
+    await remove_site_secrets(ctx, body)
     await accounts.drop_platform_creds(name)
 
 

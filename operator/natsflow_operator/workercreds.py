@@ -26,7 +26,14 @@ from natsflow_operator.models import TaskDefinitionSpec
 from natsflow_operator.tenancy import creds_claims, secret_data
 from natsflow_operator.workload import NatsEnv
 
-__all__ = ["USER_ANNOTATION", "creds_secret_name", "ensure_worker_creds", "revoke_worker_creds"]
+__all__ = [
+    "USER_ANNOTATION",
+    "creds_secret_name",
+    "ensure_worker_creds",
+    "owned_by",
+    "revoke_worker_creds",
+    "write_owned_secret",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +44,44 @@ def creds_secret_name(name: str) -> str:
     return f"{name}-worker-nats"
 
 
-def _owned_by(obj: dict[str, Any], owner: kopf.Body) -> bool:
+def owned_by(obj: dict[str, Any], owner: kopf.Body) -> bool:
+    """Whether ``owner`` is among the owner references of ``obj``."""
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
     return any(ref.get("uid") == owner.metadata.uid for ref in refs)
+
+
+async def write_owned_secret(
+    ctx: OperatorContext,
+    owner: kopf.Body,
+    namespace: str,
+    name: str,
+    data: dict[str, str],
+    *,
+    labels: dict[str, str],
+    annotations: dict[str, str] | None = None,
+    exists: bool,
+) -> None:
+    """Create the Secret ``name`` owned by ``owner`` with ``data`` (plain text), or patch the
+    data (and annotations) of the one that ``exists``."""
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    if exists:
+        meta = {"annotations": annotations} if annotations else {}
+        await ctx.kube.merge_patch(paths.secret(namespace, name), {"metadata": meta, "data": encoded})
+        return
+    manifest: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "natsflow-operator", **labels},
+            **({"annotations": annotations} if annotations else {}),
+        },
+        "type": "Opaque",
+        "data": encoded,
+    }
+    kopf.append_owner_reference(manifest, owner=owner)
+    await ctx.kube.create(paths.secrets(namespace), manifest)
 
 
 async def ensure_worker_creds(
@@ -54,7 +96,7 @@ async def ensure_worker_creds(
     secret = creds_secret_name(name)
     path = paths.secret(namespace, secret)
     existing = await ctx.kube.get(path)
-    if existing is not None and not _owned_by(existing, body):
+    if existing is not None and not owned_by(existing, body):
         raise MissingReference(
             "CredentialsSecretConflict",
             f"Secret {namespace}/{secret} exists and is not owned by this TaskDefinition",
@@ -63,28 +105,16 @@ async def ensure_worker_creds(
     user_name = f"worker {namespace}/{spec.task_type}"[:128]
     fresh = accounts.renew(secret_data(existing).get("creds"), account, user_name, permissions)
     if fresh is not None:
-        data = {"creds": base64.b64encode(fresh.creds.encode()).decode()}
-        annotations = {USER_ANNOTATION: fresh.public}
-        if existing is None:
-            manifest: dict[str, Any] = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {
-                    "name": secret,
-                    "namespace": namespace,
-                    "labels": {
-                        "app.kubernetes.io/managed-by": "natsflow-operator",
-                        "natsflow.io/taskdefinition": name,
-                    },
-                    "annotations": annotations,
-                },
-                "type": "Opaque",
-                "data": data,
-            }
-            kopf.append_owner_reference(manifest, owner=body)
-            await ctx.kube.create(paths.secrets(namespace), manifest)
-        else:
-            await ctx.kube.merge_patch(path, {"metadata": {"annotations": annotations}, "data": data})
+        await write_owned_secret(
+            ctx,
+            body,
+            namespace,
+            secret,
+            {"creds": fresh.creds},
+            labels={"natsflow.io/taskdefinition": name},
+            annotations={USER_ANNOTATION: fresh.public},
+            exists=existing is not None,
+        )
         log.info("TaskDefinition %s/%s: worker credentials issued for user %s", namespace, name, fresh.public)
     return dataclasses.replace(
         env, creds_secret=secret, inbox_prefix=worker_inbox_prefix(namespace, spec.task_type)
@@ -99,7 +129,7 @@ async def revoke_worker_creds(ctx: OperatorContext, body: kopf.Body) -> None:
     namespace, name = str(body.metadata.namespace), str(body.metadata.name)
     path = paths.secret(namespace, creds_secret_name(name))
     existing = await ctx.kube.get(path)
-    if existing is None or not _owned_by(existing, body):
+    if existing is None or not owned_by(existing, body):
         return
     try:
         user = str(creds_claims(secret_data(existing).get("creds", "")).get("sub"))

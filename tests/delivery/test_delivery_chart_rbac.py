@@ -29,6 +29,7 @@ CLUSTER_SCOPED_RESOURCES = {
     ("apiextensions.k8s.io", "customresourcedefinitions"),
     ("natsflow.io", "tenants"),
     ("natsflow.io", "tenants/status"),
+    ("natsflow.io", "tenants/finalizers"),
 }
 
 

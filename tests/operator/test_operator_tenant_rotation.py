@@ -1,5 +1,6 @@
 """User credentials expire and are re-issued before they do: with a six-second lifetime the
-operator re-issues after about two, the old JWT stops working at its expiry, the new one works."""
+operator re-issues after about two, the old JWT stops working at its expiry, the new one works;
+the platform user's and the remote sites' credentials are re-issued the same way."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from natsflow_engine.accounts.permissions import worker_inbox_prefix
 from natsflow_operator.context import OperatorConfig
 from natsflow_operator.kube import paths
-from natsflow_operator.tenancy import TenancyConfig, creds_claims
+from natsflow_operator.sites import CREDS_KEY, site_secret_name
+from natsflow_operator.tenancy import TenancyConfig, creds_claims, stamp
 from natsflow_operator.workercreds import USER_ANNOTATION
 from tenants_kit import (
     DEADLINE,
@@ -45,7 +47,9 @@ async def test_user_credentials_are_reissued_before_they_expire(
     running: Any, operator_mode: OperatorMode, unique: str
 ) -> None:
     a = f"{unique}a"
-    await start(running, operator_mode, a)
+    await start(running, operator_mode, a, sites=[{"name": "dc1", "taskTypes": ["pay"]}])
+    site_path = paths.secret(a, site_secret_name("dc1"))
+    old_site = creds_claims(str(secret_value(await running.api.client.get(site_path), CREDS_KEY)))
     await running.api.create("TaskDefinition", a, "pay", {"taskType": "pay"})
     await td_ready(running, a, "pay")
     first = await worker_creds(running, a, "pay")
@@ -85,3 +89,13 @@ async def test_user_credentials_are_reissued_before_they_expire(
         return creds if creds and creds_claims(creds)["exp"] > creds_claims(old_platform)["exp"] else None
 
     await running.eventually(platform_reissued, timeout=DEADLINE)
+
+    async def site_reissued() -> dict[str, Any] | None:  # the same user key, reported in the status
+        claims = creds_claims(str(secret_value(await running.api.client.get(site_path), CREDS_KEY)))
+        obj = await running.api.client.get(paths.tenant(a))
+        (entry,) = (obj or {}).get("status", {}).get("sites") or [{}]
+        renewed = claims["exp"] > old_site["exp"] and entry.get("credentialsExpireAt") == stamp(claims["exp"])
+        return claims if renewed else None
+
+    site = await running.eventually(site_reissued, timeout=DEADLINE)
+    assert site["sub"] == old_site["sub"] and site["nats"]["pub"] == old_site["nats"]["pub"]
