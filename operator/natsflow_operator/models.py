@@ -120,11 +120,7 @@ MAX_RETENTION = "87600h"
 
 def _retention_rule(part: str) -> JsonDict:
     rule = f"duration(self) >= duration('1s') && duration(self) <= duration('{MAX_RETENTION}')"
-    return {
-        "x-kubernetes-validations": [
-            {"rule": rule, "message": f"{part} must be between 1s and {MAX_RETENTION}"}
-        ]
-    }
+    return {"x-kubernetes-validations": [{"rule": rule, "message": f"{part} must be between 1s and {MAX_RETENTION}"}]}
 
 
 class WorkflowRetention(CamelModel):

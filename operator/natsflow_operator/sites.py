@@ -126,7 +126,7 @@ async def _ensure_site(
     existing = await ctx.kube.get(path)
     if existing is not None and not owned_by(existing, body):
         raise MissingReference(
-            "SiteSecretConflict", f"Secret {tenant}/{secret} exists and is not owned by Tenant {tenant}"
+            "CredentialsSecretConflict", f"Secret {tenant}/{secret} exists and is not owned by Tenant {tenant}"
         )
     permissions = site_permissions(tenant, site)
     creds = secret_data(existing).get(CREDS_KEY)

@@ -141,25 +141,29 @@ async def refused(url: str, creds: str) -> str | None:
     return None
 
 
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def tenancy_config(
     k8s: kmock.KubernetesEmulator, operator_mode: OperatorMode, tenancy: TenancyConfig
 ) -> OperatorConfig:
     """The operator's settings against kmock and the operator-mode server."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     return OperatorConfig(
         nats_url=operator_mode.url,
         kube=kopf.ConnectionInfo(server=str(k8s.url)),
         drift_interval=0.3,
         retry_delay=0.3,
-        health_port=port,
+        health_port=free_port(),
         tenancy=tenancy,
     )
 
 
-@pytest.fixture(scope="module")
-def operator_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorMode]:
+def operator_server(tmp_path_factory: pytest.TempPathFactory, extra: str = "") -> Iterator[OperatorMode]:
+    """A nats-server in operator mode with a full resolver; ``extra`` configuration appended."""
     trust = OperatorTrust.create()
     resolver = Path(tmp_path_factory.mktemp("resolver"))
     config = operator_config(
@@ -168,8 +172,13 @@ def operator_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator
         {trust.system_account.public: trust.system_account_jwt},
         resolver_dir=resolver,
     )
-    with EmbeddedNatsServer(config=config) as server:
+    with EmbeddedNatsServer(config=config + extra) as server:
         yield OperatorMode(trust, server)
+
+
+@pytest.fixture(scope="module")
+def operator_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorMode]:
+    yield from operator_server(tmp_path_factory)
 
 
 async def ready(running: Any, name: str) -> dict[str, Any]:
@@ -199,5 +208,14 @@ async def td_ready(running: Any, namespace: str, name: str) -> dict[str, Any]:
 async def worker_creds(running: Any, namespace: str, name: str) -> dict[str, Any]:
     async def probe() -> dict[str, Any] | None:
         return await running.api.client.get(paths.secret(namespace, f"{name}-worker-nats"))
+
+    return await running.eventually(probe, timeout=DEADLINE)
+
+
+async def site_secret(running: Any, namespace: str, site: str) -> dict[str, Any]:
+    """The Secret of a remote site's user, once the operator wrote it."""
+
+    async def probe() -> dict[str, Any] | None:
+        return await running.api.client.get(paths.secret(namespace, f"natsflow-site-{site}"))
 
     return await running.eventually(probe, timeout=DEADLINE)

@@ -21,9 +21,12 @@ from tenants_kit import (
     OperatorMode,
     connect,
     connected,
+    create_tenant,
     operator_mode,
     refused,
     secret_value,
+    seed_platform,
+    site_secret,
     start,
     tenancy_config,
     tenant,
@@ -40,13 +43,6 @@ def operator_config(k8s: kmock.KubernetesEmulator, operator_mode: OperatorMode) 
     return tenancy_config(
         k8s, operator_mode, TenancyConfig(namespace=PLATFORM, user_ttl=600.0, renew_before=200.0)
     )
-
-
-async def site_secret(running: Any, namespace: str, site: str) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        return await running.api.client.get(paths.secret(namespace, f"natsflow-site-{site}"))
-
-    return await running.eventually(probe, timeout=DEADLINE)
 
 
 async def site_status(running: Any, name: str, check: Any) -> list[dict[str, Any]]:
@@ -197,3 +193,21 @@ async def test_deleting_the_tenant_revokes_its_sites_and_deletes_their_secrets(
 
     await running.eventually(gone, timeout=DEADLINE)
     assert "Authorization Violation" in str(await refused(operator_mode.url, creds))
+
+
+async def test_a_site_secret_the_operator_does_not_own_is_left_alone(
+    running: Any, operator_mode: OperatorMode, unique: str
+) -> None:
+    a = f"{unique}a"
+    await running.api.create_core("secrets", a, "natsflow-site-dc1", {"stringData": {"hub.creds": "theirs"}})
+    await seed_platform(running.api.client, operator_mode.trust)
+    await create_tenant(running.api.client, a, {"sites": [DC1]})
+
+    async def conflicting() -> dict[str, Any] | None:
+        synced = running.condition(await tenant(running.api.client, a), "Synced")
+        return synced if synced.get("reason") == "CredentialsSecretConflict" else None
+
+    synced = await running.eventually(conflicting, timeout=DEADLINE)
+    assert synced["status"] == "False" and f"{a}/natsflow-site-dc1" in synced["message"]
+    found = await running.api.client.get(paths.secret(a, "natsflow-site-dc1"))
+    assert secret_value(found, CREDS_KEY) is None and "ownerReferences" not in found["metadata"]
