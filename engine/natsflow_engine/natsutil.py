@@ -137,6 +137,11 @@ class PullLoop:
     loop keeps pull requests outstanding (each with ``expires``) for as many messages as there
     is room for, hands every message to ``handler`` as soon as it arrives (in its own task),
     and asks for more as handlers finish: the pattern of ``Consume()`` in the Go client.
+
+    When no consumer answers a pull (status 503: it does not exist, as after a standalone
+    server lost a consumer kept in memory) or the consumer is deleted under it (409), the loop
+    stops asking, awaits ``recreate`` (which makes sure the consumer exists; retried with a
+    growing delay while it fails) and pulls again, instead of asking in a tight loop.
     """
 
     def __init__(
@@ -151,8 +156,12 @@ class PullLoop:
         expires: float = 5.0,
         name: str = "pull",
         api_prefix: str = "$JS.API",
+        recreate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.nc = nc
+        self.recreate = recreate
+        self.recreated = 0
+        """Times the consumer was found missing and ``recreate`` succeeded."""
         self.subject = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self.handler = handler
         self.max_inflight = max_inflight
@@ -166,6 +175,7 @@ class PullLoop:
         self._sub: Subscription | None = None
         self._pump_task: asyncio.Task[None] | None = None
         self._pumping = False
+        self._missing: asyncio.Task[None] | None = None
         self._inbox = ""
 
     @property
@@ -183,9 +193,10 @@ class PullLoop:
         """Ask for nothing more and stop taking messages; in-flight handlers keep running."""
         self._pumping = False
         self._wake.set()  # the pump sees the flag and ends, whatever became of a cancel
-        pump, self._pump_task = self._pump_task, None
-        if pump is not None:
-            await cancel_and_wait(pump)
+        for task in (self._pump_task, self._missing):
+            if task is not None:
+                await cancel_and_wait(task)
+        self._pump_task = self._missing = None
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -209,8 +220,12 @@ class PullLoop:
             owed = headers.get("Nats-Pending-Messages")
             if self._requests:
                 self._requests.popleft()
+            description = headers.get("Description", "")
+            if status == "503" or (status == "409" and "Deleted" in description):
+                self._consumer_missing(status, description)
+                return
             if status not in ("404", "408") or owed is None:
-                log.debug("%s: pull status %s %s", self.name, status, headers.get("Description", ""))
+                log.debug("%s: pull status %s %s", self.name, status, description)
             self._wake.set()
             return
         for request in self._requests:
@@ -223,6 +238,31 @@ class PullLoop:
         task = asyncio.create_task(self._run(msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _consumer_missing(self, status: str, description: str) -> None:
+        if self._missing is None or self._missing.done():
+            log.warning("%s: %s has no consumer (%s %s); making sure it exists", self.name, self.subject, status,
+                        description.strip())
+            self._missing = asyncio.create_task(self._recover(), name=f"natsflow-{self.name}-recreate")
+
+    async def _recover(self) -> None:
+        delay = 0.25
+        try:
+            while self._pumping:
+                try:
+                    if self.recreate is not None:
+                        await self.recreate()
+                        self.recreated += 1
+                    else:
+                        await asyncio.sleep(delay)  # someone else creates it: ask again later
+                    return
+                except Exception as exc:
+                    log.warning("%s: consumer not created again (%s); next try in %.2f s", self.name, exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        finally:
+            self._requests.clear()  # answered with the status, or never: ask afresh
+            self._wake.set()
 
     async def _run(self, msg: Msg) -> None:
         try:
@@ -238,6 +278,10 @@ class PullLoop:
     async def _pump(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pumping:
+            if self._missing is not None and not self._missing.done():
+                self._wake.clear()
+                await self._wake.wait()  # set when the consumer is back (or on stop)
+                continue
             now = loop.time()
             while self._requests and self._requests[0][0] < now:
                 self._requests.popleft()  # expired without a status reaching us

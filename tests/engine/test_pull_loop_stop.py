@@ -12,7 +12,7 @@ import asyncio
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, StreamConfig
+from nats.js.api import ConsumerConfig, RetentionPolicy, StreamConfig
 from natsflow_engine.natsutil import PullLoop, cancel_and_wait
 
 
@@ -94,3 +94,38 @@ async def test_cancel_and_wait_passes_its_callers_cancel_on() -> None:
     inner.cancel()
     await asyncio.wait([inner], timeout=5)
     assert inner.done()
+
+
+async def test_a_consumer_deleted_under_the_loop_is_created_again_and_pulled_from(nc: Client, unique: str) -> None:
+    js = nc.jetstream()
+    stream = f"GONE_{unique}"  # a work queue, as NF_CMD: what was acknowledged is gone
+    await js.add_stream(
+        StreamConfig(name=stream, subjects=[f"gone.{unique}.>"], retention=RetentionPolicy.WORK_QUEUE)
+    )
+    config = ConsumerConfig(durable_name="c", mem_storage=True)
+
+    async def recreate() -> None:
+        await js.add_consumer(stream, config)
+
+    await recreate()
+    seen: list[bytes] = []
+    arrived = asyncio.Event()
+
+    async def handler(msg: Msg) -> None:
+        await msg.ack_sync()
+        seen.append(msg.data)
+        arrived.set()
+
+    loop = await PullLoop(nc, stream, "c", handler, max_inflight=8, batch=8, expires=5.0, recreate=recreate).start()
+    try:
+        await js.publish(f"gone.{unique}.1", b"before")
+        await asyncio.wait_for(arrived.wait(), 30)
+        arrived.clear()
+        await js.delete_consumer(stream, "c")  # as a restarted server forgets a memory consumer
+        await js.publish(f"gone.{unique}.2", b"after")
+        await asyncio.wait_for(arrived.wait(), 30)
+        assert seen == [b"before", b"after"]
+        assert loop.recreated >= 1
+    finally:
+        await loop.stop_pulling()
+        await js.delete_stream(stream)

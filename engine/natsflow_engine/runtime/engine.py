@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -54,7 +55,13 @@ from natsflow_engine.runtime.interpreter import (
 from natsflow_engine.runtime.messaging import Messaging, StartIndex
 from natsflow_engine.runtime.origin import Origin, check_job_type, dead_letter, origin_of
 from natsflow_engine.runtime.poison import DeadLetters
-from natsflow_engine.runtime.setup import LayoutSettings, ensure_dlq_stream, ensure_layout, open_buckets
+from natsflow_engine.runtime.setup import (
+    LayoutSettings,
+    ensure_dlq_stream,
+    ensure_engine_consumer,
+    ensure_layout,
+    open_buckets,
+)
 from natsflow_engine.runtime.starts import first_timer_starts, is_timer_start
 from natsflow_engine.store import (
     ConcurrentUpdateError,
@@ -191,6 +198,7 @@ class Engine:
             batch=self.settings.batch,
             expires=self.settings.fetch_timeout,
             name="engine",
+            recreate=functools.partial(ensure_engine_consumer, self.js, self.layout),
         ).start()
         self._advisories = [
             await self.nc.subscribe(

@@ -36,6 +36,7 @@ __all__ = [
     "JobConsumerSettings",
     "LayoutSettings",
     "ensure_dlq_stream",
+    "ensure_engine_consumer",
     "ensure_job_consumer",
     "ensure_layout",
     "open_buckets",
@@ -62,6 +63,12 @@ class LayoutSettings:
     command_max_deliver: int = 5
     """Deliveries of one command before it is dead-lettered (``NF_DLQ``, with an incident on
     its instance) instead of being tried again."""
+    command_consumer_memory: bool = True
+    """Keep the engine consumer's state (what was delivered, how often) in nats-server's
+    memory instead of a file it rewrites on every acknowledgement burst. ``NF_CMD`` is a work
+    queue: an acknowledged command leaves the stream, so a standalone server that restarts
+    loses only delivery counts and the consumer itself, which the engine creates again (see
+    docs/design.md). Applies when the consumer is created; an existing one keeps its storage."""
     max_payload: int = 1024 * 1024
     """Largest record natsflow writes; bigger variables payloads are refused."""
 
@@ -155,12 +162,24 @@ async def ensure_layout(
         [(f"stream {cfg.name}", _ensure_stream(js, cfg)) for cfg in _streams(settings)]
         + [(f"bucket {name}", _ensure_bucket(js, name, settings)) for name in _buckets]
     )
-    if not update:
-        try:
-            await js.consumer_info(layout.STREAM_COMMANDS, layout.ENGINE_CONSUMER)
+    await ensure_engine_consumer(js, settings, update=update)
+
+
+async def ensure_engine_consumer(
+    js: JetStreamContext, settings: LayoutSettings | None = None, *, update: bool = False
+) -> None:
+    """Create the engine's consumer of ``NF_CMD`` if it is missing; with ``update`` configure
+    an existing one to ``settings`` (its storage stays: nats-server cannot change it)."""
+    settings = settings or LayoutSettings()
+    memory = settings.command_consumer_memory
+    try:
+        info = await js.consumer_info(layout.STREAM_COMMANDS, layout.ENGINE_CONSUMER)
+    except NotFoundError:
+        pass
+    else:
+        if not update:
             return
-        except NotFoundError:
-            pass
+        memory = bool(info.config.mem_storage)
     await js.add_consumer(
         layout.STREAM_COMMANDS,
         ConsumerConfig(
@@ -172,6 +191,7 @@ async def ensure_layout(
             max_deliver=settings.command_max_deliver,
             max_ack_pending=20_000,
             max_waiting=512,
+            mem_storage=memory or None,
         ),
     )
 
