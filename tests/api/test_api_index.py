@@ -16,6 +16,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.errors import NotFoundError as JsNotFoundError
 from natsflow_engine import layout
 from natsflow_engine.api.client import ApiClient
+from natsflow_engine.api.protocol import InstanceView
 from natsflow_engine.api.server import ApiServer, ApiSettings
 from natsflow_engine.errors import InvalidInputError, NotFoundError
 from natsflow_engine.index import IndexQuery, IndexSettings, InstanceIndex, Retention, list_entries, rebuild
@@ -54,8 +55,16 @@ async def indexed(nc: Client, unique: str, request: pytest.FixtureRequest) -> As
         await bounded_stop(engine.stop(timeout=2.0), "engine")
 
 
+async def _view(api: Api, iid: str) -> InstanceView | None:
+    try:
+        return await api.client.instance(iid)
+    except NotFoundError:
+        return None  # a start without wait returns before the engine has run the launch
+
+
 async def _task_of(api: Api, iid: str) -> str:
-    view = await until(lambda: api.client.instance(iid), lambda v: bool(v.active_elements))
+    view = await until(lambda: _view(api, iid), lambda v: v is not None and bool(v.active_elements))
+    assert view is not None
     task = view.active_elements[0].user_task
     assert task is not None
     return task
