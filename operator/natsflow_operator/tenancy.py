@@ -13,6 +13,9 @@ Where everything lives (all Secrets in the platform namespace unless said otherw
                              the platform user (engine, API, trigger server, console).
 ``<taskdef>-worker-nats``    (tenant namespace, owned by the TaskDefinition) key ``creds``: the
                              user of the TaskDefinition's workers, ``worker_permissions`` only.
+``natsflow-site-<site>``     (tenant namespace, owned by the Tenant) keys ``hub.creds`` and
+                             ``inbox-prefix``: the user of a remote site's leaf node link
+                             (:mod:`natsflow_operator.sites`).
 
 User JWTs expire after ``userTtl`` and are re-issued (same key, later issue time) once less than
 ``renewBefore`` is left; revoking a user key therefore revokes every JWT issued for it.
