@@ -13,7 +13,8 @@ import pytest
 from natsflow_engine import layout
 from natsflow_operator.context import OperatorConfig
 from natsflow_operator.kube import paths
-from natsflow_operator.sites import CREDS_KEY, INBOX_KEY, site_inbox_prefix
+from natsflow_operator.models import TenantSite
+from natsflow_operator.sites import CREDS_KEY, INBOX_KEY, site_inbox_prefix, site_permissions
 from natsflow_operator.tenancy import TenancyConfig, creds_claims
 from tenants_kit import (
     DEADLINE,
@@ -211,3 +212,26 @@ async def test_a_site_secret_the_operator_does_not_own_is_left_alone(
     assert synced["status"] == "False" and f"{a}/natsflow-site-dc1" in synced["message"]
     found = await running.api.client.get(paths.secret(a, "natsflow-site-dc1"))
     assert secret_value(found, CREDS_KEY) is None and "ownerReferences" not in found["metadata"]
+
+
+def test_the_site_grants_are_the_documented_ones() -> None:
+    site = TenantSite.model_validate(DC1)
+    consumer = layout.job_consumer("shop", "pay")
+    assert site_permissions("shop", site).claims() == {
+        "pub": {
+            "allow": [
+                f"$JS.hub.API.CONSUMER.INFO.NF_JOBS.{consumer}",
+                f"$JS.hub.API.CONSUMER.MSG.NEXT.NF_JOBS.{consumer}",
+                f"$JS.ACK.NF_JOBS.{consumer}.>",
+                "nf.cmd.>",
+                "site.orders",
+            ],
+            "deny": ["nf.cmd.*.*", "nf.cmd.*.*.*.>"],
+        },
+        "sub": {"allow": ["_INBOX_site_dc1.>"]},
+    }
+    # without task types no result may be sent, and a site that names nothing may publish nothing
+    assert site_permissions("shop", TenantSite(name="dc2", publish=["a.b"])).claims()["pub"] == {
+        "allow": ["a.b"]
+    }
+    assert site_permissions("shop", TenantSite(name="dc3")).claims()["pub"] == {"allow": [], "deny": [">"]}
