@@ -19,9 +19,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import msgspec
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -38,16 +40,36 @@ POSITION_KEY = "_sweep"
 _decoder = msgspec.json.Decoder(IndexEntry)
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """An ended entry read by the sweep: its stream sequence and, when it is due, what to purge."""
+
+    seq: int
+    key: str | None = None
+    """Its key in ``nf_index`` (None: nothing to purge, e.g. a purge marker)."""
+    history: str = ""
+    """The instance's history subject."""
+
+
 class Sweeper:
     """Purges the history and index entry of ended instances whose archive retention passed."""
 
     def __init__(
-        self, js: JetStreamContext, index: InstanceIndex, clock: Callable[[], datetime], *, batch: int = 500
+        self,
+        js: JetStreamContext,
+        index: InstanceIndex,
+        clock: Callable[[], datetime],
+        *,
+        batch: int = 2048,
+        window: int = 128,
     ) -> None:
         self.js = js
         self.index = index
         self.clock = clock
         self.batch = batch
+        """Entries one :meth:`sweep_once` reads at most; the position moves once per batch."""
+        self.window = window
+        """Entries read and purged together: at most this many requests in flight."""
         self.swept = 0
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -82,25 +104,26 @@ class Sweeper:
                 log.warning("retention sweep failed: %s", exc)
 
     async def sweep_once(self) -> int:
-        """One batch from the shared position; the number of entries swept."""
+        """One batch from the shared position: the number of entries the position moved past
+        (``batch`` when the batch was full and every purge succeeded: more may be due)."""
         kv = await self.js.key_value(layout.BUCKET_INDEX)
         try:
             entry = await kv.get(POSITION_KEY)
             position = int(entry.value or b"0")
         except (NotFoundError, ValueError):
             position = 0
-        now = self.clock()
-        done, last = await self._sweep(position, now)
+        passed, last = await self._sweep(position, self.clock())
         if last > position:
 
             async def advance(current: bytes | None) -> bytes | None:
                 return str(last).encode() if int(current or b"0") < last else None
 
             await compare_and_set(kv, POSITION_KEY, advance)
-        self.swept += done
-        return done
+        return passed
 
     async def _sweep(self, position: int, now: datetime) -> tuple[int, int]:
+        """Sweep from ``position``: (entries passed, the sequence of the last one). Every entry
+        up to that sequence is done; the first failed purge or entry not due ends the batch."""
         stream = f"KV_{layout.BUCKET_INDEX}"
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE if position else DeliverPolicy.ALL,
@@ -113,31 +136,52 @@ class Sweeper:
         )
         info = await self.js.add_consumer(stream, config)
         assert info.name is not None
-        done, last = 0, position
+        passed, last = 0, position
         try:
-            pending = min(info.num_pending or 0, self.batch)
-            if not pending:
+            budget = min(info.num_pending or 0, self.batch)
+            if not budget:
                 return 0, position
             psub = await self.js.pull_subscribe_bind(durable=info.name, stream=stream)
             try:
-                for msg in await psub.fetch(pending, timeout=5.0):
-                    if msg.data:
-                        due = self._due(msg.data)
-                        if due is not None and due > now:
-                            break
-                        if due is not None:
-                            await self._purge(msg.subject, msg.data)
-                            done += 1
-                    last = msg.metadata.sequence.stream
+                while budget > 0 and not self._stopping:
+                    try:
+                        msgs = await psub.fetch(min(budget, self.window), timeout=5.0)
+                    except Exception as exc:  # NATS slow or gone: what is done stays done
+                        log.warning("retention sweep read failed: %s", exc)
+                        break
+                    budget -= len(msgs)
+                    entries, complete = self._read(msgs, now)
+                    done = await self._purge(entries)
+                    passed += done
+                    if done:
+                        last = entries[done - 1].seq
+                    if not complete or done < len(entries):
+                        break
             finally:
                 with contextlib.suppress(Exception):
                     await psub.unsubscribe()
         finally:
             with contextlib.suppress(Exception):
                 await self.js.delete_consumer(stream, info.name)
-        return done, last
+        return passed, last
 
-    def _due(self, data: bytes) -> datetime | None:
+    def _read(self, msgs: list[Msg], now: datetime) -> tuple[list[_Entry], bool]:
+        """The entries of ``msgs`` up to the first not due yet (then False: the batch ends)."""
+        entries: list[_Entry] = []
+        prefix = len(f"$KV.{layout.BUCKET_INDEX}.")
+        for msg in msgs:
+            seq = msg.metadata.sequence.stream
+            found = self._due(msg.data) if msg.data else None
+            if found is None:
+                entries.append(_Entry(seq))
+                continue
+            due, entry = found
+            if due > now:
+                return entries, False
+            entries.append(_Entry(seq, msg.subject[prefix:], layout.history_subject(entry.tenant, entry.id)))
+        return entries, True
+
+    def _due(self, data: bytes) -> tuple[datetime, IndexEntry] | None:
         """When the entry's archive retention ends (None: never, or unreadable: skip it)."""
         try:
             entry = _decoder.decode(data)
@@ -147,9 +191,33 @@ class Sweeper:
         archive = self.index.settings.retention_for(entry.tenant, entry.process_id).archive
         if archive is None or ended.tzinfo is None:
             return None
-        return ended + timedelta(seconds=archive)
+        return ended + timedelta(seconds=archive), entry
 
-    async def _purge(self, subject: str, data: bytes) -> None:
-        entry = _decoder.decode(data)
-        await self.js.purge_stream(layout.STREAM_HISTORY, subject=layout.history_subject(entry.tenant, entry.id))
-        await self.index.purge(subject[len(f"$KV.{layout.BUCKET_INDEX}.") :])
+    async def _purge(self, entries: list[_Entry]) -> int:
+        """Purge the entries' histories, then the index entries of those whose history went
+        (each phase's requests all in flight at once); the number of entries, from the first,
+        that are done. An entry whose history purge failed keeps its index entry, so a later
+        sweep reads it again; one failure ends the batch before it."""
+        due = [e for e in entries if e.key is not None]
+        history = await asyncio.gather(*(self._purge_history(e.history) for e in due), return_exceptions=True)
+        failed = {e.seq: r for e, r in zip(due, history, strict=True) if isinstance(r, BaseException)}
+        gone = [e for e in due if e.seq not in failed]
+        purged = await asyncio.gather(*(self._purge_entry(e.key or "") for e in gone), return_exceptions=True)
+        failed.update((e.seq, r) for e, r in zip(gone, purged, strict=True) if isinstance(r, BaseException))
+        for error in failed.values():
+            if isinstance(error, asyncio.CancelledError):
+                raise error
+        done = 0
+        for e in entries:
+            if e.seq in failed:
+                log.warning("retention sweep: purging %s failed (%s); a later sweep retries", e.key, failed[e.seq])
+                break
+            done += 1
+        self.swept += sum(1 for e in entries[:done] if e.key is not None)
+        return done
+
+    async def _purge_history(self, subject: str) -> None:
+        await self.js.purge_stream(layout.STREAM_HISTORY, subject=subject)
+
+    async def _purge_entry(self, key: str) -> None:
+        await self.index.purge(key)
