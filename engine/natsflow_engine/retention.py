@@ -4,13 +4,17 @@ An ended instance's index entry (its archive, :mod:`natsflow_engine.index`) is w
 it ends, so the ended entries of ``nf_index`` are in the order instances ended. Every engine
 replica runs a :class:`Sweeper`: every ``IndexSettings.sweep_interval`` seconds it reads the
 ended entries from a shared position (the key ``_sweep`` in ``nf_index``; no tenant starts
-with ``_``) and, for each whose archive retention has passed, purges the instance's history
-subject and the entry, then moves the position on with a compare-and-set (replicas sweeping
-at once purge the same subjects twice, which changes nothing). It stops at the first entry not
-due yet, so a process with a longer retention holds back the sweep of later-ended instances of
-shorter ones (late, never lost). Entries carry a TTL of the archive retention plus
-:data:`GRACE` as a backstop; history is never given a TTL, so a running instance's history
-never expires.
+with ``_``), a window of entries at a time, and purges the history subjects of the window's
+entries whose archive retention has passed (all at once), then those entries (all at once).
+After each batch of windows it moves the position on with a compare-and-set, past the entries
+whose purges all succeeded and no further: a purge that failed ends the batch, and its entry is
+read again by the next sweep (an entry is purged only after its history, so an entry gone means
+its history went). Replicas sweeping at once purge the same subjects twice, which changes
+nothing. It stops at the first entry not due yet, so a process with a longer retention holds
+back the sweep of later-ended instances of shorter ones (late, never lost). Entries carry a
+TTL of the archive retention plus :data:`GRACE` as a backstop; history is never given a TTL,
+so a running instance's history never expires. A stop is seen between windows, and a window's
+requests each have the JetStream timeout.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import msgspec
 from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -136,34 +142,37 @@ class Sweeper:
         )
         info = await self.js.add_consumer(stream, config)
         assert info.name is not None
-        passed, last = 0, position
+        flight = _Flight(self, position)
         try:
             budget = min(info.num_pending or 0, self.batch)
             if not budget:
                 return 0, position
             psub = await self.js.pull_subscribe_bind(durable=info.name, stream=stream)
             try:
-                while budget > 0 and not self._stopping:
+                while budget > 0 and not self._stopping and not flight.failed:
+                    chunk = min(budget, max(1, self.window // 2))
+                    await flight.settle(keep=self.window - chunk)  # reads the next while purging
                     try:
-                        msgs = await psub.fetch(min(budget, self.window), timeout=5.0)
+                        msgs = await psub.fetch(chunk, timeout=5.0)
+                    except NatsTimeoutError:  # the rest were purge markers, expired meanwhile
+                        break
                     except Exception as exc:  # NATS slow or gone: what is done stays done
                         log.warning("retention sweep read failed: %s", exc)
                         break
                     budget -= len(msgs)
                     entries, complete = self._read(msgs, now)
-                    done = await self._purge(entries)
-                    passed += done
-                    if done:
-                        last = entries[done - 1].seq
-                    if not complete or done < len(entries):
+                    flight.add(entries)
+                    if not complete:
                         break
+                await flight.settle(keep=0)
             finally:
                 with contextlib.suppress(Exception):
                     await psub.unsubscribe()
         finally:
+            await flight.cancel()
             with contextlib.suppress(Exception):
                 await self.js.delete_consumer(stream, info.name)
-        return passed, last
+        return flight.passed, flight.last
 
     def _read(self, msgs: list[Msg], now: datetime) -> tuple[list[_Entry], bool]:
         """The entries of ``msgs`` up to the first not due yet (then False: the batch ends)."""
@@ -193,31 +202,61 @@ class Sweeper:
             return None
         return ended + timedelta(seconds=archive), entry
 
-    async def _purge(self, entries: list[_Entry]) -> int:
-        """Purge the entries' histories, then the index entries of those whose history went
-        (each phase's requests all in flight at once); the number of entries, from the first,
-        that are done. An entry whose history purge failed keeps its index entry, so a later
-        sweep reads it again; one failure ends the batch before it."""
-        due = [e for e in entries if e.key is not None]
-        history = await asyncio.gather(*(self._purge_history(e.history) for e in due), return_exceptions=True)
-        failed = {e.seq: r for e, r in zip(due, history, strict=True) if isinstance(r, BaseException)}
-        gone = [e for e in due if e.seq not in failed]
-        purged = await asyncio.gather(*(self._purge_entry(e.key or "") for e in gone), return_exceptions=True)
-        failed.update((e.seq, r) for e, r in zip(gone, purged, strict=True) if isinstance(r, BaseException))
-        for error in failed.values():
-            if isinstance(error, asyncio.CancelledError):
-                raise error
-        done = 0
-        for e in entries:
-            if e.seq in failed:
-                log.warning("retention sweep: purging %s failed (%s); a later sweep retries", e.key, failed[e.seq])
-                break
-            done += 1
-        self.swept += sum(1 for e in entries[:done] if e.key is not None)
-        return done
+    async def _purge(self, entry: _Entry) -> None:
+        """The entry's history, then the entry (so an entry gone means its history went)."""
+        await self._purge_history(entry.history)
+        await self._purge_entry(entry.key or "")
 
     async def _purge_history(self, subject: str) -> None:
         await self.js.purge_stream(layout.STREAM_HISTORY, subject=subject)
 
     async def _purge_entry(self, key: str) -> None:
         await self.index.purge(key)
+
+
+class _Flight:
+    """The purges of one batch in flight, in the order of their entries: :meth:`settle` waits
+    for the oldest and moves ``last`` past each entry whose purges succeeded, until the first
+    that failed (``failed``; the entries after it are still waited for, never passed)."""
+
+    def __init__(self, sweeper: Sweeper, position: int) -> None:
+        self.sweeper = sweeper
+        self.passed = 0
+        self.last = position
+        self.failed = False
+        self._queue: deque[tuple[_Entry, asyncio.Task[None] | None]] = deque()
+        self._running = 0
+
+    def add(self, entries: list[_Entry]) -> None:
+        for entry in entries:
+            task = None
+            if entry.key is not None:
+                task = asyncio.create_task(self.sweeper._purge(entry), name="retention-purge")
+                self._running += 1
+            self._queue.append((entry, task))
+
+    async def settle(self, keep: int) -> None:
+        """Wait until at most ``keep`` purges are in flight (0: all of them)."""
+        while self._queue and (self._running > keep or keep == 0):
+            entry, task = self._queue[0]
+            if task is not None:
+                await asyncio.wait([task])
+                self._running -= 1
+            self._queue.popleft()
+            error = None if task is None else (asyncio.CancelledError() if task.cancelled() else task.exception())
+            if error is not None and not self.failed:
+                self.failed = True
+                log.warning("retention sweep: purging %s failed (%r); a later sweep retries", entry.key, error)
+            if not self.failed:
+                self.passed += 1
+                self.last = entry.seq
+                self.sweeper.swept += 0 if task is None else 1
+
+    async def cancel(self) -> None:
+        """Cancel what is still in flight (a stop, or an error of the batch) and wait for it."""
+        tasks = [task for _, task in self._queue if task is not None and not task.done()]
+        self._queue.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
