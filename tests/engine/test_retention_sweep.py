@@ -7,6 +7,7 @@ and a backlog is only exact on an index nobody else writes."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from natsflow_engine import layout
 from natsflow_engine.index import IndexSettings, InstanceIndex, Retention
+from natsflow_engine.publisher import JetStreamPublisher
 from natsflow_engine.retention import POSITION_KEY, Sweeper
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.setup import ensure_layout
@@ -30,6 +32,16 @@ NOW = ENDED + timedelta(hours=1)
 """The sweep's clock: the backlog's archive retention (60 s) passed long ago."""
 HISTORY = 2
 """History messages per instance (as the reference process writes)."""
+
+
+@pytest.fixture
+async def publisher(own_nc: Client) -> AsyncIterator[JetStreamPublisher]:
+    """The engine's publisher, which the engine's sweeper sends its purges through."""
+    publisher = await JetStreamPublisher(own_nc).start()
+    try:
+        yield publisher
+    finally:
+        await publisher.stop()
 
 
 @pytest.fixture
@@ -80,7 +92,7 @@ class Observed:
 
     async def start(self, nc: Client) -> Observed:
         async def on_history(msg: Msg) -> None:
-            self.history[msg.data.decode()] += 1
+            self.history[json.loads(msg.data)["filter"]] += 1
 
         async def on_entry(msg: Msg) -> None:
             if (msg.headers or {}).get("KV-Operation") == "PURGE":
@@ -123,11 +135,14 @@ def _index(js: JetStreamContext) -> InstanceIndex:
     return InstanceIndex(js, IndexSettings(retention=Retention(live=None, archive=60)))
 
 
-async def test_a_backlog_is_swept_completely_once_per_entry_in_batches(own_nc: Client) -> None:
+@pytest.mark.parametrize("through", ["publisher", "nats-py"])
+async def test_a_backlog_is_swept_completely_once_per_entry_in_batches(
+    own_nc: Client, publisher: JetStreamPublisher, through: str
+) -> None:
     """3,000 ended instances due, running instances among them and ended ones not due yet
     after them: every due history and entry purged exactly once, over several batches and
     windows; the running and the not-due keep theirs; the position stops before the first
-    not due."""
+    not due. Purges go through the engine's publisher, or nats-py's requests without one."""
     js = own_nc.jetstream()
     index = _index(js)
     due = [_state(n, "completed", ENDED) for n in range(3000)]
@@ -137,13 +152,14 @@ async def test_a_backlog_is_swept_completely_once_per_entry_in_batches(own_nc: C
     seqs = await _write(js, index, mixed + later)
     observed = await Observed().start(own_nc)
 
-    sweeper = Sweeper(js, index, lambda: NOW, batch=1000, window=64)
+    sweeper = Sweeper(
+        js, index, lambda: NOW, batch=1000, window=64, publisher=publisher if through == "publisher" else None
+    )
     await _sweep_all(sweeper)
     await own_nc.flush()  # the requests' copies reach the observer before the flush's answer
 
     assert sweeper.swept == len(due)
-    wanted = {f'{{"filter": "{layout.history_subject(TENANT, s.id)}"}}' for s in due}
-    assert set(observed.history) == wanted
+    assert set(observed.history) == {layout.history_subject(TENANT, s.id) for s in due}
     assert set(observed.history.values()) == {1}
     assert set(observed.entries) == {s.id for s in due}
     assert set(observed.entries.values()) == {1}
@@ -160,8 +176,8 @@ async def test_a_backlog_is_swept_completely_once_per_entry_in_batches(own_nc: C
 class FailingOnce(Sweeper):
     """A sweeper whose purge of one instance fails the first time (NATS refusing a request)."""
 
-    def __init__(self, js: JetStreamContext, index: InstanceIndex, instance: str, phase: str) -> None:
-        super().__init__(js, index, lambda: NOW, batch=1000, window=64)
+    def __init__(self, publisher: JetStreamPublisher, index: InstanceIndex, instance: str, phase: str) -> None:
+        super().__init__(index.js, index, lambda: NOW, batch=1000, window=64, publisher=publisher)
         self.instance, self.phase, self.failed = instance, phase, 0
 
     async def _purge_history(self, subject: str) -> None:
@@ -179,7 +195,9 @@ class FailingOnce(Sweeper):
 
 
 @pytest.mark.parametrize("phase", ["history", "entry"])
-async def test_a_failed_purge_keeps_the_position_before_its_entry(own_nc: Client, phase: str) -> None:
+async def test_a_failed_purge_keeps_the_position_before_its_entry(
+    own_nc: Client, publisher: JetStreamPublisher, phase: str
+) -> None:
     """The purge of instance 1,500 of 2,000 (in the middle of a window of the second batch)
     fails once: that round ends with the position on the entry before it and the instance's
     entry still in the index; the next round sweeps it and the rest."""
@@ -188,7 +206,7 @@ async def test_a_failed_purge_keeps_the_position_before_its_entry(own_nc: Client
     due = [_state(n, "completed", ENDED) for n in range(2000)]
     seqs = await _write(js, index, due)
     victim = due[1500].id
-    sweeper = FailingOnce(js, index, victim, phase)
+    sweeper = FailingOnce(publisher, index, victim, phase)
 
     await _sweep_all(sweeper)
 
@@ -206,14 +224,16 @@ async def test_a_failed_purge_keeps_the_position_before_its_entry(own_nc: Client
     assert (await js.stream_info(layout.STREAM_HISTORY)).state.messages == 0
 
 
-async def test_replicas_sweeping_the_same_backlog_at_once_purge_it_all(own_nc: Client) -> None:
+async def test_replicas_sweeping_the_same_backlog_at_once_purge_it_all(
+    own_nc: Client, publisher: JetStreamPublisher
+) -> None:
     """Three sweepers (engine replicas) on one backlog at the same time: all of it goes, no
     error, and the position ends after its last entry."""
     js = own_nc.jetstream()
     index = _index(js)
     due = [_state(n, "completed", ENDED) for n in range(1500)]
     seqs = await _write(js, index, due)
-    sweepers = [Sweeper(js, index, lambda: NOW, batch=500, window=32) for _ in range(3)]
+    sweepers = [Sweeper(js, index, lambda: NOW, batch=500, window=32, publisher=publisher) for _ in range(3)]
 
     await asyncio.gather(*(_sweep_all(s) for s in sweepers))
 

@@ -184,7 +184,7 @@ class Engine:
         self.store = InstanceStore(
             self.kv, effects, cache_size=self.settings.cache_size, max_payload=self.layout.max_payload, index=index
         )
-        self.sweeper = Sweeper(self.js, index, self.clock).start()
+        self.sweeper = Sweeper(self.js, index, self.clock, publisher=self.publisher).start()
         if index.backfill:  # records older than the index
             self._backfill = asyncio.create_task(rebuild(self.js, self.kv, index), name="index-backfill")
         self.dead_letters = DeadLetters(self.js, self.store, self.clock)
