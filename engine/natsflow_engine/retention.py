@@ -4,17 +4,17 @@ An ended instance's index entry (its archive, :mod:`natsflow_engine.index`) is w
 it ends, so the ended entries of ``nf_index`` are in the order instances ended. Every engine
 replica runs a :class:`Sweeper`: every ``IndexSettings.sweep_interval`` seconds it reads the
 ended entries from a shared position (the key ``_sweep`` in ``nf_index``; no tenant starts
-with ``_``), a window of entries at a time, and purges the history subjects of the window's
-entries whose archive retention has passed (all at once), then those entries (all at once).
-After each batch of windows it moves the position on with a compare-and-set, past the entries
-whose purges all succeeded and no further: a purge that failed ends the batch, and its entry is
-read again by the next sweep (an entry is purged only after its history, so an entry gone means
-its history went). Replicas sweeping at once purge the same subjects twice, which changes
+with ``_``) and, for each whose archive retention has passed, purges the instance's history
+subject and then the entry (so an entry gone means its history went). Up to
+:attr:`Sweeper.window` entries are being purged at once while the next are read; after each
+batch the position moves on with a compare-and-set, past the entries (in stream order) whose
+purges all succeeded and no further: a failed purge ends the batch, and its entry is read
+again by the next sweep. Replicas sweeping at once purge the same subjects twice, which changes
 nothing. It stops at the first entry not due yet, so a process with a longer retention holds
 back the sweep of later-ended instances of shorter ones (late, never lost). Entries carry a
 TTL of the archive retention plus :data:`GRACE` as a backstop; history is never given a TTL,
-so a running instance's history never expires. A stop is seen between windows, and a window's
-requests each have the JetStream timeout.
+so a running instance's history never expires. A stop is seen before each read, and each
+purge in flight has the JetStream timeout.
 """
 
 from __future__ import annotations
