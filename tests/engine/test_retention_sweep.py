@@ -112,7 +112,10 @@ async def _sweep_all(sweeper: Sweeper) -> None:
 
 async def _position(js: JetStreamContext) -> int:
     kv = await js.key_value(layout.BUCKET_INDEX)
-    return int((await kv.get(POSITION_KEY)).value or b"0")
+    try:
+        return int((await kv.get(POSITION_KEY)).value or b"0")
+    except KeyNotFoundError:  # no sweep stored one yet
+        return 0
 
 
 async def _history(js: JetStreamContext, instance: str) -> int:
@@ -242,3 +245,30 @@ async def test_replicas_sweeping_the_same_backlog_at_once_purge_it_all(
     assert sum(s.swept for s in sweepers) >= len(due)
     for s in (due[0], due[750], due[-1]):
         assert not await _has_entry(js, s.id)
+
+
+async def test_a_stop_in_the_middle_of_a_backlog_leaves_no_swept_entry_with_history(
+    own_nc: Client, publisher: JetStreamPublisher
+) -> None:
+    """The engine stops its sweeper while a backlog is being purged: the stop ends (bounded),
+    and every entry the position has moved past has lost its history: nothing is skipped."""
+    js = own_nc.jetstream()
+    settings = IndexSettings(retention=Retention(live=None, archive=60), sweep_interval=0.01)
+    index = InstanceIndex(js, settings)
+    due = [_state(n, "completed", ENDED) for n in range(3000)]
+    seqs = await _write(js, index, due)
+    sweeper = Sweeper(js, index, lambda: NOW, batch=500, window=64, publisher=publisher).start()
+    task = sweeper._task
+    assert task is not None
+    async with asyncio.timeout(60):  # a batch done and its position stored
+        while await _position(js) == 0:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(sweeper.stop(), 30)
+
+    assert task.done()
+    position = await _position(js)
+    info = await js.stream_info(layout.STREAM_HISTORY, subjects_filter=f"nf.hist.{TENANT}.>")
+    kept = {subject.rsplit(".", 1)[-1] for subject in info.state.subjects or {}}
+    assert position >= seqs[due[499].id]  # the first batch at least
+    assert all(seqs[s.id] > position for s in due if s.id in kept)
