@@ -43,14 +43,19 @@ from tenants_kit import (
 )
 from test_operator_workflow import bpmn
 
-LINK = free_port()
 SITE = {"name": "dc1", "taskTypes": ["work"], "publish": ["site.orders"]}
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorMode]:
+def link() -> int:
+    """The hub's leaf node port (taken when the hub starts, not at collection)."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, link: int) -> Iterator[OperatorMode]:
     yield from operator_server(
-        tmp_path_factory, f"jetstream {{ domain: hub }}\nleafnodes {{ host: 127.0.0.1, port: {LINK} }}\n"
+        tmp_path_factory, f"jetstream {{ domain: hub }}\nleafnodes {{ host: 127.0.0.1, port: {link} }}\n"
     )
 
 
@@ -81,7 +86,7 @@ async def _refused(nc: Client, subject: str, payload: bytes = b"{}") -> bool:
 
 
 async def test_a_worker_at_a_site_runs_its_tenants_jobs_over_the_minted_user(
-    running: Any, hub: OperatorMode, unique: str, tmp_path: Path
+    running: Any, hub: OperatorMode, link: int, unique: str, tmp_path: Path
 ) -> None:
     a, b = f"{unique}a", f"{unique}b"
     await start(running, hub, a, sites=[SITE])
@@ -101,7 +106,7 @@ async def test_a_worker_at_a_site_runs_its_tenants_jobs_over_the_minted_user(
     hub_a = await nats.connect(hub.url, user_credentials=RawCredentials(str(platform_a)))
     hub_b = await nats.connect(hub.url, user_credentials=RawCredentials(str(platform_b)))
     leaf_conf = (
-        f'leafnodes {{ remotes: [ {{ urls: ["nats-leaf://127.0.0.1:{LINK}"], credentials: "{creds}" }} ] }}\n'
+        f'leafnodes {{ remotes: [ {{ urls: ["nats-leaf://127.0.0.1:{link}"], credentials: "{creds}" }} ] }}\n'
     )
     engine = await Engine(hub_a, tenant=a).start()
     try:
