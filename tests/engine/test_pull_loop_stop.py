@@ -54,17 +54,18 @@ async def test_cancel_and_wait_cancels_again_a_task_that_swallowed_the_cancel() 
     assert swallowed.is_set() and task.cancelled()
 
 
+async def _immortal(release: asyncio.Event) -> None:
+    """Ignores every cancel until ``release`` is set."""
+    while not release.is_set():
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            continue
+
+
 async def test_cancel_and_wait_gives_up_on_a_task_that_never_ends() -> None:
     release = asyncio.Event()
-
-    async def immortal() -> None:
-        while not release.is_set():
-            try:
-                await asyncio.sleep(60)
-            except asyncio.CancelledError:
-                continue
-
-    task = asyncio.create_task(immortal())
+    task = asyncio.create_task(_immortal(release))
     await asyncio.sleep(0)
     await cancel_and_wait(task, timeout=0.3)  # returns instead of hanging its caller
     assert not task.done()
@@ -76,15 +77,7 @@ async def test_cancel_and_wait_gives_up_on_a_task_that_never_ends() -> None:
 
 async def test_cancel_and_wait_passes_its_callers_cancel_on() -> None:
     release = asyncio.Event()
-
-    async def immortal() -> None:
-        while not release.is_set():
-            try:
-                await asyncio.sleep(60)
-            except asyncio.CancelledError:
-                continue
-
-    inner = asyncio.create_task(immortal())
+    inner = asyncio.create_task(_immortal(release))
     outer = asyncio.create_task(cancel_and_wait(inner, timeout=60))
     await asyncio.sleep(0.05)
     outer.cancel()
