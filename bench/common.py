@@ -72,6 +72,7 @@ def install_counters() -> None:
         return
     _installed = True
     from nats.aio.client import Client
+    from natsflow_engine import publisher
 
     publish = Client.publish
 
@@ -82,6 +83,11 @@ def install_counters() -> None:
         await publish(self, subject, payload, reply, headers)
 
     Client.publish = counted_publish  # type: ignore[method-assign]
+
+    def counted_framed(subject: str, with_reply: bool) -> None:
+        SENT[subject[:22] + ("?" if with_reply else "")] += 1
+
+    publisher.set_observer(counted_framed)  # the messages the engine's publisher frames itself
 
 
 def counts() -> dict[str, int]:

@@ -12,6 +12,20 @@ raised (:class:`~nats.js.errors.APIError` by code, ``NoStreamResponseError`` whe
 took the subject). One task fails the futures that waited longer than the timeout with
 :class:`nats.errors.TimeoutError`, every ``timeout / 4`` seconds. What the server stores, and
 when, is exactly what ``js.publish`` gets; only the client's bookkeeping is cheaper.
+
+Two more steps past nats-py, both on the connection's own (private) methods, checked when the
+publisher starts (without them it uses nats-py's ``publish`` and subscription callback):
+
+* the message is framed here (``HPUB``/``PUB`` with the header block) and handed to the
+  connection's pending buffer as ``publish`` does, with its checks (closed, draining, buffer
+  while reconnecting, payload size, whitespace in subjects and header values) but without
+  validating a header name it has seen before;
+* acknowledgements on the reply subscription are taken from the protocol parser
+  (:func:`route`): the raw reply subject, payload and header block go to the publisher's
+  callback, without a ``Msg``, header parsing, a queue or a task switch per acknowledgement.
+
+``profile`` in docs/benchmarks.md ("a lean publisher", "acknowledgements from the parser")
+has the measurements.
 """
 
 from __future__ import annotations
@@ -19,7 +33,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
+import re
 import time
+import weakref
+from collections.abc import Callable
 
 import msgspec
 import nats.errors
@@ -35,7 +53,7 @@ from nats.js.errors import (
     ServiceUnavailableError,
 )
 
-__all__ = ["JetStreamPublisher"]
+__all__ = ["JetStreamPublisher", "RawHandler", "route", "set_observer"]
 
 
 class _Error(msgspec.Struct):
@@ -49,6 +67,7 @@ class _Ack(msgspec.Struct):
     error: _Error | None = None
 
 
+log = logging.getLogger(__name__)
 _ack_decoder = msgspec.json.Decoder(_Ack)
 _BY_CODE: dict[int, type[APIError]] = {
     400: BadRequestError,
@@ -65,25 +84,116 @@ def _api_error(error: _Error) -> APIError:
     )
 
 
+RawHandler = Callable[[bytes, bytes, bytes | None], None]
+"""A message as the protocol parser has it: subject, payload, header block (or None)."""
+
+_routes: weakref.WeakKeyDictionary[Client, dict[int, RawHandler]] = weakref.WeakKeyDictionary()
+_observer: Callable[[str, bool], None] | None = None
+
+
+def set_observer(observer: Callable[[str, bool], None] | None) -> None:
+    """Call ``observer(subject, with_reply)`` for every message a publisher frames itself
+    (the benches count messages by kind; nats-py's ``publish`` is not called for them)."""
+    global _observer
+    _observer = observer
+
+
+def _lean(nc: Client) -> bool:
+    """Whether this nats-py client has the private parts the lean paths use."""
+    return all(
+        hasattr(nc, name)
+        for name in (
+            "_process_msg", "_send_command", "_flush_pending", "_flush_queue", "stats", "_max_payload",
+            "_max_pending_size", "_pending_data_size",
+        )
+    )
+
+
+def route(nc: Client, sid: int, handler: RawHandler | None) -> bool:
+    """Give the messages of subscription ``sid`` to ``handler`` straight from the protocol
+    parser (None: back to nats-py). The first route of a connection wraps its
+    ``_process_msg``; False when this client cannot be wrapped (then nothing changed)."""
+    routes = _routes.get(nc)
+    if routes is None:
+        if handler is None:
+            return True
+        if not _lean(nc):
+            return False
+        routes = _routes[nc] = {}
+        original = nc._process_msg
+        stats = nc.stats
+
+        async def process_msg(sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+            own = routes.get(sid)
+            if own is None:
+                await original(sid, subject, reply, data, headers)  # type: ignore[arg-type]
+                return
+            stats["in_msgs"] += 1
+            stats["in_bytes"] += len(data)
+            try:
+                own(subject, data, headers)
+            except Exception:  # never into the parser: it would end the connection's read loop
+                log.exception("a routed message on %r could not be handled", subject)
+
+        nc._process_msg = process_msg  # type: ignore[method-assign]
+    if handler is None:
+        routes.pop(sid, None)
+    else:
+        routes[sid] = handler
+    return True
+
+
+_SUBJECT_BAD = frozenset(" \t\r\n")
+_VALUE_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""What nats-py takes as a header name (an HTTP token)."""
+_good_names: set[str] = set()
+
+
+def _header_block(headers: dict[str, str]) -> bytes:
+    """The ``NATS/1.0`` header block nats-py's ``publish`` writes for ``headers``."""
+    lines = ["NATS/1.0\r\n"]
+    for name, value in headers.items():
+        key = name.strip()
+        if not key:
+            continue
+        if key not in _good_names:
+            if not _HEADER_NAME.fullmatch(key):
+                raise nats.errors.BadHeaderError(key)
+            if len(_good_names) < 256:
+                _good_names.add(key)
+        lines.append(f"{key}: {value.strip().translate(_VALUE_NEWLINES)}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode()
+
+
 class JetStreamPublisher:
     """JetStream publishes whose acknowledgements come back on one subscription (see the module
     docstring). :meth:`start` before use, :meth:`stop` when done (fails what is still waiting)."""
 
-    def __init__(self, nc: Client, *, timeout: float = 5.0) -> None:
+    def __init__(self, nc: Client, *, timeout: float = 5.0, lean: bool = True) -> None:
         self.nc = nc
         self.timeout = timeout
+        self.lean = lean
+        """Frame messages and take acknowledgements from the parser (see the module
+        docstring); False, or a client without the parts it needs: nats-py's own paths."""
         self._prefix = ""
+        self._cut = 0
         self._ids = itertools.count()
-        self._waiting: dict[str, tuple[asyncio.Future[int], float]] = {}
-        """Reply subject → (future, deadline), in the order sent (so in deadline order)."""
+        self._waiting: dict[int, tuple[asyncio.Future[int], float]] = {}
+        """Reply number → (future, deadline), in the order sent (so in deadline order)."""
         self._sub: Subscription | None = None
+        self._routed = False
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> JetStreamPublisher:
         self._prefix = self.nc.new_inbox()
+        self._cut = len(self._prefix) + 1
         self._sub = await self.nc.subscribe(
             f"{self._prefix}.*", cb=self._on_reply, pending_msgs_limit=-1, pending_bytes_limit=-1
         )
+        self.lean = self.lean and _lean(self.nc)
+        self._routed = self.lean and route(self.nc, self._sub._id, self._on_raw)
         self._sweeper = asyncio.create_task(self._sweep(), name="natsflow-publisher-timeouts")
         return self
 
@@ -94,6 +204,9 @@ class JetStreamPublisher:
             await asyncio.wait([sweeper])
         sub, self._sub = self._sub, None
         if sub is not None:
+            if self._routed:
+                route(self.nc, sub._id, None)
+                self._routed = False
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         waiting, self._waiting = self._waiting, {}
@@ -110,13 +223,17 @@ class JetStreamPublisher:
     ) -> asyncio.Future[int]:
         """Publish; the returned future gets the stream sequence (or the error) when the server
         answers. Awaiting this call only hands the message to the connection."""
-        reply = f"{self._prefix}.{next(self._ids)}"
+        number = next(self._ids)
+        reply = f"{self._prefix}.{number}"
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting[reply] = (future, time.monotonic() + self.timeout)
+        self._waiting[number] = (future, time.monotonic() + self.timeout)
         try:
-            await self.nc.publish(subject, data, reply=reply, headers=headers)
+            if self.lean:
+                await self._send_framed(subject, reply, data, headers)
+            else:
+                await self.nc.publish(subject, data, reply=reply, headers=headers)
         except BaseException:
-            self._waiting.pop(reply, None)
+            self._waiting.pop(number, None)
             future.cancel()
             raise
         return future
@@ -125,19 +242,67 @@ class JetStreamPublisher:
         """Publish and wait for the acknowledgement: the stream sequence."""
         return await (await self.send(subject, data, headers))
 
+    async def _send_framed(self, subject: str, reply: str, data: bytes, headers: dict[str, str] | None) -> None:
+        """What nats-py's ``publish`` does for this message, framed here (module docstring)."""
+        nc = self.nc
+        if not subject or not _SUBJECT_BAD.isdisjoint(subject):
+            raise nats.errors.BadSubjectError
+        if nc.is_closed:
+            raise nats.errors.ConnectionClosedError
+        if nc.is_draining_pubs:
+            raise nats.errors.ConnectionDrainingError
+        size = len(data)
+        if not nc.is_connected and (
+            nc._max_pending_size <= 0 or size + nc._pending_data_size > nc._max_pending_size
+        ):
+            raise nats.errors.OutboundBufferLimitError
+        if size > nc._max_payload:
+            raise nats.errors.MaxPayloadError
+        if headers:
+            block = _header_block(headers)
+            command = b"".join(
+                (f"HPUB {subject} {reply} {len(block)} {len(block) + size}\r\n".encode(), block, data, b"\r\n")
+            )
+        else:
+            command = b"".join((f"PUB {subject} {reply} {size}\r\n".encode(), data, b"\r\n"))
+        if _observer is not None:
+            _observer(subject, True)
+        stats = nc.stats
+        stats["out_msgs"] += 1
+        stats["out_bytes"] += size
+        await nc._send_command(command)
+        if nc._flush_queue is not None and nc._flush_queue.empty():
+            await nc._flush_pending()
+
+    def _number(self, subject: str | bytes) -> int:
+        try:
+            return int(subject[self._cut :])
+        except ValueError:
+            return -1
+
     async def _on_reply(self, msg: Msg) -> None:
-        found = self._waiting.pop(msg.subject, None)
+        """nats-py's callback (without the parser route): the same as :meth:`_on_raw`."""
+        status = (msg.headers or {}).get("Status", "") if not msg.data else ""
+        self._answer(self._number(msg.subject), msg.data, status)
+
+    def _on_raw(self, subject: bytes, data: bytes, headers: bytes | None) -> None:
+        status = ""
+        if not data and headers:  # "NATS/1.0 503\r\n...": a status message
+            status = headers[9:12].decode(errors="replace")
+        self._answer(self._number(subject), data, status)
+
+    def _answer(self, number: int, data: bytes, status: str) -> None:
+        found = self._waiting.pop(number, None)
         if found is None or found[0].done():
             return
         future = found[0]
-        if not msg.data:  # a status message: 503 when no stream stores the subject
-            status = (msg.headers or {}).get("Status", "")
+        if not data:  # a status message: 503 when no stream stores the subject
             future.set_exception(
                 NoStreamResponseError() if status == "503" else APIError(description=f"status {status}")
             )
             return
         try:
-            ack = _ack_decoder.decode(msg.data)
+            ack = _ack_decoder.decode(data)
         except msgspec.DecodeError as exc:
             future.set_exception(APIError(description=f"unreadable acknowledgement: {exc}"))
             return
@@ -151,11 +316,11 @@ class JetStreamPublisher:
             await asyncio.sleep(self.timeout / 4)
             now = time.monotonic()
             expired = []
-            for reply, (future, deadline) in self._waiting.items():
+            for number, (future, deadline) in self._waiting.items():
                 if deadline > now:
                     break
-                expired.append(reply)
+                expired.append(number)
                 if not future.done():
                     future.set_exception(nats.errors.TimeoutError())
-            for reply in expired:
-                del self._waiting[reply]
+            for number in expired:
+                del self._waiting[number]

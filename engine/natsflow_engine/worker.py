@@ -61,7 +61,8 @@ from nats.js.errors import NotFoundError
 
 from natsflow_engine import layout, tracing
 from natsflow_engine.errors import BpmnError, ConnectionFailedError, JobFailure
-from natsflow_engine.natsutil import PullLoop, cancel_and_wait
+from natsflow_engine.natsutil import PullLoop, cancel_and_wait, deliveries
+from natsflow_engine.publisher import JetStreamPublisher
 from natsflow_engine.runtime import records as r
 from natsflow_engine.runtime.setup import JobConsumerSettings, ensure_job_consumer, ensure_layout
 from natsflow_engine.store import publish_command
@@ -151,6 +152,10 @@ class Worker:
         self.js_domain = js_domain
         self.backoff = backoff or RetryBackoff()
         self._tasks: dict[str, _Task] = {}
+        self._js_context: JetStreamContext | None = None
+        self._publisher: JetStreamPublisher | None = None
+        """Sends the results (the engine's lean publisher: a third of the client CPU of
+        nats-py's ``js.publish``)."""
         self._started = False
         self._layout_checked = asyncio.Lock()
         self.completed = 0
@@ -204,6 +209,8 @@ class Worker:
                 inbox_prefix=os.environ.get("NATS_INBOX_PREFIX") or "_INBOX",  # set in worker pods
             )
         self._started = True
+        if self._publisher is None:
+            self._publisher = await JetStreamPublisher(self.nc).start()
         await asyncio.gather(*(self._serve(spec) for spec in self._tasks.values()))
         log.info("worker serving %s for tenant %s", ", ".join(self._tasks) or "no task types", self.tenant)
         return self
@@ -222,6 +229,9 @@ class Worker:
         await asyncio.gather(*(puller.drain(timeout) for puller in pullers))
         for spec in self._tasks.values():
             spec.puller = None
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            await publisher.stop()
         if self._own_nc and self.nc is not None:
             await self.nc.close()
             self.nc = None
@@ -308,7 +318,7 @@ class Worker:
         # as in Zeebe, a job's retries are the attempts still allowed, this one included; a
         # delivery after a worker crashed or timed out is an attempt too, and a TaskDefinition's
         # retries (the consumer's max_deliver - 1) bound the attempts
-        attempt = raw.attempt + (msg.metadata.num_delivered or 1) - 1
+        attempt = raw.attempt + (deliveries(msg) or 1) - 1
         retries_left = max(0, raw.retries - 1)
         max_deliver = spec.info.config.max_deliver if spec.info and spec.info.config.max_deliver else -1
         if max_deliver > 0:
@@ -424,11 +434,18 @@ class Worker:
         a worker user may publish to; the engine checks that the job is of that type)."""
         assert self.nc is not None
         subject = layout.result_subject(self.tenant, command.instance, spec.type)
-        await publish_command(self._js(), command, data=data, subject=subject)
+        publisher = self._publisher
+        if publisher is None or not publisher.started:
+            await publish_command(self._js(), command, data=data, subject=subject)
+            return
+        payload = data if data is not None else r.encode(command)
+        await publisher.publish(subject, payload, tracing.inject({"Nats-Msg-Id": command.id}))
 
     def _js(self) -> JetStreamContext:
         assert self.nc is not None
-        return self.nc.jetstream(domain=self.js_domain)
+        if self._js_context is None or self._js_context._nc is not self.nc:
+            self._js_context = self.nc.jetstream(domain=self.js_domain)
+        return self._js_context
 
     async def _keepalive(self, spec: _Task, msg: Msg) -> None:
         ack_wait = spec.info.config.ack_wait if spec.info and spec.info.config.ack_wait else 30.0
