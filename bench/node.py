@@ -31,6 +31,7 @@ if __package__ in (None, ""):  # pragma: no cover - run as a file
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from natsflow_engine import gcpolicy
 from natsflow_engine.index import IndexSettings, Retention
 from natsflow_engine.runtime.engine import Engine, EngineSettings
 from natsflow_engine.runtime.setup import JobConsumerSettings, LayoutSettings
@@ -219,6 +220,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    gcpolicy.tune()  # as natsflow's own commands do
     try:
         import uvloop
 

@@ -3,11 +3,12 @@
     python -m bench.stepprofile [--instances 5000] [--top 30] [--workload reference]
 
 Starts a file-storage nats-server, then engine, worker and load generator in this process (as
-``bench/run.py``'s one-process mode, on uvloop), runs a warm-up burst, and profiles a second
-burst with cProfile. Prints the messages sent per instance by kind (counted as in ``run.py``),
-the CPU seconds per 1,000 instances of this process and of nats-server (cProfile's own overhead
-included: compare the shares, not the absolute figures, with ``run.py``), and the functions with
-the largest own and cumulative time.
+``bench/run.py``'s one-process mode, on uvloop, with natsflow's garbage collector thresholds:
+``--gc`` changes them), runs a warm-up burst, and profiles a second burst with cProfile. Prints
+the messages sent per instance by kind (counted as in ``run.py``), the CPU seconds per 1,000
+instances of this process and of nats-server (cProfile's own overhead included: compare the
+shares, not the absolute figures, with ``run.py``), and the functions with the largest own and
+cumulative time.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if __package__ in (None, ""):  # pragma: no cover - run as a file
 
 import nats
 import psutil
+from natsflow_engine import gcpolicy
 from natsflow_engine.runtime.engine import Engine
 from natsflow_engine.worker import Worker
 
@@ -112,8 +114,15 @@ def main() -> None:
     p.add_argument(
         "--no-index", action="store_true", help="the engine writes no index entries (to see their cost)"
     )
+    p.add_argument(
+        "--gc", default=None, metavar="GEN0,GEN1,GEN2",
+        help="the collector's thresholds ('700,10,10': CPython's default; 'off': leave them); "
+        "default: natsflow's, as its commands and the bench processes set them",
+    )
     args = p.parse_args()
     import uvloop
+
+    gcpolicy.tune({gcpolicy.ENV: args.gc} if args.gc is not None else {})
 
     print(
         uvloop.run(

@@ -14,7 +14,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 import nats
 from nats.aio.client import Client
-from natsflow_engine import layout
+from natsflow_engine import gcpolicy, layout
 from natsflow_engine.liveness import ConnectionWatch
 
 from natsflow.errors import ConnectionFailedError
@@ -98,7 +98,13 @@ def inbox_prefix() -> str:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on uvloop when it is installed, else on asyncio's loop."""
+    """Run a coroutine on uvloop when it is installed, else on asyncio's loop, with natsflow's
+    garbage collector thresholds (:mod:`natsflow_engine.gcpolicy`)."""
+    try:
+        gcpolicy.tune()
+    except ValueError as exc:
+        coro.close()
+        fail(str(exc), 2)
     try:
         import uvloop
     except ImportError:
