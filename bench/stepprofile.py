@@ -65,7 +65,7 @@ async def run(
         worker = Worker(nc=worker_nc)
         register(worker, workload)
         await worker.start()
-        gen = await LoadGenerator.connect(server.url, workload)
+        gen = await LoadGenerator.connect(server.url, workload, completion="index" if indexed else "history")
         try:
             warm = await gen.burst(max(200, instances // 10))
             assert warm.completed == warm.launched, "warm-up burst incomplete"
