@@ -188,6 +188,8 @@ class PullLoop:
         self._pump_task: asyncio.Task[None] | None = None
         self._pumping = False
         self._missing: asyncio.Task[None] | None = None
+        self._outage = False
+        """The consumer was found missing and no message arrived since (warned once)."""
         self._inbox = ""
 
     @property
@@ -240,6 +242,9 @@ class PullLoop:
                 log.debug("%s: pull status %s %s", self.name, status, description)
             self._wake.set()
             return
+        if self._outage:
+            self._outage = False
+            log.info("%s: %s delivers again", self.name, self.subject)
         for request in self._requests:
             if request[1] > 0:
                 request[1] -= 1
@@ -253,8 +258,11 @@ class PullLoop:
 
     def _consumer_missing(self, status: str, description: str) -> None:
         if self._missing is None or self._missing.done():
-            log.warning("%s: %s has no consumer (%s %s); making sure it exists", self.name, self.subject, status,
-                        description.strip())
+            # once per outage: while a leaf link is down every pull is answered 503 again
+            log.log(logging.DEBUG if self._outage else logging.WARNING,
+                    "%s: %s has no consumer (%s %s); making sure it exists", self.name, self.subject, status,
+                    description.strip())
+            self._outage = True
             self._missing = asyncio.create_task(self._recover(), name=f"natsflow-{self.name}-recreate")
 
     async def _recover(self) -> None:

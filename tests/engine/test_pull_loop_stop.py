@@ -9,7 +9,9 @@ engine's stop hung this way after a step finished at the moment of the stop).
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, RetentionPolicy, StreamConfig
@@ -119,6 +121,44 @@ async def test_a_consumer_deleted_under_the_loop_is_created_again_and_pulled_fro
         await asyncio.wait_for(arrived.wait(), 30)
         assert seen == [b"before", b"after"]
         assert loop.recreated >= 1
+    finally:
+        await loop.stop_pulling()
+        await js.delete_stream(stream)
+
+
+async def test_a_missing_consumer_is_warned_about_once_per_outage(
+    nc: Client, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    js = nc.jetstream()
+    stream = f"OUT_{unique}"
+    await js.add_stream(StreamConfig(name=stream, subjects=[f"out.{unique}.>"], retention=RetentionPolicy.WORK_QUEUE))
+    seen: list[bytes] = []
+    arrived = asyncio.Event()
+
+    async def handler(msg: Msg) -> None:
+        await msg.ack_sync()
+        seen.append(msg.data)
+        arrived.set()
+
+    def warnings() -> int:
+        return sum(1 for r in caplog.records if r.levelno == logging.WARNING and "has no consumer" in r.getMessage())
+
+    caplog.set_level(logging.DEBUG, logger="natsflow_engine.natsutil")
+    # no recreate: someone else makes the consumer, the loop asks again every quarter second
+    loop = await PullLoop(nc, stream, "c", handler, max_inflight=8, batch=8, expires=5.0).start()
+    try:
+        async with asyncio.timeout(30):  # several pulls, each answered 503
+            while sum(1 for r in caplog.records if "has no consumer" in r.getMessage()) < 3:
+                await asyncio.sleep(0.05)
+        assert warnings() == 1
+        await js.add_consumer(stream, ConsumerConfig(durable_name="c"))
+        await js.publish(f"out.{unique}.1", b"one")
+        await asyncio.wait_for(arrived.wait(), 30)
+        await js.delete_consumer(stream, "c")  # a second outage: warned again
+        async with asyncio.timeout(30):
+            while warnings() < 2:
+                await asyncio.sleep(0.05)
+        assert seen == [b"one"]
     finally:
         await loop.stop_pulling()
         await js.delete_stream(stream)
