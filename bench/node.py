@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import json
 import logging
+import os
 import resource
 import signal
 import sys
@@ -214,6 +216,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--paced-rate", type=float, default=0.0)
     p.add_argument("--paced-seconds", type=float, default=6.0)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds a phase may take")
+    p.add_argument(
+        "--profile-dir", default="", help="run under cProfile and write <roles>-<pid>.prof here when stopped"
+    )
     return p.parse_args(argv)
 
 
@@ -221,12 +226,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     gcpolicy.tune()  # as natsflow's own commands do
+    profile = cProfile.Profile() if args.profile_dir else None
+    if profile is not None:
+        profile.enable()
     try:
         import uvloop
 
         uvloop.run(run(args))
     except ImportError:  # pragma: no cover
         asyncio.run(run(args))
+    finally:
+        if profile is not None:
+            profile.disable()
+            profile.dump_stats(Path(args.profile_dir) / f"{args.roles.replace(',', '-')}-{os.getpid()}.prof")
 
 
 if __name__ == "__main__":
