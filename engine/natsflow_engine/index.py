@@ -215,6 +215,9 @@ class Indexed:
     key: str
     data: bytes
     ended: bool
+    basis: tuple[object, ...] | None = field(default=None, compare=False)
+    """What the entry of an active instance was made from that can change while it runs (open
+    incidents, business key, searchable variables): an equal basis makes the same entry."""
 
 
 class InstanceIndex:
@@ -254,8 +257,14 @@ class InstanceIndex:
         index.backfill = messages[0] == 0 and messages[1] > 0
         return index
 
-    def entry(self, state: r.InstanceState) -> Indexed:
+    def entry(self, state: r.InstanceState, previous: Indexed | None = None) -> Indexed:
+        """The entry of ``state``; ``previous`` (the instance's entry as the index has it) when
+        nothing it was made from changed, without encoding it again (most steps)."""
         ended = state.state != "active"
+        attrs = _attrs(state, self.settings.searchable_of(state.process_id))
+        basis = None if ended else (len(state.incidents), state.business_key, *attrs.items())
+        if basis is not None and previous is not None and previous.basis == basis:
+            return previous
         record = None
         if ended:
             final = r.encode(msgspec.structs.replace(state, outbox=[], outbox_cmd=None, outbox_at=None))
@@ -271,10 +280,10 @@ class InstanceIndex:
             ended=state.ended,
             incidents=len(state.incidents) if not ended else 0,  # older records kept them open at the end
             step=state.step if ended else 0,
-            attrs=_attrs(state, self.settings.searchable_of(state.process_id)),
+            attrs=attrs,
             record=record,
         )
-        return Indexed(_key(state, bucket_of(state)), r.encode(value), ended)
+        return Indexed(_key(state, bucket_of(state)), r.encode(value), ended, basis)
 
     def live_ttl(self, state: r.InstanceState) -> float | None:
         """TTL of the record's write: the live retention of an ended instance."""

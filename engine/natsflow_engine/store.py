@@ -502,8 +502,9 @@ class InstanceStore:
             return False
         index_writes: list[IndexWrite] = []
         if self.index is not None:
-            entry = self.index.entry(state)
-            index_writes = self.index.write(state, entry, self._indexed.pop(key, None))
+            previous = self._indexed.pop(key, None)
+            entry = self.index.entry(state, previous)
+            index_writes = self.index.write(state, entry, previous)
             if state.state == "active":
                 self._indexed.remember(key, entry)
         if state.state == "active":
