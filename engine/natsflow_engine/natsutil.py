@@ -19,6 +19,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import ServiceUnavailableError
 from nats.js.kv import KeyValue
 
+from natsflow_engine.publisher import parse_headers, route
+
 __all__ = ["PullLoop", "cancel_and_wait", "deliveries", "list_keys", "list_kv_keys"]
 
 log = logging.getLogger(__name__)
@@ -191,6 +193,7 @@ class PullLoop:
         self._outage = False
         """The consumer was found missing and no message arrived since (warned once)."""
         self._inbox = ""
+        self._routed = False
 
     @property
     def outstanding(self) -> int:
@@ -199,6 +202,8 @@ class PullLoop:
     async def start(self) -> PullLoop:
         self._inbox = self.nc.new_inbox()
         self._sub = await self.nc.subscribe(self._inbox, cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        # messages straight from the protocol parser, without nats-py's queue and task switch
+        self._routed = route(self.nc, self._sub._id, self._on_raw)
         self._pumping = True
         self._pump_task = asyncio.create_task(self._pump(), name=f"natsflow-{self.name}-pump")
         return self
@@ -212,6 +217,9 @@ class PullLoop:
                 await cancel_and_wait(task)
         self._pump_task = self._missing = None
         if self._sub is not None:
+            if self._routed:
+                route(self.nc, self._sub._id, None)
+                self._routed = False
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
@@ -225,7 +233,23 @@ class PullLoop:
             if pending:
                 await asyncio.wait(pending)
 
+    def _on_raw(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        self._take(
+            self.nc.msg_class(
+                _client=self.nc,
+                subject=subject.decode(),
+                reply=reply.decode(),
+                data=data,
+                headers=parse_headers(headers) if headers else None,
+                _sid=sid,
+            )
+        )
+
     async def _on_msg(self, msg: Msg) -> None:
+        """nats-py's callback (when the subscription is not routed)."""
+        self._take(msg)
+
+    def _take(self, msg: Msg) -> None:
         if self._sub is None:
             return  # stopping: an unacknowledged message is redelivered after its ack wait
         headers = msg.headers or {}

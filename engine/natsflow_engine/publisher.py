@@ -13,19 +13,20 @@ took the subject). One task fails the futures that waited longer than the timeou
 :class:`nats.errors.TimeoutError`, every ``timeout / 4`` seconds. What the server stores, and
 when, is exactly what ``js.publish`` gets; only the client's bookkeeping is cheaper.
 
-Two more steps past nats-py, both on the connection's own (private) methods, checked when the
+Two more steps past nats-py, both on the connection's own (private) parts, checked when the
 publisher starts (without them it uses nats-py's ``publish`` and subscription callback):
 
-* the message is framed here (``HPUB``/``PUB`` with the header block) and handed to the
-  connection's pending buffer as ``publish`` does, with its checks (closed, draining, buffer
-  while reconnecting, payload size, whitespace in subjects and header values) but without
-  validating a header name it has seen before;
+* the message is framed here (``HPUB``/``PUB`` with the header block) and appended to the
+  connection's pending buffer as ``publish`` and ``_send_command`` do (without their
+  coroutines), after their checks (closed, draining, buffer while reconnecting, payload size,
+  whitespace in subjects and header values) but without validating a header name it has seen
+  before;
 * acknowledgements on the reply subscription are taken from the protocol parser
   (:func:`route`): the raw reply subject, payload and header block go to the publisher's
   callback, without a ``Msg``, header parsing, a queue or a task switch per acknowledgement.
 
-``profile`` in docs/benchmarks.md ("a lean publisher", "acknowledgements from the parser")
-has the measurements.
+docs/benchmarks.md ("a lean publisher", "frames, acknowledgements from the parser and the
+collector's thresholds") has the measurements.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from nats.js.errors import (
     ServiceUnavailableError,
 )
 
-__all__ = ["JetStreamPublisher", "RawHandler", "route", "set_observer"]
+__all__ = ["JetStreamPublisher", "RawHandler", "parse_headers", "route", "set_observer"]
 
 
 class _Error(msgspec.Struct):
@@ -84,8 +85,9 @@ def _api_error(error: _Error) -> APIError:
     )
 
 
-RawHandler = Callable[[bytes, bytes, bytes | None], None]
-"""A message as the protocol parser has it: subject, payload, header block (or None)."""
+RawHandler = Callable[[int, bytes, bytes, bytes, bytes | None], None]
+"""A message as the protocol parser has it: subscription id, subject, reply subject, payload,
+header block (or None)."""
 
 _routes: weakref.WeakKeyDictionary[Client, dict[int, RawHandler]] = weakref.WeakKeyDictionary()
 _observer: Callable[[str, bool], None] | None = None
@@ -103,7 +105,7 @@ def _lean(nc: Client) -> bool:
     return all(
         hasattr(nc, name)
         for name in (
-            "_process_msg", "_send_command", "_flush_pending", "_flush_queue", "stats", "_max_payload",
+            "_process_msg", "_pending", "_status", "_flush_pending", "_flush_queue", "stats", "_max_payload",
             "_max_pending_size", "_pending_data_size",
         )
     )
@@ -131,7 +133,7 @@ def route(nc: Client, sid: int, handler: RawHandler | None) -> bool:
             stats["in_msgs"] += 1
             stats["in_bytes"] += len(data)
             try:
-                own(subject, data, headers)
+                own(sid, subject, reply, data, headers)
             except Exception:  # never into the parser: it would end the connection's read loop
                 log.exception("a routed message on %r could not be handled", subject)
 
@@ -141,6 +143,34 @@ def route(nc: Client, sid: int, handler: RawHandler | None) -> bool:
     else:
         routes[sid] = handler
     return True
+
+
+def parse_headers(block: bytes) -> dict[str, str] | None:
+    """The header dict nats-py makes of a raw header block (its ``_process_headers``): an
+    inline status (``NATS/1.0 408 Request Timeout``) as ``Status`` and ``Description``, then
+    ``Name: value`` lines; names that are not ASCII or hold whitespace are dropped."""
+    lines = block.split(b"\r\n")
+    out: dict[str, str] = {}
+    first = lines[0]
+    if len(first) > 9 and first[8:9] == b" ":
+        status, _, description = first[9:].partition(b" ")
+        code = status.strip().decode(errors="replace")
+        if code.isdigit():
+            out["Status"] = code
+        if description:
+            out["Description"] = description.decode(errors="replace")
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        try:
+            key = name.strip().decode("ascii")
+        except UnicodeDecodeError:
+            continue
+        if not key or any(c.isspace() for c in key):
+            continue
+        out[key] = value.strip().decode("utf-8", "replace")
+    return out if out or len(first) > 8 else None
 
 
 _SUBJECT_BAD = frozenset(" \t\r\n")
@@ -228,8 +258,15 @@ class JetStreamPublisher:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting[number] = (future, time.monotonic() + self.timeout)
         try:
-            if self.lean:
-                await self._send_framed(subject, reply, data, headers)
+            if self.lean:  # nats-py's publish and _send_command, without their coroutines
+                nc = self.nc
+                command = self._frame(subject, reply, data, headers)
+                nc._pending.append(command)
+                nc._pending_data_size += len(command)
+                if 0 < nc._max_pending_size < nc._pending_data_size:
+                    await nc._flush_pending(force_flush=True)
+                if nc._flush_queue is not None and nc._flush_queue.empty():
+                    await nc._flush_pending()
             else:
                 await self.nc.publish(subject, data, reply=reply, headers=headers)
         except BaseException:
@@ -242,20 +279,22 @@ class JetStreamPublisher:
         """Publish and wait for the acknowledgement: the stream sequence."""
         return await (await self.send(subject, data, headers))
 
-    async def _send_framed(self, subject: str, reply: str, data: bytes, headers: dict[str, str] | None) -> None:
-        """What nats-py's ``publish`` does for this message, framed here (module docstring)."""
+    def _frame(self, subject: str, reply: str, data: bytes, headers: dict[str, str] | None) -> bytes:
+        """The protocol command nats-py's ``publish`` writes for this message, after its checks
+        (module docstring); counted in the connection's statistics."""
         nc = self.nc
         if not subject or not _SUBJECT_BAD.isdisjoint(subject):
             raise nats.errors.BadSubjectError
-        if nc.is_closed:
-            raise nats.errors.ConnectionClosedError
-        if nc.is_draining_pubs:
-            raise nats.errors.ConnectionDrainingError
         size = len(data)
-        if not nc.is_connected and (
-            nc._max_pending_size <= 0 or size + nc._pending_data_size > nc._max_pending_size
-        ):
-            raise nats.errors.OutboundBufferLimitError
+        if nc._status != Client.CONNECTED:
+            if nc.is_closed:
+                raise nats.errors.ConnectionClosedError
+            if nc.is_draining_pubs:
+                raise nats.errors.ConnectionDrainingError
+            if not nc.is_connected and (
+                nc._max_pending_size <= 0 or size + nc._pending_data_size > nc._max_pending_size
+            ):
+                raise nats.errors.OutboundBufferLimitError
         if size > nc._max_payload:
             raise nats.errors.MaxPayloadError
         if headers:
@@ -270,9 +309,7 @@ class JetStreamPublisher:
         stats = nc.stats
         stats["out_msgs"] += 1
         stats["out_bytes"] += size
-        await nc._send_command(command)
-        if nc._flush_queue is not None and nc._flush_queue.empty():
-            await nc._flush_pending()
+        return command
 
     def _number(self, subject: str | bytes) -> int:
         try:
@@ -285,7 +322,7 @@ class JetStreamPublisher:
         status = (msg.headers or {}).get("Status", "") if not msg.data else ""
         self._answer(self._number(msg.subject), msg.data, status)
 
-    def _on_raw(self, subject: bytes, data: bytes, headers: bytes | None) -> None:
+    def _on_raw(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         status = ""
         if not data and headers:  # "NATS/1.0 503\r\n...": a status message
             status = headers[9:12].decode(errors="replace")

@@ -103,7 +103,7 @@ async def test_a_failing_routed_handler_leaves_the_connection_and_other_subscrip
     other = await nc.subscribe(f"{unique}.other")
     routed = await nc.subscribe(f"{unique}.routed")
 
-    def broken(subject: bytes, data: bytes, headers: bytes | None) -> None:
+    def broken(sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         raise RuntimeError("handler bug")
 
     assert publisher_module.route(nc, routed._id, broken)
@@ -118,3 +118,19 @@ async def test_a_failing_routed_handler_leaves_the_connection_and_other_subscrip
         assert (await routed.next_msg(timeout=2)).data == b"3"
         await other.unsubscribe()
         await routed.unsubscribe()
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"NATS/1.0\r\nNats-Msg-Id: a.1\r\ntraceparent: 00-ab-cd-01\r\n\r\n",
+        b"NATS/1.0 503\r\n\r\n",
+        b"NATS/1.0 404 No Messages\r\n\r\n",
+        b"NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 5\r\nNats-Pending-Bytes: 900\r\n\r\n",
+        b"NATS/1.0 409 Consumer Deleted\r\n\r\n",
+        b"NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 10\r\n\r\n",
+        b"NATS/1.0\r\nName:NoSpace\r\nBad Name: x\r\nutf: caf\xc3\xa9 \r\n\r\n",
+    ],
+)
+async def test_parsed_headers_are_nats_py_s(nc: Client, block: bytes) -> None:
+    assert publisher_module.parse_headers(block) == await nc._process_headers(block)
