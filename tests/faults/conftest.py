@@ -19,10 +19,10 @@ import contextlib
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import nats
@@ -46,6 +46,22 @@ from bench.procs import NodeProcess  # noqa: E402
 
 TENANT = "default"
 _hist_decoder = msgspec.json.Decoder(r.HistoryRecord)
+
+
+T = TypeVar("T")
+
+
+async def settled(read: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, seconds: int = 60) -> T:
+    """``read()`` again once a second, for up to ``seconds``, until ``done`` holds of what it
+    returned; the last value read (the caller's assertions say what is wrong if it never did).
+    After a cluster node restarts, a read served by that node can be short while it catches up."""
+    value = await read()
+    for _ in range(seconds):
+        if done(value):
+            break
+        await asyncio.sleep(1.0)
+        value = await read()
+    return value
 
 
 async def connect(url: str) -> Client:
@@ -227,30 +243,22 @@ class Harness:
         lost with the connection, and the server's consumer state may not have recorded the
         delivery (it then counts the redelivery as attempt 1 again). Its completion must
         still be applied once, which the history checks show."""
-        states = await self.records()
-        for _ in range(60):
-            # a listing is served by one peer of the bucket's stream, and a cluster node started
-            # again serves its own copy while it catches up (seen: 1,280 of 3,000 keys listed
-            # right after every history record had arrived); lost instances stay missing
-            missing = [i for i in self.ids if i not in states]
-            if not missing:
-                break
-            await asyncio.sleep(1.0)
-            states = await self.records()
+        # a listing is served by one peer of the bucket's stream, and a cluster node started
+        # again serves its own copy while it catches up (seen: 1,280 of 3,000 keys listed right
+        # after every history record had arrived); lost instances stay missing
+        states = await settled(self.records, lambda states: all(i in states for i in self.ids))
+        missing = [i for i in self.ids if i not in states]
         assert not missing, f"{len(missing)} instances never created, e.g. {missing[:3]}"
         stuck = [i for i in self.ids if states[i].state != "completed"]
         assert not stuck, f"{len(stuck)} instances not completed, e.g. {stuck[:3]}: {states[stuck[0]]}"
         expected = {(i, s) for i in self.ids for s in range(1, steps + 1)}
-        history = await self.read_stream(f"nf.hist.{TENANT}.>")
-        for _ in range(60):
-            # the same for the history: an ordered consumer on a node that is catching up reads
-            # that node's copy (seen: 5 of 6,000 steps absent right after the leader counted them
-            # all); records that were lost stay missing
-            seen = {(rec.instance, rec.step) for rec in (_hist_decoder.decode(m.data) for m in history)}
-            if expected <= seen:
-                break
-            await asyncio.sleep(1.0)
-            history = await self.read_stream(f"nf.hist.{TENANT}.>")
+        # the same for the history: an ordered consumer on a node that is catching up reads that
+        # node's copy (seen: 5 of 6,000 steps absent right after the leader counted them all);
+        # records that were lost stay missing
+        def every_step(history: list[Any]) -> bool:
+            return expected <= {(h.instance, h.step) for h in (_hist_decoder.decode(m.data) for m in history)}
+
+        history = await settled(lambda: self.read_stream(f"nf.hist.{TENANT}.>"), every_step)
         per_step: Counter[tuple[str, int]] = Counter()
         completions: Counter[str] = Counter()
         jobs_created: dict[str, list[str]] = defaultdict(list)
@@ -285,11 +293,10 @@ class Harness:
             (layout.STREAM_COMMANDS, layout.ENGINE_CONSUMER),
             (layout.STREAM_JOBS, layout.job_consumer("default", "check")),
         ):
-            for _ in range(60):  # an acknowledgement lost in the outage: redelivered after the ack wait
-                info = await self.js.consumer_info(stream, consumer)
-                if info.num_pending == 0 and info.num_ack_pending == 0:
-                    break
-                await asyncio.sleep(1.0)
+            info = await settled(  # an acknowledgement lost in the outage: redelivered after the ack wait
+                lambda: self.js.consumer_info(stream, consumer),  # noqa: B023 (awaited in this iteration)
+                lambda info: info.num_pending == 0 and info.num_ack_pending == 0,
+            )
             assert info.num_pending == 0 and info.num_ack_pending == 0, f"{stream} not drained: {info}"
 
     async def close(self) -> None:
