@@ -90,3 +90,29 @@ def summary(reference: dict[str, Any], spiff: dict[str, Any] | None, limit: dict
     vs_spiff = rate / spiff["rate"] if spiff else float("nan")
     vs_limit = rate / limit["rate"] if limit else float("nan")
     return f"reference: {rate:.0f} PI/s, p99 {p99:.1f} ms, vs SpiffWorkflow {vs_spiff:.2f}, vs JetStream limit {vs_limit:.2f}"
+
+
+def goals(results: list[dict[str, Any]], limits: list[dict[str, Any]]) -> str:
+    """One line with this run's figures against the engine's published goals: one process at
+    0.8 of the JetStream limit or more, order-fulfilment at 1,000 PI/s or more (each mode
+    run), an R3 cluster at 0.8 of its own limit or more; empty when none was run."""
+
+    def verdict(met: bool) -> str:
+        return "met" if met else "not met"
+
+    parts = []
+    plain = next((lim for lim in limits if not lim.get("cluster")), None)
+    clustered = next((lim for lim in limits if lim.get("cluster")), None)
+    for r in results:
+        if r["workload"] == "reference" and r["mode"] == "one-process" and plain and not r["cluster"]:
+            ratio = r["rate"] / plain["rate"]
+            parts.append(f"one process {ratio:.2f} of the JetStream limit (0.8: {verdict(ratio >= 0.8)})")
+    orders = [r for r in results if r["workload"] == "order" and not r["cluster"]]
+    if orders:
+        rates = ", ".join(f"{r['rate']:.0f} PI/s {r['mode']}" for r in orders)
+        parts.append(f"order-fulfilment {rates} (1,000: {verdict(max(r['rate'] for r in orders) >= 1000)})")
+    for r in results:
+        if r["workload"] == "reference" and r["cluster"] and clustered:
+            ratio = r["rate"] / clustered["rate"]
+            parts.append(f"R3 cluster {ratio:.2f} of its limit (0.8: {verdict(ratio >= 0.8)})")
+    return "goals: " + "; ".join(parts) if parts else ""

@@ -4,12 +4,14 @@ Starts its own nats-server (file storage, loopback) per scenario and runs, by de
 
 * the reference process with engine, worker and load generator in one process, in three
   processes (engine, worker, load), and with two engine replicas;
-* the order-fulfilment example in one process;
+* the order-fulfilment example in one process, and in three processes (engine, worker, load);
 * the reference process on SpiffWorkflow (in memory, and serialized after each step);
 * the bare JetStream limit of the reference process;
 * with ``--cluster`` also the reference process and the limit on a three-node R3 cluster.
 
-Prints a table, details, and as its last line exactly one summary line::
+Prints a table, details, a ``goals:`` line (the run's figures against the published goals:
+one process at 0.8 of the JetStream limit, order-fulfilment at 1,000 PI/s, the R3 cluster at 0.8
+of its own limit), and as its last line exactly one summary line::
 
     reference: <PI/s> PI/s, p99 <ms> ms, vs SpiffWorkflow <ratio>, vs JetStream limit <ratio>
 """
@@ -61,8 +63,8 @@ async def main(args: argparse.Namespace) -> int:
     if args.quick and not args.modes:
         modes = ["one-process"]
     scenarios = [Scenario("reference", m) for m in modes]
-    if not args.quick and not args.no_order:
-        scenarios.append(Scenario("order", "one-process"))
+    if not args.quick and not args.no_order:  # in one process, and as deployed: engine, workers apart
+        scenarios += [Scenario("order", "one-process"), Scenario("order", "split")]
     if args.cluster:
         scenarios.append(Scenario("reference", "one-process", cluster=True))
     log_dir = Path(tempfile.mkdtemp(prefix="natsflow-bench-"))
@@ -91,6 +93,9 @@ async def main(args: argparse.Namespace) -> int:
     else:
         shutil.rmtree(log_dir, ignore_errors=True)
     reference = next(r for r in results if r["workload"] == "reference" and not r["cluster"])
+    line = report.goals(results, limits)
+    if line:
+        print(line)
     print(report.summary(reference, spiff[-1], limits[0]))
     return 1 if incomplete else 0
 
