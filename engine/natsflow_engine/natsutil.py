@@ -143,6 +143,23 @@ async def list_keys(kv: KeyValue, pattern: str = ">") -> list[str]:
     return await list_kv_keys(kv._js, kv._name, pattern)
 
 
+class _Pulled(Msg):
+    """A pulled message whose header block is parsed when first read: with tracing off the
+    engine and the worker never read the headers of a command or job."""
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        raw = self.__dict__.pop("_raw_headers", None)
+        if raw is not None:
+            self.__dict__["_headers"] = parse_headers(raw)
+        return self.__dict__.get("_headers")
+
+    @headers.setter
+    def headers(self, value: dict[str, str] | None) -> None:
+        self.__dict__.pop("_raw_headers", None)
+        self.__dict__["_headers"] = value
+
+
 class PullLoop:
     """Continuous pulling from a durable pull consumer, with bounded in-flight work.
 
@@ -234,16 +251,14 @@ class PullLoop:
                 await asyncio.wait(pending)
 
     def _on_raw(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
-        self._take(
-            self.nc.msg_class(
-                _client=self.nc,
-                subject=subject.decode(),
-                reply=reply.decode(),
-                data=data,
-                headers=parse_headers(headers) if headers else None,
-                _sid=sid,
-            )
-        )
+        if data or not headers:
+            msg: Msg = _Pulled(_client=self.nc, subject=subject.decode(), reply=reply.decode(), data=data, _sid=sid)
+            if headers:
+                msg.__dict__["_raw_headers"] = headers
+        else:  # a status: read at once
+            msg = Msg(_client=self.nc, subject=subject.decode(), reply=reply.decode(), headers=parse_headers(headers),
+                      _sid=sid)
+        self._take(msg)
 
     async def _on_msg(self, msg: Msg) -> None:
         """nats-py's callback (when the subscription is not routed)."""
@@ -252,9 +267,9 @@ class PullLoop:
     def _take(self, msg: Msg) -> None:
         if self._sub is None:
             return  # stopping: an unacknowledged message is redelivered after its ack wait
-        headers = msg.headers or {}
+        headers = {} if msg.data else msg.headers or {}  # a status message has no data
         status = headers.get("Status")
-        if status is not None and not msg.data:
+        if status is not None:
             owed = headers.get("Nats-Pending-Messages")
             if self._requests:
                 self._requests.popleft()

@@ -298,6 +298,9 @@ class Worker:
         ).start()
 
     async def _run(self, spec: _Task, msg: Msg) -> None:
+        if not tracing.enabled():  # no span, and the job's headers are never parsed
+            await self._work(spec, msg)
+            return
         with tracing.span(f"job {spec.type}", msg.headers, {"natsflow.task_type": spec.type}):
             await self._work(spec, msg)
 

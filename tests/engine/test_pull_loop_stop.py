@@ -162,3 +162,31 @@ async def test_a_missing_consumer_is_warned_about_once_per_outage(
     finally:
         await loop.stop_pulling()
         await js.delete_stream(stream)
+
+
+async def test_a_pulled_message_has_its_headers_and_its_ack(nc: Client, unique: str) -> None:
+    js = nc.jetstream()
+    stream = f"HDR_{unique}"
+    await js.add_stream(StreamConfig(name=stream, subjects=[f"hdr.{unique}.>"], retention=RetentionPolicy.WORK_QUEUE))
+    await js.add_consumer(stream, ConsumerConfig(durable_name="c"))
+    got: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def handler(msg: Msg) -> None:
+        await got.put(msg)
+        await msg.ack_sync()
+
+    loop = await PullLoop(nc, stream, "c", handler, max_inflight=8, batch=8, expires=5.0).start()
+    try:
+        await js.publish(f"hdr.{unique}.a", b"with", headers={"Nats-Msg-Id": "one", "traceparent": "00-ab-cd-01"})
+        await js.publish(f"hdr.{unique}.b", b"without")
+        first, second = await asyncio.wait_for(got.get(), 30), await asyncio.wait_for(got.get(), 30)
+        assert (first.subject, first.data) == (f"hdr.{unique}.a", b"with")
+        assert first.headers == {"Nats-Msg-Id": "one", "traceparent": "00-ab-cd-01"}  # parsed when read
+        assert first.header == first.headers and first.metadata.num_delivered == 1
+        assert (second.data, second.headers) == (b"without", None)
+        async with asyncio.timeout(30):  # both acknowledged: the work queue is empty
+            while (await js.stream_info(stream)).state.messages:
+                await asyncio.sleep(0.05)
+    finally:
+        await loop.stop_pulling()
+        await js.delete_stream(stream)
