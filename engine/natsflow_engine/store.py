@@ -244,12 +244,29 @@ def abandon(pending: list[Awaitable[object]]) -> None:
 
 async def wait_all(pending: list[Awaitable[object]]) -> None:
     """Wait for every one of ``pending`` (each has its outcome retrieved), then raise the first
-    failure, if any."""
-    if not pending:
+    failure, if any; cancelled, cancel what is still pending. Futures (the publisher's
+    acknowledgements, which mostly arrive in order) are awaited one after another, without
+    ``asyncio.gather``'s wrapper; a coroutine is started at once as a task."""
+    if len(pending) <= 1:
+        if pending:
+            await pending[0]
         return
-    for outcome in await asyncio.gather(*pending, return_exceptions=True):
-        if isinstance(outcome, BaseException):
-            raise outcome
+    started = [item if isinstance(item, asyncio.Future) else asyncio.ensure_future(item) for item in pending]
+    first: BaseException | None = None
+    for n, item in enumerate(started):
+        try:
+            await item
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                for rest in started[n + 1 :]:
+                    rest.cancel()
+                raise
+            first = first or asyncio.CancelledError()  # the item itself was cancelled
+        except BaseException as exc:  # every outcome is retrieved, the first one raised
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 _SHARED_RECORDS = (
