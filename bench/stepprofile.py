@@ -122,7 +122,10 @@ def main() -> None:
     args = p.parse_args()
     import uvloop
 
-    gcpolicy.tune({gcpolicy.ENV: args.gc} if args.gc is not None else {})
+    try:
+        gcpolicy.tune({gcpolicy.ENV: args.gc} if args.gc is not None else {})
+    except ValueError as exc:
+        p.error(str(exc))
 
     print(
         uvloop.run(
