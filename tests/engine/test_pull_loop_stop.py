@@ -91,6 +91,19 @@ async def test_cancel_and_wait_passes_its_callers_cancel_on() -> None:
     assert inner.done()
 
 
+class _Acked:
+    """A pull handler that acknowledges each message, keeps its data and signals its arrival."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+        self.arrived = asyncio.Event()
+
+    async def __call__(self, msg: Msg) -> None:
+        await msg.ack_sync()
+        self.seen.append(msg.data)
+        self.arrived.set()
+
+
 async def test_a_consumer_deleted_under_the_loop_is_created_again_and_pulled_from(nc: Client, unique: str) -> None:
     js = nc.jetstream()
     stream = f"GONE_{unique}"  # a work queue, as NF_CMD: what was acknowledged is gone
@@ -103,13 +116,8 @@ async def test_a_consumer_deleted_under_the_loop_is_created_again_and_pulled_fro
         await js.add_consumer(stream, config)
 
     await recreate()
-    seen: list[bytes] = []
-    arrived = asyncio.Event()
-
-    async def handler(msg: Msg) -> None:
-        await msg.ack_sync()
-        seen.append(msg.data)
-        arrived.set()
+    handler = _Acked()
+    seen, arrived = handler.seen, handler.arrived
 
     loop = await PullLoop(nc, stream, "c", handler, max_inflight=8, batch=8, expires=5.0, recreate=recreate).start()
     try:
@@ -132,13 +140,8 @@ async def test_a_missing_consumer_is_warned_about_once_per_outage(
     js = nc.jetstream()
     stream = f"OUT_{unique}"
     await js.add_stream(StreamConfig(name=stream, subjects=[f"out.{unique}.>"], retention=RetentionPolicy.WORK_QUEUE))
-    seen: list[bytes] = []
-    arrived = asyncio.Event()
-
-    async def handler(msg: Msg) -> None:
-        await msg.ack_sync()
-        seen.append(msg.data)
-        arrived.set()
+    handler = _Acked()
+    seen, arrived = handler.seen, handler.arrived
 
     def warnings() -> int:
         return sum(1 for r in caplog.records if r.levelno == logging.WARNING and "has no consumer" in r.getMessage())
