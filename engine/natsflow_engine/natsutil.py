@@ -19,7 +19,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import ServiceUnavailableError
 from nats.js.kv import KeyValue
 
-from natsflow_engine.publisher import parse_headers, route
+from natsflow_engine.publisher import parse_headers, post, route
 
 __all__ = ["PullLoop", "cancel_and_wait", "deliveries", "list_keys", "list_kv_keys"]
 
@@ -144,8 +144,9 @@ async def list_keys(kv: KeyValue, pattern: str = ">") -> list[str]:
 
 
 class _Pulled(Msg):
-    """A pulled message whose header block is parsed when first read: with tracing off the
-    engine and the worker never read the headers of a command or job."""
+    """A pulled message whose header block is parsed when first read (with tracing off the
+    engine and the worker never read the headers of a command or job), and whose ``ack`` is
+    framed by :func:`~natsflow_engine.publisher.post`."""
 
     @property
     def headers(self) -> dict[str, str] | None:
@@ -158,6 +159,12 @@ class _Pulled(Msg):
     def headers(self, value: dict[str, str] | None) -> None:
         self.__dict__.pop("_raw_headers", None)
         self.__dict__["_headers"] = value
+
+    async def ack(self) -> None:
+        """As nats-py's ``ack``, the acknowledgement framed like the publisher's messages."""
+        self._check_reply()
+        await post(self._client, self.reply)
+        self._ackd = True
 
 
 class PullLoop:

@@ -54,7 +54,7 @@ from nats.js.errors import (
     ServiceUnavailableError,
 )
 
-__all__ = ["JetStreamPublisher", "RawHandler", "parse_headers", "route", "set_observer"]
+__all__ = ["JetStreamPublisher", "RawHandler", "parse_headers", "post", "route", "set_observer"]
 
 
 class _Error(msgspec.Struct):
@@ -171,6 +171,30 @@ def parse_headers(block: bytes) -> dict[str, str] | None:
             continue
         out[key] = value.strip().decode("utf-8", "replace")
     return out if out or len(first) > 8 else None
+
+
+async def post(nc: Client, subject: str, payload: bytes = b"") -> None:
+    """A one-way message (an acknowledgement of a pulled message), framed and appended to the
+    connection's buffer as a publisher's messages are; nats-py's ``publish`` while the
+    connection is not connected, or on a client whose parts the publisher cannot use."""
+    if nc not in _routes or nc._status != Client.CONNECTED or not subject or not _SUBJECT_BAD.isdisjoint(subject):
+        await nc.publish(subject, payload)
+        return
+    size = len(payload)
+    if size > nc._max_payload:
+        raise nats.errors.MaxPayloadError
+    command = b"".join((f"PUB {subject} {size}\r\n".encode(), payload, b"\r\n"))
+    if _observer is not None:
+        _observer(subject, False)
+    stats = nc.stats
+    stats["out_msgs"] += 1
+    stats["out_bytes"] += size
+    nc._pending.append(command)
+    nc._pending_data_size += len(command)
+    if 0 < nc._max_pending_size < nc._pending_data_size:
+        await nc._flush_pending(force_flush=True)
+    if nc._flush_queue is not None and nc._flush_queue.empty():
+        await nc._flush_pending()
 
 
 _SUBJECT_BAD = frozenset(" \t\r\n")

@@ -176,7 +176,7 @@ async def test_a_pulled_message_has_its_headers_and_its_ack(nc: Client, unique: 
 
     async def handler(msg: Msg) -> None:
         await got.put(msg)
-        await msg.ack_sync()
+        await msg.ack()  # framed by the publisher's post()
 
     loop = await PullLoop(nc, stream, "c", handler, max_inflight=8, batch=8, expires=5.0).start()
     try:
