@@ -38,7 +38,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import nats.errors
@@ -189,12 +189,22 @@ async def post(nc: Client, subject: str, payload: bytes = b"") -> None:
     stats = nc.stats
     stats["out_msgs"] += 1
     stats["out_bytes"] += size
+    flush = _enqueue(nc, command)
+    if flush is not None:
+        await flush
+
+
+def _enqueue(nc: Client, command: bytes) -> Awaitable[object] | None:
+    """Append ``command`` to the connection's pending buffer as nats-py's ``_send_command``
+    does; the flush to await when one must be asked for (the buffer is over its limit, or the
+    flusher has nothing queued), else None."""
     nc._pending.append(command)
     nc._pending_data_size += len(command)
     if 0 < nc._max_pending_size < nc._pending_data_size:
-        await nc._flush_pending(force_flush=True)
+        return nc._flush_pending(force_flush=True)
     if nc._flush_queue is not None and nc._flush_queue.empty():
-        await nc._flush_pending()
+        return nc._flush_pending()
+    return None
 
 
 _SUBJECT_BAD = frozenset(" \t\r\n")
@@ -283,14 +293,9 @@ class JetStreamPublisher:
         self._waiting[number] = (future, time.monotonic() + self.timeout)
         try:
             if self.lean:  # nats-py's publish and _send_command, without their coroutines
-                nc = self.nc
-                command = self._frame(subject, reply, data, headers)
-                nc._pending.append(command)
-                nc._pending_data_size += len(command)
-                if 0 < nc._max_pending_size < nc._pending_data_size:
-                    await nc._flush_pending(force_flush=True)
-                if nc._flush_queue is not None and nc._flush_queue.empty():
-                    await nc._flush_pending()
+                flush = _enqueue(self.nc, self._frame(subject, reply, data, headers))
+                if flush is not None:
+                    await flush
             else:
                 await self.nc.publish(subject, data, reply=reply, headers=headers)
         except BaseException:
