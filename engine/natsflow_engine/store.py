@@ -232,6 +232,10 @@ async def _published(js: JetStreamContext, subject: str, data: bytes, headers: d
     return (await js.publish(subject, data, headers=headers)).seq
 
 
+async def _as_awaited(result: Awaitable[int]) -> Awaitable[int]:
+    return result
+
+
 def abandon(pending: list[Awaitable[object]]) -> None:
     """Give up on ``pending`` without waiting: coroutines never started are closed, and the
     outcome of futures is retrieved when it comes (no "never retrieved" warnings)."""
@@ -300,12 +304,13 @@ class EffectPublisher:
         self.clock = clock
         self.publisher = publisher
 
-    async def send(self, subject: str, data: bytes, headers: dict[str, str]) -> Awaitable[int]:
-        """Hand one JetStream message to the connection; await the result for its stream
-        sequence (the acknowledgement)."""
+    def send(self, subject: str, data: bytes, headers: dict[str, str]) -> Awaitable[Awaitable[int]]:
+        """Hand one JetStream message to the connection (awaiting the call); await its result
+        for the stream sequence (the acknowledgement). The publisher's own coroutine, without
+        one of this method's around it."""
         if self.publisher is not None and self.publisher.started:
-            return await self.publisher.send(subject, data, headers)
-        return _published(self.js, subject, data, headers)
+            return self.publisher.send(subject, data, headers)
+        return _as_awaited(_published(self.js, subject, data, headers))
 
     async def publish(self, effects: list[Effect]) -> None:
         """Send the effects and wait for all of them. JetStream messages are pipelined in list
