@@ -183,15 +183,20 @@ async def post(nc: Client, subject: str, payload: bytes = b"") -> None:
     size = len(payload)
     if size > nc._max_payload:
         raise nats.errors.MaxPayloadError
-    command = b"".join((f"PUB {subject} {size}\r\n".encode(), payload, b"\r\n"))
+    _count(nc, subject, size, False)
+    flush = _enqueue(nc, b"".join((f"PUB {subject} {size}\r\n".encode(), payload, b"\r\n")))
+    if flush is not None:
+        await flush
+
+
+def _count(nc: Client, subject: str, size: int, with_reply: bool) -> None:
+    """A framed message in the connection's statistics (as nats-py counts its own) and for
+    the observer (:func:`set_observer`)."""
     if _observer is not None:
-        _observer(subject, False)
+        _observer(subject, with_reply)
     stats = nc.stats
     stats["out_msgs"] += 1
     stats["out_bytes"] += size
-    flush = _enqueue(nc, command)
-    if flush is not None:
-        await flush
 
 
 def _enqueue(nc: Client, command: bytes) -> Awaitable[object] | None:
@@ -333,11 +338,7 @@ class JetStreamPublisher:
             )
         else:
             command = b"".join((f"PUB {subject} {reply} {size}\r\n".encode(), data, b"\r\n"))
-        if _observer is not None:
-            _observer(subject, True)
-        stats = nc.stats
-        stats["out_msgs"] += 1
-        stats["out_bytes"] += size
+        _count(nc, subject, size, True)
         return command
 
     def _number(self, subject: str | bytes) -> int:
